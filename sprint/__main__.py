@@ -1,0 +1,5 @@
+import sys
+
+from sprint.cli import main
+
+sys.exit(main())

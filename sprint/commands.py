@@ -1,0 +1,93 @@
+"""The CLI commands: glue between parsed arguments, the library and MLflow tracking. No algorithm here."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+log = logging.getLogger("sprint")
+
+
+def embedded_model(args: argparse.Namespace) -> None:
+    from sprint.embedded import convert_embedded
+
+    path = convert_embedded(Path(args.output))
+    log.info("embedded SmolLM2-135M written to %s", path)
+
+
+def calibrate(args: argparse.Namespace) -> None:
+    from sprint.calibration import build_calibration, save_calibration
+    from sprint.models import load_tokenizer
+    from sprint.tracking import stage_run
+
+    params = {k: getattr(args, k) for k in ("model", "source", "n", "seq_len", "seed")}
+    with stage_run("calibrate", params) as run:
+        tokenizer = load_tokenizer(args.model)
+        tokens, meta = build_calibration(tokenizer, args.source, args.n, args.seq_len, args.seed, args.mirror)
+        save_calibration(tokens, args.output, meta)
+        run.log_params({"calibration_source": meta.get("source", args.source)})
+        run.log_metrics({"calibration_tokens": tokens.numel()})
+    log.info("calibration %s: %s windows x %s tokens -> %s", meta.get("source"), *tokens.shape, args.output)
+
+
+def profile(args: argparse.Namespace) -> None:
+    from sprint.latency import profile_latency, save_latency
+    from sprint.models import load_model
+    from sprint.tracking import stage_run
+
+    params = {k: getattr(args, k) for k in ("model", "prompt_len", "gen_len", "warmup", "repeats", "fraction", "seed")}
+    with stage_run("profile", params) as run:
+        model, _ = load_model(args.model, device=args.device, dtype=args.dtype)
+        table = profile_latency(
+            model, args.model, prompt_len=args.prompt_len, gen_len=args.gen_len, warmup=args.warmup,
+            repeats=args.repeats, fraction=args.fraction, seed=args.seed,
+        )
+        save_latency(table, args.output)
+        run.log_metrics({"dense_s": table.dense_s, "t_attn_s": table.t_attn_s, "t_mlp_s": table.t_mlp_s})
+        run.log_params({"device_name": table.device})
+        run.log_artifact(args.output)
+
+
+def prune(args: argparse.Namespace) -> None:
+    from sprint.prune import PruneConfig, prune_to_checkpoint
+    from sprint.tracking import stage_run
+
+    cfg = PruneConfig(
+        method=args.method, target_speedup=args.target_speedup, seed=args.seed, alpha=args.alpha, beta=args.beta,
+        tune_ratio=args.tune_ratio, reference=args.reference, distance=args.distance, batch_size=args.batch_size,
+    )
+    with stage_run("prune", {"model": args.model, **cfg.as_params()}) as run:
+        record = prune_to_checkpoint(
+            model=args.model, calibration=args.calibration, latency=args.latency, config=cfg, output=args.output,
+            device=args.device, dtype=args.dtype,
+        )
+        run.log_metrics({k: record[k] for k in ("estimated_speedup", "wall_time_s", "num_tunings", "peak_rss_mb")})
+        run.log_metrics({"num_removed": len(record["removed"])})
+        run.log_artifact(str(Path(args.output) / "pruning.json"))
+
+
+def evaluate(args: argparse.Namespace) -> None:
+    from sprint.evaluate import evaluate_to_file
+    from sprint.tracking import stage_run
+
+    params = {k: getattr(args, k) for k in ("model", "tasks", "limit", "seed", "ppl_seq_len", "ppl_max_windows")}
+    with stage_run("evaluate", params) as run:
+        metrics = evaluate_to_file(
+            model=args.model, output=args.output, tasks=args.tasks.split(","), limit=args.limit, seed=args.seed,
+            mirror=args.mirror, ppl_seq_len=args.ppl_seq_len, ppl_max_windows=args.ppl_max_windows,
+            batch_size=args.batch_size, latency=args.latency, device=args.device, dtype=args.dtype,
+        )
+        run.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        run.log_artifact(args.output)
+
+
+def report(args: argparse.Namespace) -> None:
+    from sprint.report import write_report
+    from sprint.tracking import stage_run
+
+    with stage_run("report", {"results": args.results}) as run:
+        written = write_report(Path(args.results), Path(args.output))
+        for path in written:
+            run.log_artifact(str(path))
+    log.info("report written to %s", args.output)

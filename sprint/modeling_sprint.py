@@ -1,0 +1,206 @@
+"""Sublayer-pruned decoder models: the modeling code every SPRINT checkpoint carries.
+
+A decoder layer holds two *sublayers*, each a residual branch: attention (``x + attn(norm1(x))``) and MLP
+(``x + mlp(norm2(x))``).  Removing a sublayer skips its whole branch, input norm included (x_out = x_in), so a
+pruned model really does less work.  This file is copied verbatim into each pruned checkpoint and referenced from
+its ``config.json`` ``auto_map``: ``AutoModelForCausalLM.from_pretrained(dir, trust_remote_code=True)`` then
+builds the dense architecture, drops the removed sublayers' modules (their weights are not in the checkpoint)
+and loads the rest.  It therefore depends on torch and transformers only.
+
+The model-family differences live in ``ADAPTERS`` and nowhere else.
+"""
+
+from __future__ import annotations
+
+import types
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import torch
+from torch import nn
+from transformers import (
+    LlamaConfig,
+    LlamaForCausalLM,
+    MistralConfig,
+    MistralForCausalLM,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+    Qwen3Config,
+    Qwen3ForCausalLM,
+)
+
+KINDS = ("attn", "mlp")
+
+
+def _gated_mlp_hidden(mlp: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Input Z of the MLP's output projection: act(gate(x)) * up(x)   [.., intermediate]."""
+    return mlp.act_fn(mlp.gate_proj(x)) * mlp.up_proj(x)
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """Where a family keeps its decoder layers, sublayers, norms and MLP output projection."""
+
+    causal_lm: type
+    layers: str = "model.layers"
+    attn: str = "self_attn"
+    attn_norm: str = "input_layernorm"
+    mlp: str = "mlp"
+    mlp_norm: str = "post_attention_layernorm"
+    down_proj: str = "down_proj"
+    mlp_hidden: Callable[[nn.Module, torch.Tensor], torch.Tensor] = _gated_mlp_hidden
+
+    def module(self, kind: str) -> str:
+        return self.attn if kind == "attn" else self.mlp
+
+    def norm(self, kind: str) -> str:
+        return self.attn_norm if kind == "attn" else self.mlp_norm
+
+
+# model_type -> adapter.  Llama covers Llama-2, Llama-3 (GQA) and SmolLM2.
+ADAPTERS: dict[str, Adapter] = {
+    "llama": Adapter(LlamaForCausalLM),
+    "mistral": Adapter(MistralForCausalLM),
+    "qwen2": Adapter(Qwen2ForCausalLM),
+    "qwen3": Adapter(Qwen3ForCausalLM),
+}
+
+
+class UnsupportedModelError(ValueError):
+    pass
+
+
+def adapter_for(model_or_config) -> Adapter:
+    config = getattr(model_or_config, "config", model_or_config)
+    model_type = getattr(config, "model_type", None)
+    if model_type not in ADAPTERS:
+        name = type(model_or_config).__name__
+        supported = ", ".join(f"{k} ({a.causal_lm.__name__})" for k, a in ADAPTERS.items())
+        raise UnsupportedModelError(
+            f"{name} (model_type={model_type!r}) is not supported by SPRINT's sublayer view; supported: {supported}"
+        )
+    return ADAPTERS[model_type]
+
+
+def decoder_layers(model: nn.Module) -> nn.ModuleList:
+    obj = model
+    for part in adapter_for(model).layers.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _sublayer_forward(
+    self,
+    hidden_states: torch.Tensor,
+    attention_mask=None,
+    position_ids=None,
+    past_key_values=None,
+    use_cache=False,
+    position_embeddings=None,
+    **kwargs,
+) -> torch.Tensor:
+    """Decoder-layer forward that skips the residual branch of every removed sublayer."""
+    ad = self.sprint_adapter
+    if not self.sprint_skip["attn"]:
+        h = getattr(self, ad.attn_norm)(hidden_states)
+        h, _ = getattr(self, ad.attn)(
+            hidden_states=h,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            use_cache=use_cache,
+            position_embeddings=position_embeddings,
+            **kwargs,
+        )
+        hidden_states = hidden_states + h
+    if not self.sprint_skip["mlp"]:
+        h = getattr(self, ad.mlp)(getattr(self, ad.mlp_norm)(hidden_states))
+        hidden_states = hidden_states + h
+    return hidden_states
+
+
+def normalize_removed(removed: Iterable) -> list[tuple[int, str]]:
+    """Accept (layer, kind) pairs or {"layer", "kind"} dicts; return sorted unique (layer, kind) tuples."""
+    out = set()
+    for item in removed:
+        layer, kind = (item["layer"], item["kind"]) if isinstance(item, dict) else item
+        if kind not in KINDS:
+            raise ValueError(f"sublayer kind must be one of {KINDS}, got {kind!r}")
+        out.add((int(layer), kind))
+    return sorted(out)
+
+
+def set_removed(model: nn.Module, removed: Iterable) -> None:
+    """Make exactly the sublayers in ``removed`` skipped (reversible: modules are kept).
+
+    Attention modules that remain are renumbered 0..k-1 (``layer_idx``) so the KV cache stays dense: a
+    transformers cache reads the sequence length from cache layer 0, which must belong to a live attention.
+    """
+    ad = adapter_for(model)
+    layers = decoder_layers(model)
+    removed = normalize_removed(removed)
+    for layer, _ in removed:
+        if not 0 <= layer < len(layers):
+            raise ValueError(f"layer {layer} out of range: the model has {len(layers)} decoder layers")
+    gone = set(removed)
+    next_idx = 0
+    for i, layer in enumerate(layers):
+        if getattr(layer, "sprint_adapter", None) is None:
+            layer.sprint_adapter = ad
+            layer.forward = types.MethodType(_sublayer_forward, layer)
+        layer.sprint_skip = {kind: (i, kind) in gone for kind in KINDS}
+        attn = getattr(layer, ad.attn)
+        if not layer.sprint_skip["attn"]:
+            if attn is None:
+                raise ValueError(f"attention sublayer of layer {i} was stripped and cannot be restored")
+            attn.layer_idx = next_idx
+            next_idx += 1
+        if not layer.sprint_skip["mlp"] and getattr(layer, ad.mlp) is None:
+            raise ValueError(f"MLP sublayer of layer {i} was stripped and cannot be restored")
+    model.config.sprint_removed = [list(r) for r in removed]
+
+
+def removed_sublayers(model: nn.Module) -> list[tuple[int, str]]:
+    return normalize_removed(getattr(model.config, "sprint_removed", None) or [])
+
+
+def strip_removed(model: nn.Module) -> None:
+    """Delete the modules (and so the parameters) of the removed sublayers, norms included."""
+    ad = adapter_for(model)
+    layers = decoder_layers(model)
+    for layer, kind in removed_sublayers(model):
+        setattr(layers[layer], ad.module(kind), None)
+        setattr(layers[layer], ad.norm(kind), None)
+
+
+class _SprintPrunedMixin:
+    """Builds the dense architecture, then removes the sublayers listed in ``config.sprint_removed``."""
+
+    def __init__(self, config, *args, **kwargs):
+        super().__init__(config, *args, **kwargs)
+        set_removed(self, getattr(config, "sprint_removed", None) or [])
+        strip_removed(self)
+
+
+class SprintLlamaForCausalLM(_SprintPrunedMixin, LlamaForCausalLM):
+    config_class = LlamaConfig
+
+
+class SprintMistralForCausalLM(_SprintPrunedMixin, MistralForCausalLM):
+    config_class = MistralConfig
+
+
+class SprintQwen2ForCausalLM(_SprintPrunedMixin, Qwen2ForCausalLM):
+    config_class = Qwen2Config
+
+
+class SprintQwen3ForCausalLM(_SprintPrunedMixin, Qwen3ForCausalLM):
+    config_class = Qwen3Config
+
+
+PRUNED_CLASSES = {
+    "llama": SprintLlamaForCausalLM,
+    "mistral": SprintMistralForCausalLM,
+    "qwen2": SprintQwen2ForCausalLM,
+    "qwen3": SprintQwen3ForCausalLM,
+}
