@@ -1,0 +1,269 @@
+"""SPRINT (paper Algorithm 1) and its ablations SPRINT-l, SPRINT-t, SPRINT-e, on one code path.
+
+Symbols of the paper and their names here:
+    ζ^(s)  tunability-aware sensitivity (Eq. 5)      -> ``Score.sensitivity``
+    ζ̃^(s)  pseudo-sensitivity (no tuning, Sec. 3.4)  -> ``Score.pseudo``
+    η^(s) = ζ^(s) / t^(s)  importance (Eq. 4)         -> ``importance()``; t = t_MHA or t_MLP from the latency table
+    d      nearest remaining MLP strictly above s    -> ``Score.tuned`` / ``upper_mlp()``
+    α      activation checkpoints                     -> ``CheckpointStore`` positions
+    β      candidates tuned per iteration            -> ``beta``
+    c      share of output-projection rows tuned      -> ``tune_ratio``
+
+One iteration (``step``):
+ 1. *walk*: run the current model from the highest valid checkpoint below the first candidate whose score is
+    stale, carrying each stale candidate's pruned path (input of s, skipping s, through the remaining sublayers up
+    to d) alongside, and score it at d.  Scores of candidates whose d lies below the last removed sublayer are
+    reused: their whole computation is unchanged (Sec. 3.4, Observation 1).
+ 2. *fast candidate selection*: rank candidates by pseudo-importance ζ̃/t and keep the β best (Sec. 3.4, 2).
+ 3. *tunability-aware selection*: tune d's output projection for each of the β candidates (least squares,
+    ``sprint.tuning``) and measure ζ after tuning; remove the candidate with the lowest η and write its tuned
+    rows into the model.
+SPRINT-e computes the tuned ζ of every candidate in every iteration from the embeddings, reusing nothing.
+SPRINT-t uses ζ̃ as the sensitivity and never tunes.  SPRINT-l ranks by ζ instead of ζ/t.
+
+Options where the authors' code departs from the paper (paper behaviour is the default):
+    reference="dense"   X^(d+1) of the unpruned model (Eq. 3, 5);  "current": the current pruned model (their code)
+    distance="frobenius"  ||X − X̂||_F / ||X||_F (Eq. 5);  "l1": Σ_samples ||X_n − X̂_n||₁ / ||X_n||₁ (their code)
+The last MLP has no MLP above it and is never a candidate (as in the authors' code).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from sprint.latency import LatencyTable
+from sprint.pruner import Pruner, Removal
+from sprint.sublayers import CheckpointStore, SublayerView, sublayer_index, sublayer_name
+from sprint.tuning import TuningStats, tune_rows
+
+log = logging.getLogger("sprint")
+
+VARIANTS = {
+    #            latency_aware, tunability, exhaustive
+    "sprint": (True, True, False),
+    "sprint-l": (False, True, False),
+    "sprint-t": (True, False, False),
+    "sprint-e": (True, True, True),
+}
+
+
+@dataclass
+class Score:
+    s: int
+    tuned: int  # sublayer index of d (an MLP)
+    pseudo: float
+    sensitivity: float | None = None  # ζ after tuning (None until tuned)
+    rows: torch.Tensor | None = None
+    weight: torch.Tensor | None = None  # float64 [k, I]: tuned rows of d's output projection
+
+
+class SprintPruner(Pruner):
+    def __init__(
+        self,
+        view: SublayerView,
+        calibration: torch.Tensor,
+        latency: LatencyTable,
+        *,
+        variant: str = "sprint",
+        alpha: int = 8,
+        beta: int = 5,
+        tune_ratio: float = 1.0,
+        reference: str = "dense",
+        distance: str = "frobenius",
+        store_dtype: torch.dtype | None = None,
+        progress: bool = True,
+    ):
+        super().__init__(view, calibration, latency)
+        self.latency_aware, self.tunability, self.exhaustive = VARIANTS[variant]
+        self.beta, self.tune_ratio = beta, tune_ratio
+        self.reference, self.distance = reference, distance
+        self.progress = progress
+        X0 = view.embed(calibration)
+        self.store_dtype = store_dtype or X0.dtype
+        self.checkpoints = CheckpointStore(view.num_sublayers, 1 if self.exhaustive else alpha, X0, self.store_dtype)
+        self.dense_ref: dict[int, torch.Tensor] = {}  # MLP sublayer d -> dense X^(d+1)
+        self.cache: dict[int, Score] = {}
+        self._kept: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # s -> (input of s, reference at d+1)
+        inner = view.down_proj(0).weight.shape[1]
+        tokens = calibration.numel()
+        if self.tunability and tokens < 4 * inner:
+            log.warning(
+                "only %d calibration tokens for an MLP of width %d (< 4x): least squares nearly interpolates the "
+                "calibration set, so tuned sensitivities collapse towards 0 and stop ranking sublayers. "
+                "Use more calibration windows or longer ones.", tokens, inner,
+            )
+
+    # -- structure ----------------------------------------------------------------------------------------------
+    def admissible(self) -> list[int]:
+        return list(range(self.view.num_sublayers - 1))  # every sublayer but the last MLP
+
+    def candidates(self) -> list[int]:
+        gone = self.removed_set
+        return [s for s in self.admissible() if s not in gone]
+
+    def upper_mlp(self, s: int) -> int:
+        gone = self.removed_set
+        return next(j for j in range(s + 1, self.view.num_sublayers) if j % 2 == 1 and j not in gone)
+
+    def importance(self, s: int, sensitivity: float) -> float:
+        return sensitivity / self.saving(s) if self.latency_aware else sensitivity
+
+    # -- scoring ------------------------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def _score(self, s: int, d: int, Y: torch.Tensor, ref: torch.Tensor, tuned: bool) -> Score:
+        """Score candidate s from Y = pruned-path residual input of MLP d, against ref = X^(d+1)."""
+        view, layer = self.view, d // 2
+        down = view.down_proj(layer)
+        if down.bias is not None:
+            raise NotImplementedError("output projections with a bias are not supported")
+        dev = down.weight.device
+        stats = TuningStats(down.weight.shape[1], down.weight.shape[0]) if tuned else None
+        err_sq = ref_sq = l1 = 0.0
+        for c in view.chunks(Y.shape[0]):
+            y, r = Y[c].to(dev), ref[c].to(dev)
+            z = view.mlp_hidden_chunk(layer, y)
+            b = r - y  # target of Ẑ Wᵀ
+            if stats is not None:
+                stats.add(z, b)
+            diff = down(z) - b  # = X̂^(d+1) − X^(d+1)
+            err_sq += diff.double().pow(2).sum().item()
+            ref_sq += r.double().pow(2).sum().item()
+            if self.distance == "l1":
+                l1 += (diff.double().abs().flatten(1).sum(1) / r.double().abs().flatten(1).sum(1)).sum().item()
+        pseudo = l1 if self.distance == "l1" else (err_sq / ref_sq) ** 0.5
+        score = Score(s, d, pseudo)
+        if stats is None:
+            return score
+        self.num_tunings += 1
+        result = tune_rows(stats, down.weight, self.tune_ratio)
+        score.rows, score.weight = result.rows, result.weight
+        if self.distance == "l1":
+            score.sensitivity = self._l1_after_tuning(layer, Y, ref, result)
+        else:
+            score.sensitivity = (result.error_sq / ref_sq) ** 0.5
+        return score
+
+    def _l1_after_tuning(self, layer: int, Y: torch.Tensor, ref: torch.Tensor, result) -> float:
+        view, down = self.view, self.view.down_proj(layer)
+        w = down.weight.detach().clone()
+        w[result.rows] = result.weight.to(w.dtype).to(w.device)
+        total = 0.0
+        for c in view.chunks(Y.shape[0]):
+            y, r = Y[c].to(w.device), ref[c].to(w.device)
+            diff = y + view.mlp_hidden_chunk(layer, y) @ w.T - r
+            total += (diff.double().abs().flatten(1).sum(1) / r.double().abs().flatten(1).sum(1)).sum().item()
+        return total
+
+    @torch.inference_mode()
+    def _walk(self, targets: list[int], tuned: bool, keep: int = 0, cache: bool = True) -> dict[int, Score]:
+        """Run the current model from a checkpoint, scoring every target's pruned path at its upper MLP.
+
+        New scores go into the cache as they come (unless ``cache`` is False); ``keep`` > 0 retains
+        (input, reference) of the targets that can still be among the ``keep`` best by pseudo-importance, so
+        they can be tuned afterwards without another walk.
+        """
+        view, gone = self.view, self.removed_set
+        upper = {s: self.upper_mlp(s) for s in targets}
+        start, X = self.checkpoints.start_for(min(targets))
+        stop = max(upper.values())
+        pending: dict[int, torch.Tensor] = {}  # s -> its pruned path's activations (input of s, s skipped)
+        inputs: dict[int, torch.Tensor] = {}  # s -> input of s, while keeping
+        scores: dict[int, Score] = {}
+        bar = tqdm(total=stop + 1 - start, desc="  walk", leave=False, disable=not self.progress, unit="sublayer")
+        for j in range(start, stop + 1):
+            bar.update(1)
+            self.checkpoints.offer(j, X)
+            if j in gone:
+                continue
+            if j in upper:
+                pending[j] = X
+                if keep:
+                    inputs[j] = X
+            X_next = view.apply(j, X)
+            if j % 2 == 1:
+                if self.reference == "dense" and j not in self.dense_ref:
+                    assert not self.removed, "dense reference activations must come from the unpruned model"
+                    self.dense_ref[j] = X_next.to(self.store_dtype)
+                ref = self.dense_ref[j].to(X.dtype) if self.reference == "dense" else X_next
+                for s in [s for s in pending if upper[s] == j]:
+                    scores[s] = self._score(s, j, pending.pop(s), ref, tuned)
+                    if cache:
+                        self.cache[s] = scores[s]
+                    if keep:
+                        self._kept[s] = (inputs.pop(s), ref)
+                        self._trim_kept(keep)
+            for s in pending:
+                if s != j:
+                    pending[s] = view.apply(j, pending[s])
+            X = X_next
+        bar.close()
+        return scores
+
+    def _trim_kept(self, keep: int) -> None:
+        """Drop kept inputs of candidates that can no longer be among the ``keep`` best by pseudo-importance."""
+        ranked = set(sorted(self.cache, key=lambda s: self.importance(s, self.cache[s].pseudo))[:keep])
+        for s in [s for s in self._kept if s not in ranked]:
+            del self._kept[s]
+
+    @torch.inference_mode()
+    def _replay(self, s: int) -> Score:
+        """Tuned score of s from its kept input: run its pruned path up to d and tune there."""
+        X, ref = self._kept.pop(s)
+        d, gone = self.upper_mlp(s), self.removed_set
+        Y = X
+        for j in range(s + 1, d):
+            if j not in gone:
+                Y = self.view.apply(j, Y)
+        return self._score(s, d, Y, ref, tuned=True)
+
+    # -- one iteration ------------------------------------------------------------------------------------------
+    def step(self) -> list[Removal]:
+        cands = self.candidates()
+        if self.exhaustive:
+            scores = self._walk(cands, tuned=True, cache=False)
+            best = min(cands, key=lambda s: self.importance(s, scores[s].sensitivity))
+            return self._remove(scores[best], tuned=True)
+
+        stale = [s for s in cands if s not in self.cache]
+        self._kept.clear()
+        if stale:
+            keep = self.beta if self.tunability else 0
+            # new scores go into the cache as they come, so trimming sees the full ranking
+            self._walk(stale, tuned=False, keep=keep)
+        if not self.tunability:
+            best = min(cands, key=lambda s: self.importance(s, self.cache[s].pseudo))
+            return self._remove(self.cache[best], tuned=False)
+
+        chosen = sorted(cands, key=lambda s: self.importance(s, self.cache[s].pseudo))[: self.beta]
+        need = [s for s in chosen if self.cache[s].sensitivity is None]
+        for s in [s for s in need if s in self._kept]:
+            self.cache[s] = self._replay(s)
+        rest = [s for s in need if self.cache[s].sensitivity is None]
+        if rest:
+            self._walk(rest, tuned=True)
+        self._kept.clear()
+        best = min(chosen, key=lambda s: self.importance(s, self.cache[s].sensitivity))
+        return self._remove(self.cache[best], tuned=True)
+
+    def _remove(self, score: Score, tuned: bool) -> list[Removal]:
+        r = score.s
+        sensitivity = score.sensitivity if tuned else score.pseudo
+        layer, kind = sublayer_name(r)
+        removal = Removal(layer, kind, self.importance(r, sensitivity), sensitivity, score.tuned // 2 if tuned else None)
+        if tuned and score.rows is not None and len(score.rows):
+            w = self.view.down_proj(score.tuned // 2).weight
+            with torch.no_grad():
+                w[score.rows.to(w.device)] = score.weight.to(dtype=w.dtype, device=w.device)
+        self.record([removal])
+        self.checkpoints.invalidate_above(r)
+        self.cache = {s: sc for s, sc in self.cache.items() if sc.tuned < r and s != r}
+        log.info(
+            "removed %s %d (importance %.4g, sensitivity %.4g%s): est. latency %.4gs",
+            kind, layer, removal.importance, sensitivity,
+            f", tuned MLP {removal.tuned_layer}" if removal.tuned_layer is not None else "", self.estimated_latency(),
+        )
+        return [removal]

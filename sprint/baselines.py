@@ -1,0 +1,121 @@
+"""The sublayer-pruning baselines the paper compares against, under SPRINT's stopping rule.
+
+* ShortGPT (Men et al. 2024): Block Influence BI_l = 1 − mean_tokens cos(x_l, x_{l+1}) of each decoder layer on
+  the dense model; whole layers with the lowest BI are removed, one shot.
+* SLEB (Song et al. 2024): greedy over whole decoder layers; each step removes the layer whose removal gives the
+  lowest calibration perplexity.  The first and last layers are kept, as in the authors' code.
+* BlockPruner (Zhong et al. 2024): the same greedy search over individual MHA and MLP sublayers.
+
+The greedy searches walk the current model once per step and branch off each candidate's pruned path to the top,
+so the activations below a candidate are computed once and shared by every candidate above it (exact reuse).
+No tuning.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import torch
+from tqdm.auto import tqdm
+
+from sprint.latency import LatencyTable
+from sprint.pruner import Pruner, Removal
+from sprint.sublayers import SublayerView, sublayer_index, sublayer_name
+
+log = logging.getLogger("sprint")
+
+
+def _layer_removals(layer: int, score: float) -> list[Removal]:
+    return [Removal(layer, kind, score, score) for kind in ("attn", "mlp")]
+
+
+class ShortGPTPruner(Pruner):
+    def __init__(self, view: SublayerView, calibration: torch.Tensor, latency: LatencyTable, progress: bool = True):
+        super().__init__(view, calibration, latency)
+        self.progress = progress
+        self._order: list[tuple[float, int]] | None = None
+
+    def admissible(self) -> list[int]:
+        return list(range(self.view.num_sublayers))
+
+    @torch.inference_mode()
+    def block_influence(self) -> list[float]:
+        view = self.view
+        X = view.embed(self.calibration)
+        influence = []
+        for layer in tqdm(range(view.num_layers), desc="  block influence", leave=False, disable=not self.progress):
+            Y = view.apply(sublayer_index(layer, "mlp"), view.apply(sublayer_index(layer, "attn"), X))
+            cos = torch.nn.functional.cosine_similarity(X.float(), Y.float(), dim=-1)
+            influence.append(1.0 - cos.mean().item())
+            X = Y
+        return influence
+
+    def step(self) -> list[Removal]:
+        if self._order is None:
+            self._order = sorted((bi, layer) for layer, bi in enumerate(self.block_influence()))
+        bi, layer = self._order.pop(0)
+        removals = _layer_removals(layer, bi)
+        self.record(removals)
+        log.info("removed layer %d (block influence %.4g): est. latency %.4gs", layer, bi, self.estimated_latency())
+        return removals
+
+
+class PerplexityGreedyPruner(Pruner):
+    """Greedy removal of the unit (layer or sublayer) whose removal yields the lowest calibration perplexity."""
+
+    def __init__(
+        self, view: SublayerView, calibration: torch.Tensor, latency: LatencyTable, *, unit: str, progress: bool = True
+    ):
+        super().__init__(view, calibration, latency)
+        if unit not in ("layer", "sublayer"):
+            raise ValueError(f"unit must be 'layer' or 'sublayer', got {unit!r}")
+        self.unit, self.progress = unit, progress
+        self.embeddings = view.embed(calibration)
+
+    def admissible(self) -> list[int]:
+        if self.unit == "sublayer":
+            return list(range(self.view.num_sublayers))
+        return list(range(2, self.view.num_sublayers - 2))  # SLEB keeps the first and the last layer
+
+    def units(self) -> list[tuple[int, ...]]:
+        gone = self.removed_set
+        if self.unit == "sublayer":
+            return [(s,) for s in self.admissible() if s not in gone]
+        layers = sorted({s // 2 for s in self.admissible()})
+        return [(2 * layer, 2 * layer + 1) for layer in layers if 2 * layer not in gone]
+
+    @torch.inference_mode()
+    def _run_to_top(self, X: torch.Tensor, start: int, skip: set[int]) -> torch.Tensor:
+        for j in range(start, self.view.num_sublayers):
+            if j not in skip:
+                X = self.view.apply(j, X)
+        return X
+
+    @torch.inference_mode()
+    def perplexities(self) -> dict[tuple[int, ...], float]:
+        view, gone = self.view, self.removed_set
+        units = self.units()
+        firsts = {u[0]: u for u in units}
+        ppl: dict[tuple[int, ...], float] = {}
+        X = self.embeddings
+        bar = tqdm(total=len(units), desc="  candidates", leave=False, disable=not self.progress)
+        for j in range(view.num_sublayers):
+            if j in firsts:
+                u = firsts[j]
+                top = self._run_to_top(X, j, gone | set(u))
+                ppl[u] = math.exp(view.nll(top, self.calibration))
+                bar.update(1)
+            if j not in gone:
+                X = view.apply(j, X)
+        bar.close()
+        return ppl
+
+    def step(self) -> list[Removal]:
+        ppl = self.perplexities()
+        best = min(ppl, key=ppl.get)
+        removals = [Removal(*sublayer_name(s), ppl[best], ppl[best]) for s in best]
+        self.record(removals)
+        what = f"layer {best[0] // 2}" if len(best) == 2 else "%s %d" % sublayer_name(best[0])[::-1]
+        log.info("removed %s (calibration ppl %.4g): est. latency %.4gs", what, ppl[best], self.estimated_latency())
+        return removals

@@ -1,0 +1,86 @@
+"""Pruned checkpoints: safetensors without the removed sublayers, the tokenizer, our modeling code, pruning.json.
+
+The folder loads with ``sprint.load_pruned(dir)`` and with plain
+``AutoModelForCausalLM.from_pretrained(dir, trust_remote_code=True)`` (the code it trusts is
+``modeling_sprint.py``, copied in verbatim from this package).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoTokenizer
+
+from sprint import modeling_sprint
+from sprint.errors import SprintError
+from sprint.io import atomic_dir
+from sprint.modeling_sprint import PRUNED_CLASSES, adapter_for, removed_sublayers
+
+RECORD = "pruning.json"
+
+
+def _removed_prefixes(model) -> tuple[str, ...]:
+    ad = adapter_for(model)
+    return tuple(
+        f"{ad.layers}.{layer}.{name}."
+        for layer, kind in removed_sublayers(model)
+        for name in (ad.module(kind), ad.norm(kind))
+    )
+
+
+def save_pruned(model, tokenizer, output: str | Path, record: dict) -> Path:
+    """Write the pruned checkpoint atomically (temp folder, then one rename)."""
+    model_type = model.config.model_type
+    cls = PRUNED_CLASSES[model_type]
+    prefixes = _removed_prefixes(model)
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith(prefixes)}
+    config = model.config
+    saved = (getattr(config, "architectures", None), getattr(config, "auto_map", None))
+    config.architectures = [cls.__name__]
+    config.auto_map = {"AutoModelForCausalLM": f"modeling_sprint.{cls.__name__}"}
+    try:
+        with atomic_dir(output) as tmp:
+            model.save_pretrained(tmp, state_dict=state)
+            shutil.copyfile(modeling_sprint.__file__, tmp / "modeling_sprint.py")
+            if tokenizer is not None:
+                tokenizer.save_pretrained(tmp)
+            (tmp / RECORD).write_text(json.dumps(record, indent=2) + "\n")
+    finally:
+        config.architectures, config.auto_map = saved
+    return Path(output)
+
+
+def is_pruned_checkpoint(path: str | Path) -> bool:
+    return (Path(path) / RECORD).is_file() and (Path(path) / "modeling_sprint.py").is_file()
+
+
+def load_pruned(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None):
+    """(model, tokenizer) of a pruned checkpoint, built with this package's modeling code (no remote code)."""
+    path = Path(path)
+    if not is_pruned_checkpoint(path):
+        raise SprintError(f"{path} is not a SPRINT checkpoint (no {RECORD} / modeling_sprint.py)")
+    config = AutoConfig.from_pretrained(path)
+    cls = PRUNED_CLASSES.get(config.model_type)
+    if cls is None:
+        raise SprintError(f"{path}: model_type {config.model_type!r} has no pruned class")
+    kwargs = {"dtype": dtype} if dtype is not None else {}
+    if str(device) == "auto":
+        kwargs["device_map"] = "auto"
+    model = cls.from_pretrained(path, **kwargs)
+    if str(device) != "auto":
+        model.to(device)
+    model.eval()
+    return model, AutoTokenizer.from_pretrained(path)
+
+
+def read_record(path: str | Path) -> dict:
+    file = Path(path) / RECORD
+    try:
+        return json.loads(file.read_text())
+    except FileNotFoundError:
+        raise SprintError(f"{file} does not exist") from None
+    except json.JSONDecodeError as err:
+        raise SprintError(f"{file}: invalid JSON ({err})") from None

@@ -1,0 +1,64 @@
+"""What every pruning method shares: the model's sublayer view, the calibration set, and the removal record."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+
+from sprint.latency import LatencyTable
+from sprint.modeling_sprint import set_removed
+from sprint.sublayers import SublayerView, sublayer_index, sublayer_name
+
+
+@dataclass
+class Removal:
+    """One removed sublayer, in removal order (the ``removed`` list of pruning.json)."""
+
+    layer: int
+    kind: str
+    importance: float
+    sensitivity: float
+    tuned_layer: int | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Pruner:
+    """Greedy sublayer pruning: ``step()`` removes one sublayer (or a whole layer) and returns what it removed.
+
+    Subclasses implement ``step`` and ``admissible``, the sublayers the method could ever remove (used to fail
+    fast on unreachable targets).
+    """
+
+    def __init__(self, view: SublayerView, calibration: torch.Tensor, latency: LatencyTable):
+        self.view = view
+        self.calibration = calibration
+        self.latency = latency
+        self.removed: list[Removal] = []
+        self.num_tunings = 0
+
+    @property
+    def removed_set(self) -> set[int]:
+        return {sublayer_index(r.layer, r.kind) for r in self.removed}
+
+    def counts(self) -> tuple[int, int]:
+        n_attn = sum(r.kind == "attn" for r in self.removed)
+        return n_attn, len(self.removed) - n_attn
+
+    def estimated_latency(self) -> float:
+        return self.latency.estimate(*self.counts())
+
+    def record(self, removals: list[Removal]) -> None:
+        self.removed.extend(removals)
+        set_removed(self.view.model, [(r.layer, r.kind) for r in self.removed])
+
+    def admissible(self) -> list[int]:
+        raise NotImplementedError
+
+    def step(self) -> list[Removal]:
+        raise NotImplementedError
+
+    def saving(self, s: int) -> float:
+        return self.latency.saving(sublayer_name(s)[1])
