@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibration", required=True, help=".pt file from 'sprint calibrate' (LongTensor [n, seq_len])")
     p.add_argument("--latency", required=True, help="latency.json from 'sprint profile' (or hand-written)")
     p.add_argument("--method", required=True, choices=METHODS, metavar="METHOD", help=f"one of {', '.join(METHODS)}")
-    p.add_argument("--target-speedup", type=float, required=True, help="X > 1: latency bound tau = dense_s / X")
+    p.add_argument("--target-speedup", type=float, nargs="+", required=True,
+                   help="X > 1: latency bound tau = dense_s / X; several targets share one greedy run")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--alpha", type=int, default=8, help="number of activation checkpoints (SPRINT)")
     p.add_argument("--beta", type=int, default=5, help="number of candidates tuned per iteration (SPRINT)")
@@ -65,7 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--distance", choices=("frobenius", "l1"), default="frobenius",
                    help="sensitivity distance: relative Frobenius (paper Eq. 5) or per-sample relative L1 (authors' code)")
     p.add_argument("--batch-size", type=int, default=8, help="calibration windows per forward batch")
-    p.add_argument("--output", required=True, help="checkpoint folder to write (atomically)")
+    p.add_argument("--store-dtype", choices=("float32", "float16", "bfloat16"), default=None,
+                   help="dtype of activation checkpoints and dense reference (default: the model's)")
+    p.add_argument("--output", nargs="+", required=True,
+                   help="checkpoint folder to write (atomically); one per target speedup, in the same order")
 
     p = sub.add_parser("evaluate", help="zero-shot accuracy, WikiText-2 perplexity and measured speedup -> metrics.json")
     _add_model_args(p)

@@ -56,15 +56,18 @@ def prune(args: argparse.Namespace) -> None:
     cfg = PruneConfig(
         method=args.method, target_speedup=args.target_speedup, seed=args.seed, alpha=args.alpha, beta=args.beta,
         tune_ratio=args.tune_ratio, reference=args.reference, distance=args.distance, batch_size=args.batch_size,
+        store_dtype=args.store_dtype,
     )
     with stage_run("prune", {"model": args.model, **cfg.as_params()}) as run:
-        record = prune_to_checkpoint(
+        records = prune_to_checkpoint(
             model=args.model, calibration=args.calibration, latency=args.latency, config=cfg, output=args.output,
             device=args.device, dtype=args.dtype,
         )
-        run.log_metrics({k: record[k] for k in ("estimated_speedup", "wall_time_s", "num_tunings", "peak_rss_mb")})
-        run.log_metrics({"num_removed": len(record["removed"])})
-        run.log_artifact(str(Path(args.output) / "pruning.json"))
+        for target, record in records.items():
+            keys = ("estimated_speedup", "wall_time_s", "num_tunings", "peak_rss_mb")
+            run.log_metrics({f"x{target:g}/{k}": record[k] for k in keys} | {f"x{target:g}/num_removed": len(record["removed"])})
+        for out in args.output:
+            run.log_artifact(str(Path(out) / "pruning.json"))
 
 
 def evaluate(args: argparse.Namespace) -> None:
