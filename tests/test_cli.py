@@ -1,0 +1,94 @@
+"""The command line end to end on a tiny model: calibrate -> prune (several targets) -> load; one-line errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from sprint.checkpoint import load_pruned
+
+ENV = {**os.environ, "SPRINT_MLFLOW": "0", "HF_HUB_OFFLINE": "1"}
+
+
+def sprint(*args, check=True):
+    proc = subprocess.run([sys.executable, "-m", "sprint", *map(str, args)], capture_output=True, text=True, env=ENV)
+    if check and proc.returncode != 0:
+        raise AssertionError(proc.stderr[-3000:])
+    return proc
+
+
+@pytest.fixture
+def setup(tmp_path, tiny_model_dir):
+    model = tiny_model_dir("qwen2", layers=4)
+    text = tmp_path / "corpus.txt"
+    text.write_text(" ".join(f"w{i % 60} {chr(97 + i % 26)}" for i in range(3000)))
+    calib = tmp_path / "calib.pt"
+    sprint("calibrate", "--model", model, "--source", text, "--n", 6, "--seq-len", 16, "--seed", 1, "--output", calib)
+    latency = tmp_path / "latency.json"
+    latency.write_text(json.dumps({"dense_s": 1.0, "t_attn_s": 0.05, "t_mlp_s": 0.08}))
+    return model, calib, latency
+
+
+def test_prune_several_targets_and_load(setup, tmp_path):
+    model, calib, latency = setup
+    tokens = torch.load(calib, weights_only=True)
+    assert tokens.dtype == torch.long and tokens.shape == (6, 16)
+    outs = [tmp_path / "x1.1", tmp_path / "x1.3"]
+    sprint("prune", "--model", model, "--calibration", calib, "--latency", latency, "--method", "sprint",
+           "--target-speedup", 1.1, 1.3, "--seed", 3, "--alpha", 2, "--beta", 2, "--device", "cpu", "--output", *outs)
+    small, large = (json.loads((o / "pruning.json").read_text()) for o in outs)
+    for rec, target in ((small, 1.1), (large, 1.3)):
+        assert rec["method"] == "sprint" and rec["target_speedup"] == target
+        assert rec["estimated_speedup"] >= target
+        assert rec["params"]["seed"] == 3 and rec["params"]["alpha"] == 2 and rec["params"]["beta"] == 2
+        assert rec["params"]["tune_ratio"] == 1.0 and rec["num_tunings"] > 0 and rec["wall_time_s"] > 0
+        for r in rec["removed"]:
+            assert set(r) == {"layer", "kind", "importance", "sensitivity", "tuned_layer"}
+    assert large["removed"][: len(small["removed"])] == small["removed"]  # one greedy run, two snapshots
+    assert len(large["removed"]) > len(small["removed"])
+    net, tok = load_pruned(outs[1])
+    assert net.config.sprint_removed == [[r["layer"], r["kind"]] for r in sorted(large["removed"], key=lambda r: (r["layer"], r["kind"]))]
+
+
+@pytest.mark.parametrize("case", ["unreachable", "method", "no-calib", "bad-calib", "no-latency", "bad-latency",
+                                  "latency-key", "no-model"])
+def test_one_line_errors(setup, tmp_path, case):
+    model, calib, latency = setup
+    args = dict(model=model, calibration=calib, latency=latency, method="sprint", target="1.2")
+    expect = {
+        "unreachable": "unreachable", "method": "invalid choice", "no-calib": "does not exist",
+        "bad-calib": "calib", "no-latency": "does not exist", "bad-latency": "JSON",
+        "latency-key": "t_mlp_s", "no-model": "does not exist",
+    }[case]
+    if case == "unreachable":
+        args["target"] = "40"
+    elif case == "method":
+        args["method"] = "magic"
+    elif case == "no-calib":
+        args["calibration"] = tmp_path / "missing.pt"
+    elif case == "bad-calib":
+        bad = tmp_path / "bad.pt"
+        torch.save(torch.zeros(3), bad)
+        args["calibration"] = bad
+    elif case == "no-latency":
+        args["latency"] = tmp_path / "missing.json"
+    elif case == "bad-latency":
+        (tmp_path / "bad.json").write_text("{not json")
+        args["latency"] = tmp_path / "bad.json"
+    elif case == "latency-key":
+        (tmp_path / "partial.json").write_text(json.dumps({"dense_s": 1.0, "t_attn_s": 0.1}))
+        args["latency"] = tmp_path / "partial.json"
+    elif case == "no-model":
+        args["model"] = tmp_path / "nowhere"
+    out = tmp_path / "out"
+    proc = sprint("prune", "--model", args["model"], "--calibration", args["calibration"], "--latency",
+                  args["latency"], "--method", args["method"], "--target-speedup", args["target"], "--output", out,
+                  check=False)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = [l for l in proc.stderr.strip().splitlines() if "error" in l.lower()]
+    assert len(lines) == 1 and expect.lower() in lines[0].lower(), proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert not out.exists()

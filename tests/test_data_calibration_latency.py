@@ -1,0 +1,216 @@
+"""Data sources, calibration files, the latency table and the embedded model (fast unless marked slow)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from sprint.calibration import build_calibration, load_calibration, sample_windows, save_calibration
+from sprint.data import benchmark_file, detokenize_wikitext, resolve_mirror, wikitext2_text
+from sprint.errors import SprintError
+from sprint.latency import LatencyTable, load_latency, measure_generate_latency, profile_latency, save_latency
+from sprint.modeling_sprint import decoder_layers
+
+MIRROR = Path(os.environ.get("SPRINT_DATA_MIRROR") or Path(__file__).resolve().parents[2] / "shared" / "data")
+needs_mirror = pytest.mark.skipif(not (MIRROR / "wikitext2").is_dir(), reason=f"no data mirror at {MIRROR}")
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                         bos_token_id=1, eos_token_id=2)
+    return LlamaForCausalLM(config).eval()
+
+
+class CharTokenizer:
+    """Stand-in tokenizer: one id per character."""
+
+    name_or_path = "chars"
+
+    def __call__(self, text, add_special_tokens=True, verbose=True):
+        return {"input_ids": [ord(c) % 128 for c in text]}
+
+
+# ---------------------------------------------------------------- data
+
+
+def test_detokenize_wikitext():
+    raw = ' = = Life = = \n He was born in 1 @,@ 234 , it \'s 3 @.@ 5 km ( 2 mi ) long and " well @-@ known " . \n'
+    assert detokenize_wikitext(raw) == ' == Life ==\nHe was born in 1,234, it\'s 3.5 km (2 mi) long and "well-known".\n'
+
+
+@needs_mirror
+def test_wikitext2_from_mirror_is_detokenized():
+    mirror = resolve_mirror(MIRROR)
+    text = wikitext2_text("validation", mirror)
+    assert "Homarus gammarus" in text and " @-@ " not in text and " @,@ " not in text and " , " not in text
+    assert len(wikitext2_text("test", mirror)) > 1_000_000
+    with pytest.raises(SprintError, match="validation"):
+        wikitext2_text("train", mirror)
+    assert benchmark_file("arc_easy", mirror).name == "arc_easy.jsonl"
+    with pytest.raises(SprintError, match="no_such_task"):
+        benchmark_file("no_such_task", mirror)
+
+
+def test_resolve_mirror(tmp_path, monkeypatch):
+    monkeypatch.delenv("SPRINT_DATA_MIRROR", raising=False)
+    assert resolve_mirror(None) is None
+    missing = tmp_path / "nowhere"
+    with pytest.raises(SprintError, match="nowhere.*--mirror"):
+        resolve_mirror(missing)
+    monkeypatch.setenv("SPRINT_DATA_MIRROR", str(missing))
+    with pytest.raises(SprintError, match=r"nowhere.*\$SPRINT_DATA_MIRROR"):
+        resolve_mirror(None)
+    monkeypatch.setenv("SPRINT_DATA_MIRROR", str(tmp_path))
+    with pytest.raises(SprintError, match="wikitext2"):
+        resolve_mirror(None)
+    (tmp_path / "wikitext2").mkdir()
+    assert resolve_mirror(None) == tmp_path
+
+
+def test_hub_offline_without_mirror(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(SprintError, match="hub is offline"):
+        wikitext2_text("test", None)
+    with pytest.raises(SprintError, match="split"):
+        wikitext2_text("dev", None)
+
+
+# ---------------------------------------------------------------- calibration
+
+
+def test_sample_windows_deterministic():
+    ids = torch.arange(1000)
+    a, b = sample_windows(ids, 8, 16, seed=3), sample_windows(ids, 8, 16, seed=3)
+    assert a.shape == (8, 16) and a.dtype == torch.int64 and torch.equal(a, b)
+    assert not torch.equal(a, sample_windows(ids, 8, 16, seed=4))
+    assert torch.equal(a - a[:, :1], torch.arange(16).expand(8, 16))  # contiguous windows
+    assert int(a.max()) < 1000
+    with pytest.raises(SprintError, match="tokens"):
+        sample_windows(torch.arange(16), 1, 16, seed=0)
+    with pytest.raises(SprintError, match="n >= 1"):
+        sample_windows(ids, 0, 16, seed=0)
+
+
+def test_build_calibration_from_text_file(tmp_path):
+    src = tmp_path / "corpus.txt"
+    src.write_text("lorem ipsum dolor sit amet " * 40)
+    tokens, meta = build_calibration(CharTokenizer(), str(src), n=4, seq_len=32, seed=0, mirror=None)
+    assert tokens.shape == (4, 32) and meta["source"] == str(src) and meta["seed"] == 0
+    with pytest.raises(SprintError, match="missing.txt"):
+        build_calibration(CharTokenizer(), str(tmp_path / "missing.txt"), 4, 32, 0, None)
+
+
+@needs_mirror
+def test_build_calibration_offline_mirror():
+    tokens, meta = build_calibration(CharTokenizer(), "wikitext2", n=2, seq_len=64, seed=1, mirror=MIRROR)
+    assert tokens.shape == (2, 64) and meta["source"] == "wikitext2-valid (offline mirror)"
+
+
+def test_calibration_roundtrip(tmp_path):
+    tokens = sample_windows(torch.arange(500), 3, 20, seed=0)
+    path = tmp_path / "calib.pt"
+    save_calibration(tokens, path, {"source": "test", "seed": 0})
+    assert torch.equal(load_calibration(path), tokens)
+    assert isinstance(torch.load(path, weights_only=True), torch.Tensor)  # exactly the tensor
+    side = json.loads((tmp_path / "calib.pt.json").read_text())
+    assert side == {"source": "test", "seed": 0, "n": 3, "seq_len": 20}
+
+
+@pytest.mark.parametrize("content", ["missing", "int32", "1d", "short", "garbage", "dict"])
+def test_load_calibration_malformed(tmp_path, content):
+    path = tmp_path / f"bad_{content}.pt"
+    objects = {"int32": torch.zeros(2, 8, dtype=torch.int32), "1d": torch.zeros(8, dtype=torch.long),
+               "short": torch.zeros(2, 1, dtype=torch.long), "dict": {"tokens": torch.zeros(2, 8, dtype=torch.long)}}
+    if content == "garbage":
+        path.write_bytes(b"\x00not a torch file at all")
+    elif content in objects:
+        torch.save(objects[content], path)
+    with pytest.raises(SprintError, match=f"bad_{content}.pt"):
+        load_calibration(path)
+
+
+# ---------------------------------------------------------------- latency table
+
+
+def test_latency_table_arithmetic():
+    table = LatencyTable("cpu", "m", 8, 4, dense_s=10.0, t_attn_s=1.0, t_mlp_s=0.5)
+    assert table.saving("attn") == 1.0 and table.saving("mlp") == 0.5
+    assert table.estimate(2, 4) == pytest.approx(6.0)
+    assert table.speedup(2, 4) == pytest.approx(10 / 6)
+    assert table.speedup(10, 0) == math.inf
+    with pytest.raises(ValueError):
+        table.saving("norm")
+
+
+def test_load_latency_hand_written_and_roundtrip(tmp_path):
+    path = tmp_path / "latency.json"
+    path.write_text('{"dense_s": 12, "t_attn_s": 0.3, "t_mlp_s": 0.1}')
+    table = load_latency(path)
+    assert (table.dense_s, table.t_attn_s, table.t_mlp_s) == (12.0, 0.3, 0.1)
+    assert (table.device, table.model, table.prompt_len, table.gen_len) == ("unknown", "unknown", 0, 0)
+    table.extra["n_removed"] = 2
+    save_latency(table, tmp_path / "again.json")
+    assert load_latency(tmp_path / "again.json") == table
+
+
+@pytest.mark.parametrize("text, match", [
+    (None, "does not exist"),
+    ('{"dense_s": 1,\n "t_attn_s": }', "line 2"),
+    ('{"dense_s": 1, "t_attn_s": 0.1}', "t_mlp_s"),
+    ('{"dense_s": 1, "t_attn_s": -0.1, "t_mlp_s": 0.1}', "t_attn_s"),
+    ('{"dense_s": "fast", "t_attn_s": 0.1, "t_mlp_s": 0.1}', "dense_s"),
+    ('[1, 2, 3]', "JSON object"),
+])
+def test_load_latency_errors(tmp_path, text, match):
+    path = tmp_path / "lat.json"
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(SprintError, match=match) as err:
+        load_latency(path)
+    assert "lat.json" in str(err.value)
+
+
+def test_measure_generate_latency(tiny_model):
+    out = measure_generate_latency(tiny_model, prompt_len=8, gen_len=4, warmup=0, repeats=2, seed=0)
+    assert set(out) == {"median_s", "mean_s", "times_s", "device"} and len(out["times_s"]) == 2
+    assert out["median_s"] > 0 and isinstance(out["device"], str)
+
+
+def test_profile_latency_restores_model(tiny_model):
+    try:
+        table = profile_latency(tiny_model, "tiny", prompt_len=8, gen_len=4, warmup=0, repeats=1)
+    except SprintError as err:
+        assert "noisy" in str(err)
+    else:
+        assert table.model == "tiny" and table.gen_len == 4 and table.extra["n_removed"] == 1
+        assert set(table.extra["times"]) == {"dense", "mlp", "attn"}
+        assert {"fraction", "warmup", "repeats", "dtype", "torch_threads"} <= set(table.extra)
+    layers = decoder_layers(tiny_model)
+    assert not any(any(layer.sprint_skip.values()) for layer in layers)
+    assert [layer.self_attn.layer_idx for layer in layers] == [0, 1, 2, 3]
+
+
+# ---------------------------------------------------------------- embedded model
+
+
+@pytest.mark.slow
+def test_convert_embedded(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from sprint.embedded import convert_embedded
+
+    out = convert_embedded(tmp_path / "smollm2")
+    assert json.loads((out / "config.json").read_text())["num_hidden_layers"] == 30
+    assert (out / "SOURCE.md").is_file() and "Apache-2.0" in (out / "SOURCE.md").read_text()
+    model = AutoModelForCausalLM.from_pretrained(out)
+    assert getattr(model, "hf_quantizer", None) is None and model.config.num_hidden_layers == 30
+    assert convert_embedded(out) == out  # idempotent
