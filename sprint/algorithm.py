@@ -122,7 +122,8 @@ class SprintPruner(Pruner):
             raise NotImplementedError("output projections with a bias are not supported")
         dev = down.weight.device
         stats = TuningStats(down.weight.shape[1], down.weight.shape[0]) if tuned else None
-        err_sq = ref_sq = l1 = 0.0
+        err_rows = torch.zeros(down.weight.shape[0], dtype=torch.float64)  # squared error per output row
+        ref_sq = l1 = 0.0
         for c in view.chunks(Y.shape[0]):
             y, r = Y[c].to(dev), ref[c].to(dev)
             z = view.mlp_hidden_chunk(layer, y)
@@ -130,16 +131,16 @@ class SprintPruner(Pruner):
             if stats is not None:
                 stats.add(z, b)
             diff = down(z) - b  # = X̂^(d+1) − X^(d+1)
-            err_sq += diff.double().pow(2).sum().item()
+            err_rows += diff.double().pow(2).sum((0, 1)).cpu()
             ref_sq += r.double().pow(2).sum().item()
             if self.distance == "l1":
                 l1 += (diff.double().abs().flatten(1).sum(1) / r.double().abs().flatten(1).sum(1)).sum().item()
-        pseudo = l1 if self.distance == "l1" else (err_sq / ref_sq) ** 0.5
+        pseudo = l1 if self.distance == "l1" else (err_rows.sum().item() / ref_sq) ** 0.5
         score = Score(s, d, pseudo)
         if stats is None:
             return score
         self.num_tunings += 1
-        result = tune_rows(stats, down.weight, self.tune_ratio)
+        result = tune_rows(stats, down.weight, self.tune_ratio, err_rows)
         score.rows, score.weight = result.rows, result.weight
         if self.distance == "l1":
             score.sensitivity = self._l1_after_tuning(layer, Y, ref, result)

@@ -10,7 +10,7 @@ import argparse
 import logging
 import sys
 
-METHODS = ("sprint", "sprint-l", "sprint-t", "sprint-e", "shortgpt", "sleb", "blockpruner")
+from sprint.prune import METHODS
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:

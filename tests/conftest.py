@@ -72,7 +72,7 @@ def tiny_model_dir(tmp_path):
     return make
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def mirror() -> Path:
     if not (MIRROR / "wikitext2").is_dir():
         pytest.skip(f"data mirror not found at {MIRROR}")

@@ -86,7 +86,9 @@ def test_tuning_never_increases_error_and_survives_rank_deficiency():
         stats = TuningStats(inner, outer)
         stats.add(z[: tokens // 2], b[: tokens // 2])
         stats.add(z[tokens // 2 :], b[tokens // 2 :])
-        result = tune_rows(stats, w, ratio=0.75)
+        before = (z.double() @ w.double().T - b.double()).pow(2).sum(0)
+        result = tune_rows(stats, w, ratio=0.75, errors_before=before)
+        assert torch.allclose(stats.row_errors(w), before, rtol=1e-6)
         assert torch.isfinite(result.weight).all()
         assert result.error_sq <= result.error_sq_before + 1e-9
         # the error formula from the statistics matches the direct computation
@@ -99,7 +101,7 @@ def test_tuning_never_increases_error_and_survives_rank_deficiency():
 def test_solver_handles_singular_gram():
     g = torch.zeros(4, 4, dtype=torch.float64)
     g[0, 0] = 1.0
-    x, ridge = solve_normal_equations(g, torch.ones(4, 2, dtype=torch.float64))
+    x, _, ridge = solve_normal_equations(g, torch.ones(4, 2, dtype=torch.float64))
     assert torch.isfinite(x).all() and ridge > 0
 
 
