@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--distance", choices=("frobenius", "l1"), default="frobenius",
                    help="sensitivity distance: relative Frobenius (paper Eq. 5) or per-sample relative L1 (authors' code)")
     p.add_argument("--batch-size", type=int, default=8, help="calibration windows per forward batch")
+    p.add_argument("--ppl-windows", type=int, default=None,
+                   help="sleb/blockpruner: score perplexity on the first N calibration windows (default: all)")
     p.add_argument("--store-dtype", choices=("float32", "float16", "bfloat16"), default=None,
                    help="dtype of activation checkpoints and dense reference (default: the model's)")
     p.add_argument("--output", nargs="+", required=True,

@@ -56,7 +56,7 @@ def prune(args: argparse.Namespace) -> None:
     cfg = PruneConfig(
         method=args.method, target_speedup=args.target_speedup, seed=args.seed, alpha=args.alpha, beta=args.beta,
         tune_ratio=args.tune_ratio, reference=args.reference, distance=args.distance, batch_size=args.batch_size,
-        store_dtype=args.store_dtype,
+        store_dtype=args.store_dtype, ppl_windows=args.ppl_windows,
     )
     with stage_run("prune", {"model": args.model, **cfg.as_params()}) as run:
         records = prune_to_checkpoint(

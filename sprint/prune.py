@@ -45,6 +45,9 @@ class PruneConfig:
     distance: str = "frobenius"
     batch_size: int = 8
     store_dtype: str | None = None  # dtype of checkpoints / dense reference (default: the model's)
+    # SLEB / BlockPruner only: score candidates' perplexity on the first N calibration windows (None = all, as in
+    # their papers).  A budget option for small machines: their greedy search costs ~S²/2 sublayer passes per step.
+    ppl_windows: int | None = None
     extra: dict = field(default_factory=dict)
 
     @property
@@ -58,6 +61,8 @@ class PruneConfig:
         for t in self.targets:
             if not t > 1.0:
                 raise SprintError(f"target speedup {t} must be > 1 (it divides the dense latency)")
+        if self.ppl_windows is not None and self.ppl_windows < 1:
+            raise SprintError(f"ppl_windows must be >= 1 (or unset for all windows), got {self.ppl_windows}")
         for key in ("alpha", "beta", "batch_size"):
             if getattr(self, key) < 1:
                 raise SprintError(f"{key} must be >= 1, got {getattr(self, key)}")
@@ -88,7 +93,8 @@ def build_pruner(view: SublayerView, calibration: torch.Tensor, latency: Latency
     if cfg.method == "shortgpt":
         return ShortGPTPruner(view, calibration, latency, progress=progress)
     unit = "layer" if cfg.method == "sleb" else "sublayer"
-    return PerplexityGreedyPruner(view, calibration, latency, unit=unit, progress=progress)
+    scored = calibration[: cfg.ppl_windows] if cfg.ppl_windows else calibration
+    return PerplexityGreedyPruner(view, scored, latency, unit=unit, progress=progress)
 
 
 def admissible_sublayers(method: str, num_layers: int) -> list[int]:

@@ -130,3 +130,11 @@ def test_few_tokens_warns(caplog):
         prune_model(model, calibration(n=2, t=8), LATENCY, PruneConfig(method="sprint", target_speedup=1.05),
                     progress=False)
     assert "calibration tokens" in caplog.text
+
+
+def test_perplexity_baselines_can_score_on_fewer_windows():
+    model = tiny_model("llama", 6)
+    cfg = PruneConfig(method="blockpruner", target_speedup=1.2, ppl_windows=3)
+    pruner = prune_model(model, calibration(), LATENCY, cfg, progress=False)
+    assert pruner.calibration.shape[0] == 3 and cfg.as_params()["ppl_windows"] == 3
+    assert LATENCY.speedup(*pruner.counts()) >= 1.2
