@@ -66,12 +66,15 @@ def select_rows(weight: torch.Tensor, gram_diag: torch.Tensor, ratio: float) -> 
     return torch.topk(score, k).indices.sort().values
 
 
-def solve_normal_equations(gram: torch.Tensor, rhs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+def solve_normal_equations(
+    gram: torch.Tensor, rhs: torch.Tensor, singular: bool = False
+) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Solve (G + λI) X = R in float64 by Cholesky, λ = 0 first, then a growing relative ridge if the factorisation
-    fails or the solve is inaccurate.  Returns (X, (G + λI) X, λ)."""
+    fails or the solve is inaccurate.  ``singular``: G is known to be rank-deficient (fewer tokens than columns),
+    so λ = 0 is skipped.  Returns (X, (G + λI) X, λ)."""
     scale = gram.diagonal().mean().clamp_min(1e-30)
     rhs_norm = rhs.norm().clamp_min(1e-30)
-    for ridge in RIDGES:
+    for ridge in RIDGES[1:] if singular else RIDGES:
         g = gram + (ridge * scale) * torch.eye(gram.shape[0], dtype=gram.dtype) if ridge else gram
         factor, info = torch.linalg.cholesky_ex(g)
         if info.item() != 0:
@@ -106,7 +109,7 @@ def tune_rows(stats: TuningStats, weight: torch.Tensor, ratio: float, errors_bef
     w = weight.detach().double().cpu()
     rows = select_rows(w, stats.gram.diagonal(), ratio)
     cross = stats.cross[:, rows]  # [I, k]
-    x, gx, ridge = solve_normal_equations(stats.gram, cross)
+    x, gx, ridge = solve_normal_equations(stats.gram, cross, singular=stats.tokens < stats.inner)
     # err(x) = ||b||² − 2 xᵀc + xᵀGx, with Gx = (G + λI)x − λx from the solve (no extra matmul)
     after = stats.target_sq[rows] - 2 * (x * cross).sum(0) + (x * (gx - ridge * x)).sum(0)
     before = errors_before.double().cpu()
