@@ -1,0 +1,27 @@
+# Stage 2, calibration: n seeded random windows of seq_len tokens per (model, seed)
+# -> data/calibration/{model}/seed{seed}.pt (+ .pt.json with the source and sizes)
+
+
+rule calibrate:
+    input:
+        model=model_dir("{model}"),
+        datasets=DATASETS,
+        source=calibration_inputs,
+    output:
+        tokens="data/calibration/{model}/seed{seed}.pt",
+        meta="data/calibration/{model}/seed{seed}.pt.json",
+    params:
+        model=lambda wc: model_arg(wc.model),
+        source=config["calibration"]["source"],
+        n=config["calibration"]["n"],
+        seq_len=config["calibration"]["seq_len"],
+        mirror=MIRROR_OPT,
+        env=lambda wc: mlflow_env(f"calibrate/seed{wc.seed}", wc.model),
+    log:
+        "results/logs/calibrate/{model}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/calibrate/{model}/seed{seed}.tsv"
+    shell:
+        "{params.env} sprint calibrate --model {params.model:q} --source {params.source:q}"
+        " --n {params.n} --seq-len {params.seq_len} --seed {wildcards.seed} {params.mirror}"
+        " --output {output.tokens:q} > {log:q} 2>&1"

@@ -1,0 +1,27 @@
+# Stage 3, latency profile of the dense and partially pruned model on this run's device
+# -> results/{model}/latency.json (t_MHA and t_MLP for the importance scores and the stopping rule)
+# Runs alone (all local cores): concurrent jobs would distort the timings. A busy machine can still make one
+# measurement too noisy to use (the CLI then fails rather than write a bad table): the job is retried.
+
+
+rule profile:
+    input:
+        model=model_dir("{model}"),
+    output:
+        "results/{model}/latency.json",
+    params:
+        model=model_opts,
+        lat=config["latency"],
+        env=lambda wc: mlflow_env("profile", wc.model),
+    threads: ALL_CORES
+    retries: 2
+    resources:
+        gpu=model_gpus,
+    log:
+        "results/logs/profile/{model}.log",
+    benchmark:
+        "results/benchmarks/profile/{model}.tsv"
+    shell:
+        "{params.env} sprint profile {params.model} --prompt-len {params.lat[prompt_len]}"
+        " --gen-len {params.lat[gen_len]} --warmup {params.lat[warmup]} --repeats {params.lat[repeats]}"
+        " --fraction {params.lat[fraction]} --output {output:q} > {log:q} 2>&1"

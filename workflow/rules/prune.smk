@@ -1,0 +1,40 @@
+# Stage 4, pruning: one job per (model, method, seed) prunes once to the largest target speedup and saves a
+# checkpoint at every target on the way (the greedy removal order does not depend on the target)
+# -> results/{model}/pruned/{method}/seed{seed}/x{target}/ (each with pruning.json)
+
+
+def prune_outputs(wildcards, output) -> str:
+    return " ".join(shlex.quote(f"{output[0]}/x{t}") for t in TARGET_NAMES)
+
+
+rule prune:
+    input:
+        model=model_dir("{model}"),
+        calibration="data/calibration/{model}/seed{seed}.pt",
+        latency="results/{model}/latency.json",
+    output:
+        directory("results/{model}/pruned/{method}/seed{seed}"),
+    params:
+        model=model_opts,
+        targets=" ".join(TARGET_NAMES),
+        outputs=prune_outputs,
+        alpha=PRUNE["alpha"],
+        beta=PRUNE["beta"],
+        tune_ratio=lambda wc: MODELS[wc.model]["tune_ratio"],
+        reference=PRUNE["reference"],
+        distance=PRUNE["distance"],
+        batch_size=PRUNE["batch_size"],
+        env=lambda wc: mlflow_env(f"prune/{wc.method}/x{TARGET_NAMES[-1]}/seed{wc.seed}", wc.model),
+    threads: ALL_CORES
+    resources:
+        gpu=model_gpus,
+    log:
+        "results/logs/prune/{model}/{method}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/prune/{model}/{method}/seed{seed}.tsv"
+    shell:
+        "{params.env} sprint prune {params.model} --calibration {input.calibration:q} --latency {input.latency:q}"
+        " --method {wildcards.method} --seed {wildcards.seed} --target-speedup {params.targets}"
+        " --alpha {params.alpha} --beta {params.beta} --tune-ratio {params.tune_ratio}"
+        " --reference {params.reference} --distance {params.distance} --batch-size {params.batch_size}"
+        " --output {params.outputs} > {log:q} 2>&1"

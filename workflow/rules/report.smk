@@ -1,0 +1,26 @@
+# Stage 6, report over results/: tables (mean ± std over seeds), figures and the Snakemake benchmarks of every
+# stage -> results/report.md and results/report/ (CSVs, PNGs)
+
+
+def all_metrics() -> list:
+    dense = [f"results/{m}/metrics/dense.json" for m in MODELS]
+    pruned = [f"results/{m}/metrics/{meth}/seed{s}/x{t}.json"
+              for m in MODELS for meth in METHODS for s in SEEDS for t in TARGET_NAMES]
+    return dense + pruned
+
+
+rule report:
+    input:
+        metrics=all_metrics(),
+        pruned=[f"results/{m}/pruned/{meth}/seed{s}" for m in MODELS for meth in METHODS for s in SEEDS],
+    output:
+        md="results/report.md",
+        folder=directory("results/report"),
+    params:
+        env=mlflow_env("report"),
+    log:
+        "results/logs/report.log",
+    benchmark:
+        "results/benchmarks/report.tsv"
+    shell:
+        "{params.env} sprint report --results results --output {output.md:q} > {log:q} 2>&1"
