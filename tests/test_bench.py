@@ -1,0 +1,50 @@
+"""The benchmark command end to end in --quick mode: every required key, finite ratios and exponents."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from sprint.bench import fit_exponent, main, parse_shape, render_markdown
+
+
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def test_fit_exponent_and_shapes():
+    assert abs(fit_exponent([1, 2, 4], [3, 12, 48]) - 2.0) < 1e-9
+    assert fit_exponent([4, 4], [1, 2]) is None
+    assert parse_shape("32x256") == (32, 256)
+
+
+def test_bench_quick(tiny_model_dir, tmp_path):
+    out = tmp_path / "bench"
+    argv = ["--quick", "--model", str(tiny_model_dir("llama", 4)), "--methods", "sprint,blockpruner",
+            "--output", str(out)]
+    assert main(argv) == 0
+    bench = json.loads((out / "bench.json").read_text())
+    for key in ("methods", "forward_pass_s", "floor_ratio", "scaling", "speedup_error", "machine", "command", "date",
+                "latency", "latency_check"):
+        assert key in bench, key
+    assert set(bench["methods"]) == {"sprint", "blockpruner"}
+    for method, s in bench["methods"].items():
+        assert s["status"] == "ok", (method, s)
+        for key in ("wall_time_s", "peak_rss_mb", "ratio_to_sprint", "load_time_s"):
+            assert _finite(s[key]) and s[key] > 0, (method, key, s[key])
+    assert bench["methods"]["sprint"]["ratio_to_sprint"] == 1.0
+    assert _finite(bench["forward_pass_s"]) and _finite(bench["floor_ratio"])
+    for method in ("sprint", "blockpruner"):
+        scaling = bench["scaling"][method]
+        assert _finite(scaling["exponent_tokens"]) and _finite(scaling["exponent_depth"])
+        assert len(scaling["tokens"]["sizes"]) == 3 and scaling["depth"]["sizes"] == [2, 3, 4]
+    assert set(bench["speedup_error"]) == {"sprint", "blockpruner"}
+    assert all(_finite(e) for e in bench["speedup_error"].values())
+    for key in ("cpu", "cores", "torch_threads", "torch", "transformers"):
+        assert key in bench["machine"]
+    assert json.loads((out / "latency.json").read_text())["dense_s"] > 0
+    md = (out / "bench.md").read_text()
+    assert md == render_markdown(bench)
+    for heading in ("## 1.", "## 2.", "## 3.", "## 4.", "## 5."):
+        assert heading in md
+    assert "PASS" in md or "FAIL" in md
