@@ -24,6 +24,7 @@ rule prune:
         reference=PRUNE["reference"],
         distance=PRUNE["distance"],
         batch_size=PRUNE["batch_size"],
+        ppl_windows=f"--ppl-windows {PRUNE['ppl_windows']}" if PRUNE.get("ppl_windows") else "",
         env=lambda wc: mlflow_env(f"prune/{wc.method}/x{TARGET_NAMES[-1]}/seed{wc.seed}", wc.model),
     threads: ALL_CORES
     resources:
@@ -37,4 +38,5 @@ rule prune:
         " --method {wildcards.method} --seed {wildcards.seed} --target-speedup {params.targets}"
         " --alpha {params.alpha} --beta {params.beta} --tune-ratio {params.tune_ratio}"
         " --reference {params.reference} --distance {params.distance} --batch-size {params.batch_size}"
+        " {params.ppl_windows}"
         " --output {params.outputs} > {log:q} 2>&1"
