@@ -185,7 +185,11 @@ def profile_latency(
     model, model_name: str, prompt_len: int, gen_len: int, warmup: int, repeats: int, fraction: float = 0.25,
     seed: int = 0,
 ) -> LatencyTable:
-    """Measure the latency table: dense, n MLPs removed, n attentions removed (layers L-2, L-3, ...)."""
+    """Measure the latency table: dense, n MLPs removed, n attentions removed (layers L-2, L-3, ...).
+
+    The three models are timed in ``repeats`` interleaved rounds (each with its own ``warmup`` runs) and the
+    medians compared; a saving that is not positive means the machine was too noisy and is an error.
+    """
     base = removed_sublayers(model)
     num_layers = len(decoder_layers(model))
     if not 0 < fraction < 1:
@@ -198,14 +202,22 @@ def profile_latency(
     clash = sorted(set(base) & {r for rs in configs.values() for r in rs})
     if clash:
         raise SprintError(f"model {model_name} already has sublayers {clash} removed: profile the dense model")
-    times: dict[str, dict[str, Any]] = {}
+    samples: dict[str, list[float]] = {name: [] for name in configs}
+    device = ""
     try:
-        for name, removed in tqdm(configs.items(), desc="latency profile", unit="config"):
-            set_removed(model, base + removed)
-            times[name] = measure_generate_latency(model, prompt_len, gen_len, warmup, repeats, seed)
-            log.info("latency %s (%d removed): median %.4f s", name, len(removed), times[name]["median_s"])
+        # Round-robin over the three models, so that a slow drift of the machine hits them alike.
+        for _ in tqdm(range(repeats), desc="latency profile", unit="round"):
+            for name, removed in configs.items():
+                set_removed(model, base + removed)
+                result = measure_generate_latency(model, prompt_len, gen_len, warmup, 1, seed)
+                samples[name] += result["times_s"]
+                device = result["device"]
     finally:
         set_removed(model, base)
+    times = {name: {"median_s": statistics.median(t), "mean_s": statistics.fmean(t), "times_s": t, "device": device}
+             for name, t in samples.items()}
+    for name, removed in configs.items():
+        log.info("latency %s (%d removed): median %.4f s", name, len(removed), times[name]["median_s"])
     t1 = times["dense"]["median_s"]
     t_mlp, t_attn = (t1 - times["mlp"]["median_s"]) / n, (t1 - times["attn"]["median_s"]) / n
     if t_mlp <= 0 or t_attn <= 0:
