@@ -142,7 +142,8 @@ def test_dry_run_of_the_default_lists_every_job(tmp_path):
         assert "--target-speedup " + " ".join(targets) in job["shell"]
         assert all(f"{job['output'][0]}/x{t}" in job["shell"] for t in targets)
     evaluate = {o for j in jobs if j["rule"] == "evaluate" for o in j["output"]}
-    assert "results/smollm2-135m/metrics/sprint/seed0/x1.2.json" in evaluate
+    assert evaluate == {f"results/{m}/metrics/{meth}/seed{s}/x{t}.json" for m in cfg["base"]["models"]
+                        for meth in cfg["prune"]["methods"] for s in cfg["base"]["seeds"] for t in targets}
     every = [j for j in jobs if j["rule"] != "all"]
     assert all(j["benchmark"] and j["benchmark"].startswith("results/benchmarks/") for j in every)
     assert all("--mirror data/datasets" in j["shell"] for j in jobs if j["rule"] in ("calibrate", "evaluate"))
@@ -321,7 +322,8 @@ def tiny_params(model: Path, target: float) -> dict:
         "calibration": {"source": "wikitext2", "n": 4, "seq_len": 32},
         "latency": {"prompt_len": 8, "gen_len": 16, "warmup": 1, "repeats": 7, "fraction": 0.5},
         "prune": {"methods": ["sprint", "shortgpt"], "target_speedups": [target], "alpha": 2, "beta": 2,
-                  "tune_ratio": 1.0, "reference": "dense", "distance": "frobenius", "batch_size": 4},
+                  "tune_ratio": 1.0, "reference": "dense", "distance": "frobenius", "batch_size": 4,
+                  "ppl_windows": None},
         "evaluate": {"tasks": ["arc_easy", "piqa"], "limit": 4, "seed": 0, "ppl_seq_len": 32, "ppl_max_windows": 2,
                      "batch_size": 4},
         "report": {},
