@@ -66,8 +66,8 @@ def prune(args: argparse.Namespace) -> None:
         for target, record in records.items():
             keys = ("estimated_speedup", "wall_time_s", "num_tunings", "peak_rss_mb")
             run.log_metrics({f"x{target:g}/{k}": record[k] for k in keys} | {f"x{target:g}/num_removed": len(record["removed"])})
-        for out in args.output:
-            run.log_artifact(str(Path(out) / "pruning.json"))
+        for target, out in zip(args.target_speedup, args.output):  # one pruning.json per target, kept apart
+            run.log_artifact(str(Path(out) / "pruning.json"), artifact_path=f"x{target:g}")
 
 
 def evaluate(args: argparse.Namespace) -> None:

@@ -76,7 +76,7 @@ def _metrics_row(path: Path, tasks: dict[str, str]) -> dict[str, Any]:
     try:
         dense = d["method"] == "dense"
         row = {"method": str(d["method"]), "target": 1.0 if dense else round(_num(d["target_speedup"]), 3),
-               "seed": int(d.get("seed") or 0), "estimated_speedup": _num(d.get("estimated_speedup")),
+               "seed": int(d.get("prune_seed", d.get("seed")) or 0), "estimated_speedup": _num(d.get("estimated_speedup")),
                "measured_speedup": _num(d.get("measured_speedup")), "mean_accuracy": 100 * _num(d.get("mean_accuracy")),
                "wikitext2_ppl": _num(d.get("wikitext2_ppl")),
                "eval_limit": str((d.get("eval_params") or {}).get("limit") or "all")}
@@ -330,6 +330,7 @@ def plot_pattern(m: ModelResults, target: float, path: Path) -> Path | None:
 def plot_speedup_estimate(m: ModelResults, path: Path) -> Path | None:
     """Estimated vs measured speedup of every pruned model (all seeds), with the y = x line."""
     runs = m.runs.dropna(subset=["estimated_speedup", "measured_speedup"])
+    runs = runs[np.isfinite(runs[["estimated_speedup", "measured_speedup"]].to_numpy(dtype=float)).all(axis=1)]
     if runs.empty:
         return None
     fig = Figure(figsize=(5.5, 5))
