@@ -42,8 +42,9 @@ blockpruner, ``--memory-check-time`` for item 5; its whole life: imports, model 
 completed, its elapsed time (a lower bound of the pruning time, so its ratio to sprint is a lower bound too) and an
 extrapolated total (remaining steps >= the fewest removals that can still reach the target, each costing the last
 step's time scaled by (live sublayers left / live sublayers now)^2, the cost model of a greedy sweep).
-When a scaling series holds a timed-out run its exponent is fitted on the first greedy step's time instead
-(``basis: first_step``), the same computation at every size.
+When a scaling series holds a timed-out run (or a run stopped by ``--scaling-greedy-steps``: status ``partial``)
+its exponent is fitted on the first greedy step's time instead (``basis: first_step``), the same computation at
+every size.
 
 The latency table is profiled once at the start (``profile_latency``, ``--prompt-len`` / ``--gen-len`` /
 ``--latency-repeats``) unless ``--latency FILE`` is given.  ``--quick`` uses tiny sizes for a smoke test (a tiny
@@ -183,6 +184,10 @@ def make_tiny_model(path: Path, layers: int, seed: int = 0) -> Path:
 
 
 # -- child side: one process runs the jobs of one JSON file ----------------------------------------------------------
+class _StepLimit(Exception):
+    """Raised after a job's ``max_steps`` greedy steps (scaling runs of the slow baselines)."""
+
+
 def _run_prune(job: dict) -> dict:
     """Prune once; step times go to the progress file every few seconds (read back if the run is killed)."""
     import torch
@@ -217,6 +222,8 @@ def _run_prune(job: dict) -> dict:
             prog["step_times_s"].append(time.perf_counter() - t)
             prog["counts"] = list(pruner.counts())
             flush()
+            if job.get("max_steps") and len(prog["step_times_s"]) >= job["max_steps"]:
+                raise _StepLimit
             return out
 
         pruner.step = timed_step
@@ -235,6 +242,9 @@ def _run_prune(job: dict) -> dict:
         clock["start"] = time.perf_counter()
         pruner = P.prune_model(model, tokens, table, cfg, progress=False)
         wall = time.perf_counter() - clock["start"]
+    except _StepLimit:
+        return {**prog, "status": "partial", "elapsed_s": time.perf_counter() - clock["start"],
+                "peak_rss_mb_self": P.peak_rss_mb(), "torch_threads": torch.get_num_threads()}
     finally:
         P.build_pruner = build
         signal.signal(signal.SIGTERM, old_handler)
@@ -307,15 +317,19 @@ class Runner:
         return {"kind": kind, "key": key, "result": str(self.out / "runs" / f"{key}.json"),
                 "progress": str(self.out / "work" / "jobs" / f"{key}.progress.json"), **spec}
 
-    def _reusable(self, job: dict) -> dict | None:
+    def _reusable(self, job: dict, cap: float | None = None) -> dict | None:
+        """A result of this run, or with --resume an earlier finished one (timed out: only under a cap >= ours)."""
         if job["key"] in self.done:
             return self.done[job["key"]]
         path = Path(job["result"])
         if self.resume and path.is_file():
             old = json.loads(path.read_text(encoding="utf-8"))
-            same = {k: v for k, v in old.get("job", {}).items()} == job
-            if same and old.get("status") in ("ok", "timed_out"):
-                return {**old, "reused": True}
+            cap = self.max_time if cap is None else cap
+            longer = old.get("cap_s") is not None and (old["cap_s"] <= 0 or 0 < cap <= old["cap_s"])
+            finished = old.get("status") in ("ok", "partial") or old.get("status") == "timed_out" and longer
+            if old.get("job") == job and finished:
+                self.done[job["key"]] = {**old, "reused": True}
+                return self.done[job["key"]]
         return None
 
     def run(self, jobs: list[dict], name: str, in_process: bool = False, cap: float | None = None) -> list[dict]:
@@ -323,7 +337,7 @@ class Runner:
 
         ``in_process`` (quick mode's scaling batch): run them here instead, no time cap and no child numbers.
         """
-        todo = [j for j in jobs if self._reusable(j) is None]
+        todo = [j for j in jobs if self._reusable(j, cap) is None]
         if todo:
             for j in todo:
                 for f in (j["result"], j["progress"]):
@@ -365,7 +379,7 @@ class Runner:
                     break
                 time.sleep(0.05)
             proc.returncode = os.waitstatus_to_exitcode(status)
-        child = {"child_peak_rss_mb": usage.ru_maxrss / 1024, "child_wall_s": time.monotonic() - t0,
+        child = {"cap_s": cap, "child_peak_rss_mb": usage.ru_maxrss / 1024, "child_wall_s": time.monotonic() - t0,
                  "child_cpu_s": usage.ru_utime + usage.ru_stime, "returncode": proc.returncode,
                  "load1_before": load_before, "load1_after": _load1(), "jobs_in_child": len(jobs)}
         for job in jobs:
@@ -381,12 +395,16 @@ class Runner:
             result.update(child)
             atomic_write_json(path, result)
             self.done[job["key"]] = result
-            if result["status"] != "ok":
+            if result["status"] not in ("ok", "partial"):
                 log.warning("%s: %s (%s)", job["key"], result["status"], result.get("error", ""))
 
 
 def extrapolate(result: dict, table, method: str, num_layers: int, target: float) -> float | None:
-    """Rough total time of a killed greedy run (see the module docstring); None without a completed step."""
+    """Rough total time of a killed greedy run (see the module docstring); None without a completed step.
+
+    A step of a greedy sweep over m live sublayers costs ~ m^2 / 2 sublayer passes (each candidate runs to the top)
+    plus m perplexity heads; both are folded into the (m / m_now)^2 scaling of the last step's time.
+    """
     from sprint.prune import admissible_sublayers
     from sprint.sublayers import sublayer_name
 
@@ -683,7 +701,9 @@ def run_bench(args) -> dict:
                 job = prune_job(m, str(path), dcal, dn, dseq, str(lat), d, f"tiny-L{d}", threads=1)
                 scale_jobs.setdefault(m, []).append(("depth", d, job))
             for cn, cs in sizes:
-                job = prune_job(m, model_path, cal.get(cn, cs), cn, cs, latency_file, num_layers, model_tag)
+                steps = args.scaling_greedy_steps if m in ("sleb", "blockpruner") and (cn, cs) != (n, seq) else 0
+                job = prune_job(m, model_path, cal.get(cn, cs), cn, cs, latency_file, num_layers, model_tag,
+                                **({"max_steps": steps} if steps else {}))
                 scale_jobs.setdefault(m, []).append(("tokens", cn * cs, job))
         every = [j for series in scale_jobs.values() for _, _, j in series]
         if args.quick:
@@ -772,7 +792,8 @@ def render_markdown(b: dict) -> str:
                     verdict = _verdict(True, "(lower bound)" if lower else "")
                 else:
                     verdict = "INCONCLUSIVE (timed out)" if lower else _verdict(False)
-            lines.append(f"| {m} | {s.get('status')} | {ttxt} | {_num(s.get('load_time_s'), '.3g')} | "
+            status = f"{s.get('status')}{' (reused)' if s.get('reused') else ''}"
+            lines.append(f"| {m} | {status} | {ttxt} | {_num(s.get('load_time_s'), '.3g')} | "
                          f"{_num(s.get('peak_rss_mb'), '.0f')} | {_removed_text(s)} | "
                          f"{_num(s.get('estimated_speedup'), '.3f')} | {rtxt} | {gtxt} | {verdict} |")
         lines.append("")
@@ -843,6 +864,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--depth-calibration", default=None,
                    help=f"NxSEQ random calibration of the tiny models (default {d['depth_calibration']})")
     p.add_argument("--scaling-methods", default="sprint,blockpruner", help="methods of the scaling runs")
+    p.add_argument("--scaling-greedy-steps", type=int, default=0,
+                   help="time only the first N greedy steps of sleb / blockpruner token-scaling runs whose size "
+                        "differs from item 1's (0 = full runs; default 0); their series is then fitted on the first step")
     p.add_argument("--skip-scaling", action="store_true", help="skip item 3")
     p.add_argument("--skip-latency-check", action="store_true", help="skip item 4")
     p.add_argument("--memory-check", action="store_true", help="item 5: sprint alone at 128x512, peak RSS")

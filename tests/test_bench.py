@@ -21,7 +21,7 @@ def test_fit_exponent_and_shapes():
 def test_bench_quick(tiny_model_dir, tmp_path):
     out = tmp_path / "bench"
     argv = ["--quick", "--model", str(tiny_model_dir("llama", 4)), "--methods", "sprint,blockpruner",
-            "--output", str(out)]
+            "--scaling-greedy-steps", "1", "--output", str(out)]
     assert main(argv) == 0
     bench = json.loads((out / "bench.json").read_text())
     for key in ("methods", "forward_pass_s", "floor_ratio", "scaling", "speedup_error", "machine", "command", "date",
@@ -38,6 +38,8 @@ def test_bench_quick(tiny_model_dir, tmp_path):
         scaling = bench["scaling"][method]
         assert _finite(scaling["exponent_tokens"]) and _finite(scaling["exponent_depth"])
         assert len(scaling["tokens"]["sizes"]) == 3 and scaling["depth"]["sizes"] == [2, 3, 4]
+    assert bench["scaling"]["sprint"]["tokens"]["basis"] == "wall_time"
+    assert bench["scaling"]["blockpruner"]["tokens"]["basis"] == "first_step"  # --scaling-greedy-steps 1
     assert set(bench["speedup_error"]) == {"sprint", "blockpruner"}
     assert all(_finite(e) for e in bench["speedup_error"].values())
     for key in ("cpu", "cores", "torch_threads", "torch", "transformers"):
