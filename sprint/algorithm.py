@@ -17,7 +17,9 @@ One iteration (``step``):
  2. *fast candidate selection*: rank candidates by pseudo-importance ζ̃/t and keep the β best (Sec. 3.4, 2).
  3. *tunability-aware selection*: tune d's output projection for each of the β candidates (least squares,
     ``sprint.tuning``) and measure ζ after tuning; remove the candidate with the lowest η and write its tuned
-    rows into the model.
+    rows into the model.  The walk of step 1 already accumulates the tuning statistics of every candidate that
+    ranks among the β best so far, so the chosen ones need no second pass (a candidate whose score was cached
+    from an earlier iteration is re-walked).
 SPRINT-e computes the tuned ζ of every candidate in every iteration from the embeddings, reusing nothing.
 SPRINT-t uses ζ̃ as the sensitivity and never tunes.  SPRINT-l ranks by ζ instead of ζ/t.
 
@@ -61,6 +63,17 @@ class Score:
     weight: torch.Tensor | None = None  # float64 [k, I]: tuned rows of d's output projection
 
 
+@dataclass
+class Kept:
+    """What a likely-chosen candidate's tuning needs, saved during the walk that scored it."""
+
+    stats: TuningStats | None = None  # frobenius: Gram / cross statistics of that very pass
+    err_rows: torch.Tensor | None = None  # its per-row squared errors before tuning
+    ref_sq: float = 0.0
+    Y: torch.Tensor | None = None  # l1: d's pruned input and reference, for the distance after tuning
+    ref: torch.Tensor | None = None
+
+
 class SprintPruner(Pruner):
     def __init__(
         self,
@@ -87,7 +100,7 @@ class SprintPruner(Pruner):
         self.checkpoints = CheckpointStore(view.num_sublayers, 1 if self.exhaustive else alpha, X0, self.store_dtype)
         self.dense_ref: dict[int, torch.Tensor] = {}  # MLP sublayer d -> dense X^(d+1)
         self.cache: dict[int, Score] = {}
-        self._kept: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # s -> (input of s, reference at d+1)
+        self._kept: dict[int, Kept] = {}  # s -> what its tuning needs, saved by the last untuned walk
         inner = view.down_proj(0).weight.shape[1]
         tokens = calibration.numel()
         if self.tunability and tokens < 4 * inner:
@@ -114,14 +127,19 @@ class SprintPruner(Pruner):
 
     # -- scoring ------------------------------------------------------------------------------------------------
     @torch.inference_mode()
-    def _score(self, s: int, d: int, Y: torch.Tensor, ref: torch.Tensor, tuned: bool) -> Score:
-        """Score candidate s from Y = pruned-path residual input of MLP d, against ref = X^(d+1)."""
+    def _score(self, s: int, d: int, Y: torch.Tensor, ref: torch.Tensor, tuned: bool, keep: int = 0) -> Score:
+        """Score candidate s from Y = pruned-path residual input of MLP d, against ref = X^(d+1).
+
+        ``keep`` > 0 (untuned walk): if s ranks among the ``keep`` best by pseudo-importance so far, save what its
+        tuning needs (``Kept``) from this very pass, so the tuning of the chosen candidates costs no second pass.
+        """
         view, layer = self.view, d // 2
         down = view.down_proj(layer)
         if down.bias is not None:
             raise NotImplementedError("output projections with a bias are not supported")
         dev = down.weight.device
         stats = TuningStats(down.weight.shape[1], down.weight.shape[0]) if tuned else None
+        held: list[tuple[slice, torch.Tensor]] | None = [] if keep and self.distance == "frobenius" else None
         err_rows = torch.zeros(down.weight.shape[0], dtype=torch.float64)  # squared error per output row
         ref_sq = l1 = 0.0
         for c in view.chunks(Y.shape[0]):
@@ -130,6 +148,8 @@ class SprintPruner(Pruner):
             b = r - y  # target of Ẑ Wᵀ
             if stats is not None:
                 stats.add(z, b)
+            elif held is not None:
+                held.append((c, z))
             diff = down(z) - b  # = X̂^(d+1) − X^(d+1)
             err_rows += diff.double().pow(2).sum((0, 1)).cpu()
             ref_sq += r.double().pow(2).sum().item()
@@ -137,16 +157,29 @@ class SprintPruner(Pruner):
                 l1 += (diff.double().abs().flatten(1).sum(1) / r.double().abs().flatten(1).sum(1)).sum().item()
         pseudo = l1 if self.distance == "l1" else (err_rows.sum().item() / ref_sq) ** 0.5
         score = Score(s, d, pseudo)
-        if stats is None:
-            return score
+        if stats is not None:
+            self._tune(score, stats, err_rows, ref_sq, Y, ref)
+        elif keep and self._ranks_within(s, pseudo, keep):
+            if held is None:  # l1: the distance after tuning needs another pass over d's input
+                self._kept[s] = Kept(Y=Y, ref=ref)
+            else:
+                stats = TuningStats(down.weight.shape[1], down.weight.shape[0])
+                for c, z in held:
+                    stats.add(z, ref[c].to(dev) - Y[c].to(dev))
+                self._kept[s] = Kept(stats=stats, err_rows=err_rows, ref_sq=ref_sq)
+        return score
+
+    def _tune(self, score: Score, stats: TuningStats, err_rows: torch.Tensor, ref_sq: float,
+              Y: torch.Tensor | None = None, ref: torch.Tensor | None = None) -> None:
+        """Tune d's output projection from the statistics and set the score's tuned sensitivity ζ and rows."""
         self.num_tunings += 1
-        result = tune_rows(stats, down.weight, self.tune_ratio, err_rows)
+        layer = score.tuned // 2
+        result = tune_rows(stats, self.view.down_proj(layer).weight, self.tune_ratio, err_rows)
         score.rows, score.weight = result.rows, result.weight
         if self.distance == "l1":
             score.sensitivity = self._l1_after_tuning(layer, Y, ref, result)
         else:
             score.sensitivity = (result.error_sq / ref_sq) ** 0.5
-        return score
 
     def _l1_after_tuning(self, layer: int, Y: torch.Tensor, ref: torch.Tensor, result) -> float:
         view, down = self.view, self.view.down_proj(layer)
@@ -159,12 +192,17 @@ class SprintPruner(Pruner):
             total += (diff.double().abs().flatten(1).sum(1) / r.double().abs().flatten(1).sum(1)).sum().item()
         return total
 
+    def _ranks_within(self, s: int, pseudo: float, keep: int) -> bool:
+        """Whether s, with this pseudo-sensitivity, is among the ``keep`` best scored candidates so far."""
+        mine = self.importance(s, pseudo)
+        return sum(self.importance(t, sc.pseudo) < mine for t, sc in self.cache.items() if t != s) < keep
+
     @torch.inference_mode()
     def _walk(self, targets: list[int], tuned: bool, keep: int = 0, cache: bool = True) -> dict[int, Score]:
         """Run the current model from a checkpoint, scoring every target's pruned path at its upper MLP.
 
-        New scores go into the cache as they come (unless ``cache`` is False); ``keep`` > 0 retains
-        (input, reference) of the targets that can still be among the ``keep`` best by pseudo-importance, so
+        New scores go into the cache as they come (unless ``cache`` is False); ``keep`` > 0 saves the tuning
+        statistics of the targets that can still be among the ``keep`` best by pseudo-importance (``_kept``), so
         they can be tuned afterwards without another walk.
         """
         view, gone = self.view, self.removed_set
@@ -172,7 +210,6 @@ class SprintPruner(Pruner):
         start, X = self.checkpoints.start_for(min(targets))
         stop = max(upper.values())
         pending: dict[int, torch.Tensor] = {}  # s -> its pruned path's activations (input of s, s skipped)
-        inputs: dict[int, torch.Tensor] = {}  # s -> input of s, while keeping
         scores: dict[int, Score] = {}
         bar = tqdm(total=stop + 1 - start, desc="  walk", leave=False, disable=not self.progress, unit="sublayer")
         for j in range(start, stop + 1):
@@ -182,8 +219,6 @@ class SprintPruner(Pruner):
                 continue
             if j in upper:
                 pending[j] = X
-                if keep:
-                    inputs[j] = X
             X_next = view.apply(j, X)
             if j % 2 == 1:
                 if self.reference == "dense" and j not in self.dense_ref:
@@ -191,11 +226,10 @@ class SprintPruner(Pruner):
                     self.dense_ref[j] = X_next.to(self.store_dtype)
                 ref = self.dense_ref[j].to(X.dtype) if self.reference == "dense" else X_next
                 for s in [s for s in pending if upper[s] == j]:
-                    scores[s] = self._score(s, j, pending.pop(s), ref, tuned)
+                    scores[s] = self._score(s, j, pending.pop(s), ref, tuned, keep=keep)
                     if cache:
                         self.cache[s] = scores[s]
                     if keep:
-                        self._kept[s] = (inputs.pop(s), ref)
                         self._trim_kept(keep)
             for s in pending:
                 if s != j:
@@ -205,21 +239,20 @@ class SprintPruner(Pruner):
         return scores
 
     def _trim_kept(self, keep: int) -> None:
-        """Drop kept inputs of candidates that can no longer be among the ``keep`` best by pseudo-importance."""
+        """Drop the saved tuning inputs of candidates that can no longer be among the ``keep`` best."""
         ranked = set(sorted(self.cache, key=lambda s: self.importance(s, self.cache[s].pseudo))[:keep])
         for s in [s for s in self._kept if s not in ranked]:
             del self._kept[s]
 
     @torch.inference_mode()
-    def _replay(self, s: int) -> Score:
-        """Tuned score of s from its kept input: run its pruned path up to d and tune there."""
-        X, ref = self._kept.pop(s)
-        d, gone = self.upper_mlp(s), self.removed_set
-        Y = X
-        for j in range(s + 1, d):
-            if j not in gone:
-                Y = self.view.apply(j, Y)
-        return self._score(s, d, Y, ref, tuned=True)
+    def _tuned_from_kept(self, s: int) -> Score:
+        """Tuned score of s from what the walk saved for it."""
+        kept, score = self._kept.pop(s), self.cache[s]
+        if kept.stats is None:  # l1
+            return self._score(s, score.tuned, kept.Y, kept.ref, tuned=True)
+        score = Score(s, score.tuned, score.pseudo)
+        self._tune(score, kept.stats, kept.err_rows, kept.ref_sq)
+        return score
 
     # -- one iteration ------------------------------------------------------------------------------------------
     def step(self) -> list[Removal]:
@@ -242,7 +275,7 @@ class SprintPruner(Pruner):
         chosen = sorted(cands, key=lambda s: self.importance(s, self.cache[s].pseudo))[: self.beta]
         need = [s for s in chosen if self.cache[s].sensitivity is None]
         for s in [s for s in need if s in self._kept]:
-            self.cache[s] = self._replay(s)
+            self.cache[s] = self._tuned_from_kept(s)
         rest = [s for s in need if self.cache[s].sensitivity is None]
         if rest:
             self._walk(rest, tuned=True)
