@@ -42,6 +42,8 @@ blockpruner, ``--memory-check-time`` for item 5; its whole life: imports, model 
 completed, its elapsed time (a lower bound of the pruning time, so its ratio to sprint is a lower bound too) and an
 extrapolated total (remaining steps >= the fewest removals that can still reach the target, each costing the last
 step's time scaled by (live sublayers left / live sublayers now)^2, the cost model of a greedy sweep).
+``--baseline-cap-ratio R`` sets the sleb / blockpruner cap from sprint's time in the same run, so that a capped run
+has pruned for at least R x sprint's time: ``ratio_to_sprint`` >= R is then shown without running to the end.
 When a scaling series holds a timed-out run (or a run stopped by ``--scaling-greedy-steps``: status ``partial``)
 its exponent is fitted on the first greedy step's time instead (``basis: first_step``), the same computation at
 every size.
@@ -633,11 +635,19 @@ def run_bench(args) -> dict:
                           **{**common, **over})
 
     def cap_of(method: str) -> float | None:
-        return args.greedy_baseline_time if method in ("sleb", "blockpruner") else None
+        if method not in ("sleb", "blockpruner"):
+            return None
+        sprint_run = runs.get("sprint", {})
+        if args.baseline_cap_ratio and sprint_run.get("status") == "ok":
+            # enough for the pruning alone to exceed ratio x sprint: add sprint's start-up and load, plus slack
+            startup = sprint_run.get("child_wall_s", 0) - sprint_run["wall_time_s"]
+            cap = args.baseline_cap_ratio * sprint_run["wall_time_s"] + max(startup, 0) + 30
+            return min(cap, args.greedy_baseline_time) if args.greedy_baseline_time else cap
+        return args.greedy_baseline_time
 
     # 1. every method, one fresh child each
     main_calib = cal.get(n, seq)
-    runs: dict[str, dict] = {}
+    runs: dict[str, dict] = {}  # sprint first: the baseline caps may depend on its time
     for m in tqdm(methods, desc="methods", unit="method"):
         job = prune_job(m, model_path, main_calib, n, seq, latency_file, num_layers, model_tag)
         runs[m] = runner.run([job], job["key"], cap=cap_of(m))[0]
@@ -872,6 +882,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--memory-check", action="store_true", help="item 5: sprint alone at 128x512, peak RSS")
     p.add_argument("--greedy-baseline-time", type=float, default=None,
                    help="time cap of sleb and blockpruner runs (item 1 and scaling; default: --max-method-time)")
+    p.add_argument("--baseline-cap-ratio", type=float, default=None,
+                   help="stop sleb / blockpruner once their pruning has run this many times sprint's time of the "
+                        "same run: enough to show a ratio as a lower bound without waiting for the end")
     p.add_argument("--memory-check-time", type=float, default=None,
                    help="time cap of the memory check's child (default: --max-method-time)")
     p.add_argument("--latency", default=None, help="use this latency.json instead of profiling")
