@@ -620,10 +620,11 @@ def run_bench(args) -> dict:
         atomic_write_json(out / "bench.json", bench)
         atomic_write_text(out / "bench.md", render_markdown(bench))
 
-    log.info("latency table (%s)", "file" if args.latency else "profiling")
-    table, bench["latency"] = get_latency_table(args, model_path, out, methods)
     cal = Calibrations(model_path, args.calibration_source, work, model_tag, mirror=args.mirror)
     n, seq = args.calibration_n, args.seq_len
+    main_calib = cal.get(n, seq)  # before profiling: a missing data source fails in seconds, not minutes
+    log.info("latency table (%s)", "file" if args.latency else "profiling")
+    table, bench["latency"] = get_latency_table(args, model_path, out, methods)
     bench["calibration"] = {"n": n, "seq_len": seq, "tokens": n * seq, "source": args.calibration_source}
     common = dict(device=args.device, dtype=args.dtype, batch_size=args.batch_size, threads=args.threads)
     latency_file = str(out / "latency.json")
@@ -646,7 +647,6 @@ def run_bench(args) -> dict:
         return args.greedy_baseline_time
 
     # 1. every method, one fresh child each
-    main_calib = cal.get(n, seq)
     runs: dict[str, dict] = {}  # sprint first: the baseline caps may depend on its time
     for m in tqdm(methods, desc="methods", unit="method"):
         job = prune_job(m, model_path, main_calib, n, seq, latency_file, num_layers, model_tag)
