@@ -725,10 +725,33 @@ def run_bench(args) -> dict:
                 bench["scaling"] = scaling_summary(scale_jobs, runner, partial=True)
                 save()
         bench["scaling"] = scaling_summary(scale_jobs, runner)
+        if "sprint" in scale_jobs:
+            bench["floor_by_tokens"] = floor_by_tokens(scale_jobs["sprint"], runner, fwd_job, model_tag, common, args)
     if args.quick:
         floor()
     save()
     return bench
+
+
+def floor_by_tokens(series: list, runner: Runner, main_fwd: dict, model_tag: str, common: dict,
+                    args: argparse.Namespace) -> list[dict]:
+    """Item 2 again at every calibration size of sprint's token-scaling series: the floor ratio of each run."""
+    rows = []
+    for axis, _, job in series:
+        res = runner.done.get(job["key"]) or runner._reusable(job)
+        if axis != "tokens" or not res or res.get("status") != "ok" or not res.get("n_removed"):
+            continue
+        n, seq = job["n"], job["seq_len"]
+        key = f"forward-{model_tag}-{n}x{seq}"
+        fwd_job = main_fwd if key == main_fwd["key"] else runner.job(
+            "forward", key, model=job["model"], calibration=job["calibration"], repeats=args.forward_repeats,
+            n=n, seq_len=seq, **common)
+        fwd = runner.done.get(fwd_job["key"]) or runner.run([fwd_job], fwd_job["key"], in_process=args.quick)[0]
+        f = fwd.get("forward_pass_s")
+        rows.append({"calibration": f"{n}x{seq}", "forward_pass_s": f, "sprint_s": res["wall_time_s"],
+                     "n_removed": res["n_removed"],
+                     "floor_ratio": res["wall_time_s"] / (res["n_removed"] * f) if f else None})
+    return rows
 
 
 def scaling_summary(scale_jobs: dict, runner: Runner, partial: bool = False) -> dict:
@@ -815,6 +838,16 @@ def render_markdown(b: dict) -> str:
                   f"| {_num(b.get('forward_pass_s'), '.4g')} | {_num(s.get('wall_time_s'), '.4g')} "
                   f"| {s.get('n_removed', '—')} | {_num(fr, '.3f')} | ≤ {FLOOR_MAX:g} "
                   f"| {_verdict(None if fr is None else fr <= FLOOR_MAX)} |", ""]
+    if b.get("floor_by_tokens"):
+        lines += ["The same ratio at every calibration size of sprint's token-scaling runs (item 3):", "",
+                  "| calibration | forward s | sprint s | removed | floor ratio | target | verdict |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in b["floor_by_tokens"]:
+            fr = r["floor_ratio"]
+            lines.append(f"| {r['calibration']} | {_num(r['forward_pass_s'], '.4g')} | {_num(r['sprint_s'], '.4g')} "
+                         f"| {r['n_removed']} | {_num(fr, '.3f')} | ≤ {FLOOR_MAX:g} "
+                         f"| {_verdict(None if fr is None else fr <= FLOOR_MAX)} |")
+        lines.append("")
     if b.get("scaling"):
         lines += ["## 3. Scaling (time against calibration tokens and model depth)", "",
                   "| method | axis | sizes | times s | basis | exponent | target | verdict |",

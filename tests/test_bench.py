@@ -40,6 +40,9 @@ def test_bench_quick(tiny_model_dir, tmp_path):
         assert len(scaling["tokens"]["sizes"]) == 3 and scaling["depth"]["sizes"] == [2, 3, 4]
     assert bench["scaling"]["sprint"]["tokens"]["basis"] == "wall_time"
     assert bench["scaling"]["blockpruner"]["tokens"]["basis"] == "first_step"  # --scaling-greedy-steps 1
+    floors = bench["floor_by_tokens"]  # item 2 again at each of sprint's token-scaling sizes
+    assert len(floors) == 3 and all(_finite(r["floor_ratio"]) and r["floor_ratio"] > 0 for r in floors)
+    assert sorted(r["calibration"] for r in floors) != [floors[0]["calibration"]] * 3
     assert set(bench["speedup_error"]) == {"sprint", "blockpruner"}
     assert all(_finite(e) for e in bench["speedup_error"].values())
     for key in ("cpu", "cores", "torch_threads", "torch", "transformers"):
