@@ -92,3 +92,38 @@ def test_one_line_errors(setup, tmp_path, case):
     assert len(lines) == 1 and expect.lower() in lines[0].lower(), proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     assert not out.exists()
+
+
+KILLED_SAVE = """
+import os, signal, sys
+import transformers
+from sprint.cli import main
+# a hard kill in the middle of writing the checkpoint: weights written, tokenizer and pruning.json not yet
+transformers.PreTrainedTokenizerBase.save_pretrained = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_killed_save_loses_nothing_and_a_rerun_completes(setup, tmp_path):
+    """Interrupted mid-write (SIGKILL, no clean-up possible): no output looks complete, an earlier one survives."""
+    model, calib, latency = setup
+    out = tmp_path / "pruned"
+    args = ["prune", "--model", model, "--calibration", calib, "--latency", latency, "--method", "sprint",
+            "--target-speedup", 1.2, "--device", "cpu", "--output", out]
+
+    def killed(seed: int) -> None:
+        cmd = [sys.executable, "-c", KILLED_SAVE, *map(str, args), "--seed", str(seed)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=ENV)
+        assert proc.returncode == -9, proc.stderr[-2000:]
+
+    killed(seed=1)
+    assert not out.exists()  # the half-written folder is a hidden temp sibling, never the output itself
+    assert [p.name.startswith(".pruned.") and p.name.endswith(".tmp") for p in tmp_path.iterdir()
+            if p.name.startswith(".pruned")] == [True]
+    sprint(*args, "--seed", 2)
+    first = json.loads((out / "pruning.json").read_text())
+    assert first["params"]["seed"] == 2
+    killed(seed=3)  # a rerun killed while replacing a finished checkpoint leaves that checkpoint intact
+    assert json.loads((out / "pruning.json").read_text()) == first
+    net, tok = load_pruned(out)
+    assert tok is not None and net.config.sprint_removed
