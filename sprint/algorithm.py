@@ -44,6 +44,8 @@ from sprint.tuning import TuningStats, tune_rows
 
 log = logging.getLogger("sprint")
 
+HELD_Z_BYTES = 256 * 2**20  # a scoring pass keeps its Ẑ (for the tuning statistics) up to this size, else recomputes it
+
 VARIANTS = {
     #            latency_aware, tunability, exhaustive
     "sprint": (True, True, False),
@@ -103,6 +105,9 @@ class SprintPruner(Pruner):
         self._kept: dict[int, Kept] = {}  # s -> what its tuning needs, saved by the last untuned walk
         inner = view.down_proj(0).weight.shape[1]
         tokens = calibration.numel()
+        # Ẑ of one candidate is tokens x inner: on large calibration sets (SmolLM2 at 128 x 512: 400 MB) recompute
+        # it from Y for the few candidates whose statistics are saved, rather than hold it during every scoring pass
+        self.hold_z = tokens * inner * X0.element_size() <= HELD_Z_BYTES
         if self.tunability and tokens < 4 * inner:
             log.warning(
                 "only %d calibration tokens for an MLP of width %d (< 4x): least squares nearly interpolates the "
@@ -139,7 +144,7 @@ class SprintPruner(Pruner):
             raise NotImplementedError("output projections with a bias are not supported")
         dev = down.weight.device
         stats = TuningStats(down.weight.shape[1], down.weight.shape[0]) if tuned else None
-        held: list[tuple[slice, torch.Tensor]] | None = [] if keep and self.distance == "frobenius" else None
+        held: list[torch.Tensor] | None = [] if keep and self.distance == "frobenius" and self.hold_z else None
         err_rows = torch.zeros(down.weight.shape[0], dtype=torch.float64)  # squared error per output row
         ref_sq = l1 = 0.0
         for c in view.chunks(Y.shape[0]):
@@ -149,7 +154,7 @@ class SprintPruner(Pruner):
             if stats is not None:
                 stats.add(z, b)
             elif held is not None:
-                held.append((c, z))
+                held.append(z)
             diff = down(z) - b  # = X̂^(d+1) − X^(d+1)
             err_rows += diff.double().pow(2).sum((0, 1)).cpu()
             ref_sq += r.double().pow(2).sum().item()
@@ -160,14 +165,23 @@ class SprintPruner(Pruner):
         if stats is not None:
             self._tune(score, stats, err_rows, ref_sq, Y, ref)
         elif keep and self._ranks_within(s, pseudo, keep):
-            if held is None:  # l1: the distance after tuning needs another pass over d's input
+            if self.distance == "l1":  # the distance after tuning needs another pass over d's input
                 self._kept[s] = Kept(Y=Y, ref=ref)
             else:
-                stats = TuningStats(down.weight.shape[1], down.weight.shape[0])
-                for c, z in held:
-                    stats.add(z, ref[c].to(dev) - Y[c].to(dev))
-                self._kept[s] = Kept(stats=stats, err_rows=err_rows, ref_sq=ref_sq)
+                self._kept[s] = Kept(stats=self._stats(d, Y, ref, held), err_rows=err_rows, ref_sq=ref_sq)
         return score
+
+    def _stats(self, d: int, Y: torch.Tensor, ref: torch.Tensor, held: list[torch.Tensor] | None) -> TuningStats:
+        """Tuning statistics of MLP d's output projection for pruned input Y: from the Ẑ chunks a scoring pass held,
+        or (``held`` None) recomputed from Y."""
+        layer = d // 2
+        down = self.view.down_proj(layer)
+        stats = TuningStats(down.weight.shape[1], down.weight.shape[0])
+        for i, c in enumerate(self.view.chunks(Y.shape[0])):
+            y = Y[c].to(down.weight.device)
+            z = held[i] if held is not None else self.view.mlp_hidden_chunk(layer, y)
+            stats.add(z, ref[c].to(y.device) - y)
+        return stats
 
     def _tune(self, score: Score, stats: TuningStats, err_rows: torch.Tensor, ref_sq: float,
               Y: torch.Tensor | None = None, ref: torch.Tensor | None = None) -> None:
@@ -295,6 +309,7 @@ class SprintPruner(Pruner):
         self.record([removal])
         self.checkpoints.invalidate_above(r)
         self.cache = {s: sc for s, sc in self.cache.items() if sc.tuned < r and s != r}
+        self.dense_ref.pop(r, None)  # a removed MLP is nobody's upper MLP any more
         log.info(
             "removed %s %d (importance %.4g, sensitivity %.4g%s): est. latency %.4gs",
             kind, layer, removal.importance, sensitivity,

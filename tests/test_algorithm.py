@@ -40,6 +40,23 @@ def test_checkpointing_is_exact(reference, distance):
         assert torch.allclose(p, q, atol=1e-6)
 
 
+def test_recomputing_z_instead_of_holding_it_changes_nothing(monkeypatch):
+    """Large calibration sets recompute Ẑ for the saved tuning statistics (memory); the result is the same."""
+    import sprint.algorithm
+
+    held_model, held = run("sprint", beta=2, alpha=3)
+    monkeypatch.setattr(sprint.algorithm, "HELD_Z_BYTES", 0)
+    model, recomputed = run("sprint", beta=2, alpha=3)
+    assert not recomputed.hold_z and held.hold_z
+    assert [(r.layer, r.kind, r.tuned_layer) for r in recomputed.removed] == \
+        [(r.layer, r.kind, r.tuned_layer) for r in held.removed]
+    for a, b in zip(recomputed.removed, held.removed):
+        assert a.sensitivity == pytest.approx(b.sensitivity, rel=1e-9, abs=1e-12)
+    assert recomputed.num_tunings == held.num_tunings
+    for p, q in zip(model.parameters(), held_model.parameters()):
+        assert torch.equal(p, q)
+
+
 def test_candidate_selection_tunes_fewer():
     _, fast = run("sprint", beta=2)
     _, full = run("sprint-e")
