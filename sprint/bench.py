@@ -635,6 +635,10 @@ def run_bench(args) -> dict:
                           calibration=calib, latency=lat, target=args.target, n=cn, seq_len=cs, num_layers=layers,
                           **{**common, **over})
 
+    def forward_job(cn: int, cs: int, calib: str) -> dict:
+        return runner.job("forward", f"forward-{model_tag}-{cn}x{cs}", model=model_path, calibration=calib,
+                          repeats=args.forward_repeats, n=cn, seq_len=cs, **common)
+
     def cap_of(method: str) -> float | None:
         if method not in ("sleb", "blockpruner"):
             return None
@@ -664,17 +668,14 @@ def run_bench(args) -> dict:
     save()
 
     # 2. the floor: one dense decoder forward over the calibration set (quick mode: with the scaling batch)
-    fwd_job = runner.job("forward", f"forward-{model_tag}-{n}x{seq}", model=model_path, calibration=main_calib,
-                         repeats=args.forward_repeats, n=n, seq_len=seq, **common)
+    fwd_job = forward_job(n, seq, main_calib)
 
     def floor() -> None:
         fwd = runner.run([fwd_job], fwd_job["key"])[0]
         bench["forward_pass_s"] = fwd.get("forward_pass_s")
         bench["forward"] = {k: fwd.get(k) for k in ("status", "forward_pass_s", "times_s", "load_time_s", "tokens",
                                                       "child_peak_rss_mb", "load1_before", "load1_after")}
-        s = summaries["sprint"]
-        bench["floor_ratio"] = (s["wall_time_s"] / (s["n_removed"] * bench["forward_pass_s"])
-                                if s["status"] == "ok" and s["n_removed"] and bench["forward_pass_s"] else None)
+        bench["floor_ratio"] = floor_ratio(summaries["sprint"], bench["forward_pass_s"])
         save()
 
     if not args.quick:
@@ -726,31 +727,32 @@ def run_bench(args) -> dict:
                 save()
         bench["scaling"] = scaling_summary(scale_jobs, runner)
         if "sprint" in scale_jobs:
-            bench["floor_by_tokens"] = floor_by_tokens(scale_jobs["sprint"], runner, fwd_job, model_tag, common, args)
+            bench["floor_by_tokens"] = floor_by_tokens(scale_jobs["sprint"], runner, forward_job, args.quick)
     if args.quick:
         floor()
     save()
     return bench
 
 
-def floor_by_tokens(series: list, runner: Runner, main_fwd: dict, model_tag: str, common: dict,
-                    args: argparse.Namespace) -> list[dict]:
+def floor_ratio(run: dict, forward_s: float | None) -> float | None:
+    """Item 2: pruning time / (removed sublayers x one dense forward over the same calibration set)."""
+    ok = run.get("status") == "ok" and run.get("n_removed") and forward_s
+    return run["wall_time_s"] / (run["n_removed"] * forward_s) if ok else None
+
+
+def floor_by_tokens(series: list, runner: Runner, forward_job, in_process: bool) -> list[dict]:
     """Item 2 again at every calibration size of sprint's token-scaling series: the floor ratio of each run."""
     rows = []
     for axis, _, job in series:
         res = runner.done.get(job["key"]) or runner._reusable(job)
-        if axis != "tokens" or not res or res.get("status") != "ok" or not res.get("n_removed"):
+        if axis != "tokens" or not res:
             continue
-        n, seq = job["n"], job["seq_len"]
-        key = f"forward-{model_tag}-{n}x{seq}"
-        fwd_job = main_fwd if key == main_fwd["key"] else runner.job(
-            "forward", key, model=job["model"], calibration=job["calibration"], repeats=args.forward_repeats,
-            n=n, seq_len=seq, **common)
-        fwd = runner.done.get(fwd_job["key"]) or runner.run([fwd_job], fwd_job["key"], in_process=args.quick)[0]
+        fwd_job = forward_job(job["n"], job["seq_len"], job["calibration"])
+        fwd = runner.done.get(fwd_job["key"]) or runner.run([fwd_job], fwd_job["key"], in_process=in_process)[0]
         f = fwd.get("forward_pass_s")
-        rows.append({"calibration": f"{n}x{seq}", "forward_pass_s": f, "sprint_s": res["wall_time_s"],
-                     "n_removed": res["n_removed"],
-                     "floor_ratio": res["wall_time_s"] / (res["n_removed"] * f) if f else None})
+        rows.append({"calibration": f"{job['n']}x{job['seq_len']}", "forward_pass_s": f,
+                     "sprint_s": res.get("wall_time_s"), "n_removed": res.get("n_removed"),
+                     "floor_ratio": floor_ratio(res, f)})
     return rows
 
 
@@ -830,24 +832,23 @@ def render_markdown(b: dict) -> str:
                          f"{_num(s.get('peak_rss_mb'), '.0f')} | {_removed_text(s)} | "
                          f"{_num(s.get('estimated_speedup'), '.3f')} | {rtxt} | {gtxt} | {verdict} |")
         lines.append("")
+    def floor_row(calibration: str, forward_s, sprint_s, removed, ratio) -> str:
+        return (f"| {calibration} | {_num(forward_s, '.4g')} | {_num(sprint_s, '.4g')} | {removed} "
+                f"| {_num(ratio, '.3f')} | ≤ {FLOOR_MAX:g} | {_verdict(None if ratio is None else ratio <= FLOOR_MAX)} |")
+
     if "forward_pass_s" in b:
-        s = methods.get("sprint", {})
-        fr = b.get("floor_ratio")
+        s, cal = methods.get("sprint", {}), b.get("calibration", {})
         lines += ["## 2. The floor: one dense decoder forward over the calibration set", "",
-                  "| forward s | sprint s | removed | floor ratio | target | verdict |", "|---|---|---|---|---|---|",
-                  f"| {_num(b.get('forward_pass_s'), '.4g')} | {_num(s.get('wall_time_s'), '.4g')} "
-                  f"| {s.get('n_removed', '—')} | {_num(fr, '.3f')} | ≤ {FLOOR_MAX:g} "
-                  f"| {_verdict(None if fr is None else fr <= FLOOR_MAX)} |", ""]
+                  "| calibration | forward s | sprint s | removed | floor ratio | target | verdict |",
+                  "|---|---|---|---|---|---|---|",
+                  floor_row(f"{cal.get('n')}x{cal.get('seq_len')}", b.get("forward_pass_s"), s.get("wall_time_s"),
+                            s.get("n_removed", "—"), b.get("floor_ratio")), ""]
     if b.get("floor_by_tokens"):
         lines += ["The same ratio at every calibration size of sprint's token-scaling runs (item 3):", "",
                   "| calibration | forward s | sprint s | removed | floor ratio | target | verdict |",
                   "|---|---|---|---|---|---|---|"]
-        for r in b["floor_by_tokens"]:
-            fr = r["floor_ratio"]
-            lines.append(f"| {r['calibration']} | {_num(r['forward_pass_s'], '.4g')} | {_num(r['sprint_s'], '.4g')} "
-                         f"| {r['n_removed']} | {_num(fr, '.3f')} | ≤ {FLOOR_MAX:g} "
-                         f"| {_verdict(None if fr is None else fr <= FLOOR_MAX)} |")
-        lines.append("")
+        lines += [floor_row(r["calibration"], r["forward_pass_s"], r["sprint_s"], r["n_removed"], r["floor_ratio"])
+                  for r in b["floor_by_tokens"]] + [""]
     if b.get("scaling"):
         lines += ["## 3. Scaling (time against calibration tokens and model depth)", "",
                   "| method | axis | sizes | times s | basis | exponent | target | verdict |",
