@@ -17,9 +17,10 @@ One iteration (``step``):
  2. *fast candidate selection*: rank candidates by pseudo-importance ζ̃/t and keep the β best (Sec. 3.4, 2).
  3. *tunability-aware selection*: tune d's output projection for each of the β candidates (least squares,
     ``sprint.tuning``) and measure ζ after tuning; remove the candidate with the lowest η and write its tuned
-    rows into the model.  The walk of step 1 already accumulates the tuning statistics of every candidate that
-    ranks among the β best so far, so the chosen ones need no second pass (a candidate whose score was cached
-    from an earlier iteration is re-walked).
+    rows into the model.  The walk of step 1 saves what the tuning of each candidate it scores needs (its pruned
+    input at d, within a memory budget; beyond it, the statistics of those among the β best so far), so the chosen
+    ones need no second pass, in this iteration or a later one while their score stays valid (``Saved``).  None of
+    this changes a number, only what is recomputed.
 SPRINT-e computes the tuned ζ of every candidate in every iteration from the embeddings, reusing nothing.
 SPRINT-t uses ζ̃ as the sensitivity and never tunes.  SPRINT-l ranks by ζ instead of ζ/t.
 
@@ -44,7 +45,7 @@ from sprint.tuning import TuningStats, tune_rows
 
 log = logging.getLogger("sprint")
 
-HELD_Z_BYTES = 256 * 2**20  # a scoring pass keeps its Ẑ (for the tuning statistics) up to this size, else recomputes it
+HELD_BYTES = 256 * 2**20  # activations held for later tunings (``Saved``); also caps one scoring pass's Ẑ
 
 VARIANTS = {
     #            latency_aware, tunability, exhaustive
@@ -66,14 +67,27 @@ class Score:
 
 
 @dataclass
-class Kept:
-    """What a likely-chosen candidate's tuning needs, saved during the walk that scored it."""
+class Saved:
+    """What a scored candidate's tuning needs, saved by the walk that scored it, so that tuning it later (in this
+    iteration or, while its score stays valid, a later one) costs no second walk.
 
-    stats: TuningStats | None = None  # frobenius: Gram / cross statistics of that very pass
-    err_rows: torch.Tensor | None = None  # its per-row squared errors before tuning
-    ref_sq: float = 0.0
-    Y: torch.Tensor | None = None  # l1: d's pruned input and reference, for the distance after tuning
+    Within ``HELD_BYTES`` (best pseudo-importance first) it holds d's pruned input Y, and Ẑ = h(Y) when that fits
+    too, and the Gram statistics are accumulated only if the candidate is chosen.  Beyond the budget a candidate
+    among the β best gets its statistics at once and drops its activations (the l1 distance keeps Y: its tuned
+    distance needs it); any other loses its entry and is re-walked if it is ever chosen.
+    """
+
+    d: int
+    err_rows: torch.Tensor  # per-row squared errors before tuning
+    ref_sq: float
+    Y: torch.Tensor | None = None
     ref: torch.Tensor | None = None
+    z: list[torch.Tensor] | None = None  # Ẑ, chunk by chunk
+    stats: TuningStats | None = None
+
+    def nbytes(self, count_ref: bool) -> int:
+        held = [self.Y] * (self.Y is not None) + (self.z or []) + [self.ref] * (count_ref and self.ref is not None)
+        return sum(t.numel() * t.element_size() for t in held)
 
 
 class SprintPruner(Pruner):
@@ -102,12 +116,12 @@ class SprintPruner(Pruner):
         self.checkpoints = CheckpointStore(view.num_sublayers, 1 if self.exhaustive else alpha, X0, self.store_dtype)
         self.dense_ref: dict[int, torch.Tensor] = {}  # MLP sublayer d -> dense X^(d+1)
         self.cache: dict[int, Score] = {}
-        self._kept: dict[int, Kept] = {}  # s -> what its tuning needs, saved by the last untuned walk
+        self._saved: dict[int, Saved] = {}  # s -> what its tuning needs, saved by the untuned walk that scored it
         inner = view.down_proj(0).weight.shape[1]
         tokens = calibration.numel()
         # Ẑ of one candidate is tokens x inner: on large calibration sets (SmolLM2 at 128 x 512: 400 MB) recompute
-        # it from Y for the few candidates whose statistics are saved, rather than hold it during every scoring pass
-        self.hold_z = tokens * inner * X0.element_size() <= HELD_Z_BYTES
+        # it from Y for the few candidates whose statistics are needed, rather than hold it during every scoring pass
+        self.hold_z = tokens * inner * X0.element_size() <= HELD_BYTES
         if self.tunability and tokens < 4 * inner:
             log.warning(
                 "only %d calibration tokens for an MLP of width %d (< 4x): least squares nearly interpolates the "
@@ -132,11 +146,12 @@ class SprintPruner(Pruner):
 
     # -- scoring ------------------------------------------------------------------------------------------------
     @torch.inference_mode()
-    def _score(self, s: int, d: int, Y: torch.Tensor, ref: torch.Tensor, tuned: bool, keep: int = 0) -> Score:
-        """Score candidate s from Y = pruned-path residual input of MLP d, against ref = X^(d+1).
+    def _score(self, s: int, d: int, Y: torch.Tensor, ref: torch.Tensor, ref_sq: float, tuned: bool,
+               keep: int = 0) -> Score:
+        """Score candidate s from Y = pruned-path residual input of MLP d, against ref = X^(d+1) (ref_sq = ||ref||²).
 
-        ``keep`` > 0 (untuned walk): if s ranks among the ``keep`` best by pseudo-importance so far, save what its
-        tuning needs (``Kept``) from this very pass, so the tuning of the chosen candidates costs no second pass.
+        ``keep`` > 0 (untuned walk): save what s's tuning needs (``Saved``) from this very pass, within the memory
+        budget and always if s ranks among the ``keep`` best by pseudo-importance so far.
         """
         view, layer = self.view, d // 2
         down = view.down_proj(layer)
@@ -146,7 +161,7 @@ class SprintPruner(Pruner):
         stats = TuningStats(down.weight.shape[1], down.weight.shape[0]) if tuned else None
         held: list[torch.Tensor] | None = [] if keep and self.distance == "frobenius" and self.hold_z else None
         err_rows = torch.zeros(down.weight.shape[0], dtype=torch.float64)  # squared error per output row
-        ref_sq = l1 = 0.0
+        l1 = 0.0
         for c in view.chunks(Y.shape[0]):
             y, r = Y[c].to(dev), ref[c].to(dev)
             z = view.mlp_hidden_chunk(layer, y)
@@ -157,19 +172,20 @@ class SprintPruner(Pruner):
                 held.append(z)
             diff = down(z) - b  # = X̂^(d+1) − X^(d+1)
             err_rows += diff.double().pow(2).sum((0, 1)).cpu()
-            ref_sq += r.double().pow(2).sum().item()
             if self.distance == "l1":
                 l1 += (diff.double().abs().flatten(1).sum(1) / r.double().abs().flatten(1).sum(1)).sum().item()
         pseudo = l1 if self.distance == "l1" else (err_rows.sum().item() / ref_sq) ** 0.5
         score = Score(s, d, pseudo)
         if stats is not None:
             self._tune(score, stats, err_rows, ref_sq, Y, ref)
-        elif keep and self._ranks_within(s, pseudo, keep):
-            if self.distance == "l1":  # the distance after tuning needs another pass over d's input
-                self._kept[s] = Kept(Y=Y, ref=ref)
-            else:
-                self._kept[s] = Kept(stats=self._stats(d, Y, ref, held), err_rows=err_rows, ref_sq=ref_sq)
+        elif keep:
+            self.cache[s] = score  # ranked by the budget below
+            self._saved[s] = Saved(d, err_rows, ref_sq, Y, ref, held)
+            self._trim_saved(keep)
         return score
+
+    def _ref_sq(self, ref: torch.Tensor) -> float:
+        return sum(ref[c].double().pow(2).sum().item() for c in self.view.chunks(ref.shape[0]))
 
     def _stats(self, d: int, Y: torch.Tensor, ref: torch.Tensor, held: list[torch.Tensor] | None) -> TuningStats:
         """Tuning statistics of MLP d's output projection for pruned input Y: from the Ẑ chunks a scoring pass held,
@@ -206,18 +222,36 @@ class SprintPruner(Pruner):
             total += (diff.double().abs().flatten(1).sum(1) / r.double().abs().flatten(1).sum(1)).sum().item()
         return total
 
-    def _ranks_within(self, s: int, pseudo: float, keep: int) -> bool:
-        """Whether s, with this pseudo-sensitivity, is among the ``keep`` best scored candidates so far."""
-        mine = self.importance(s, pseudo)
-        return sum(self.importance(t, sc.pseudo) < mine for t, sc in self.cache.items() if t != s) < keep
+    def _ranked(self) -> list[int]:
+        """Cached candidates, best pseudo-importance first (ties in sublayer order)."""
+        return sorted(sorted(self.cache), key=lambda s: self.importance(s, self.cache[s].pseudo))
+
+    def _trim_saved(self, keep: int) -> None:
+        """Fit the saved activations into ``HELD_BYTES``, best pseudo-importance first (see ``Saved``)."""
+        ranked = self._ranked()
+        top, used = set(ranked[:keep]), 0
+        count_ref = self.reference == "current"  # a dense reference is held anyway
+        for s in [s for s in ranked if s in self._saved]:
+            e = self._saved[s]
+            if e.stats is None and used + e.nbytes(count_ref) > HELD_BYTES:
+                if e.z is not None and s not in top:
+                    e.z = None  # Y alone may still fit
+                if s in top and self.distance == "frobenius":
+                    e.stats, e.Y, e.ref, e.z = self._stats(e.d, e.Y, e.ref, e.z), None, None, None
+                elif s not in top and used + e.nbytes(count_ref) > HELD_BYTES:
+                    del self._saved[s]
+                    continue
+            if e.stats is not None and s not in top:
+                del self._saved[s]  # statistics are kept for the β best only
+                continue
+            used += e.nbytes(count_ref)
 
     @torch.inference_mode()
     def _walk(self, targets: list[int], tuned: bool, keep: int = 0, cache: bool = True) -> dict[int, Score]:
         """Run the current model from a checkpoint, scoring every target's pruned path at its upper MLP.
 
-        New scores go into the cache as they come (unless ``cache`` is False); ``keep`` > 0 saves the tuning
-        statistics of the targets that can still be among the ``keep`` best by pseudo-importance (``_kept``), so
-        they can be tuned afterwards without another walk.
+        New scores go into the cache as they come (unless ``cache`` is False); ``keep`` > 0 saves what the targets'
+        tunings need (``Saved``), so the ``keep`` best by pseudo-importance can be tuned without another walk.
         """
         view, gone = self.view, self.removed_set
         upper = {s: self.upper_mlp(s) for s in targets}
@@ -239,12 +273,12 @@ class SprintPruner(Pruner):
                     assert not self.removed, "dense reference activations must come from the unpruned model"
                     self.dense_ref[j] = X_next.to(self.store_dtype)
                 ref = self.dense_ref[j].to(X.dtype) if self.reference == "dense" else X_next
-                for s in [s for s in pending if upper[s] == j]:
-                    scores[s] = self._score(s, j, pending.pop(s), ref, tuned, keep=keep)
+                here = [s for s in pending if upper[s] == j]
+                ref_sq = self._ref_sq(ref) if here else 0.0
+                for s in here:
+                    scores[s] = self._score(s, j, pending.pop(s), ref, ref_sq, tuned, keep=keep)
                     if cache:
                         self.cache[s] = scores[s]
-                    if keep:
-                        self._trim_kept(keep)
             for s in pending:
                 if s != j:
                     pending[s] = view.apply(j, pending[s])
@@ -252,20 +286,14 @@ class SprintPruner(Pruner):
         bar.close()
         return scores
 
-    def _trim_kept(self, keep: int) -> None:
-        """Drop the saved tuning inputs of candidates that can no longer be among the ``keep`` best."""
-        ranked = set(sorted(self.cache, key=lambda s: self.importance(s, self.cache[s].pseudo))[:keep])
-        for s in [s for s in self._kept if s not in ranked]:
-            del self._kept[s]
-
     @torch.inference_mode()
-    def _tuned_from_kept(self, s: int) -> Score:
-        """Tuned score of s from what the walk saved for it."""
-        kept, score = self._kept.pop(s), self.cache[s]
-        if kept.stats is None:  # l1
-            return self._score(s, score.tuned, kept.Y, kept.ref, tuned=True)
-        score = Score(s, score.tuned, score.pseudo)
-        self._tune(score, kept.stats, kept.err_rows, kept.ref_sq)
+    def _tuned_from_saved(self, s: int) -> Score:
+        """Tuned score of s from what its scoring walk saved."""
+        e, pseudo = self._saved.pop(s), self.cache[s].pseudo
+        if self.distance == "l1":
+            return self._score(s, e.d, e.Y, e.ref, e.ref_sq, tuned=True)
+        score = Score(s, e.d, pseudo)
+        self._tune(score, e.stats or self._stats(e.d, e.Y, e.ref, e.z), e.err_rows, e.ref_sq)
         return score
 
     # -- one iteration ------------------------------------------------------------------------------------------
@@ -277,23 +305,19 @@ class SprintPruner(Pruner):
             return self._remove(scores[best], tuned=True)
 
         stale = [s for s in cands if s not in self.cache]
-        self._kept.clear()
         if stale:
-            keep = self.beta if self.tunability else 0
-            # new scores go into the cache as they come, so trimming sees the full ranking
-            self._walk(stale, tuned=False, keep=keep)
+            self._walk(stale, tuned=False, keep=self.beta if self.tunability else 0)
         if not self.tunability:
             best = min(cands, key=lambda s: self.importance(s, self.cache[s].pseudo))
             return self._remove(self.cache[best], tuned=False)
 
-        chosen = sorted(cands, key=lambda s: self.importance(s, self.cache[s].pseudo))[: self.beta]
+        chosen = self._ranked()[: self.beta]
         need = [s for s in chosen if self.cache[s].sensitivity is None]
-        for s in [s for s in need if s in self._kept]:
-            self.cache[s] = self._tuned_from_kept(s)
+        for s in [s for s in need if s in self._saved]:
+            self.cache[s] = self._tuned_from_saved(s)
         rest = [s for s in need if self.cache[s].sensitivity is None]
         if rest:
             self._walk(rest, tuned=True)
-        self._kept.clear()
         best = min(chosen, key=lambda s: self.importance(s, self.cache[s].sensitivity))
         return self._remove(self.cache[best], tuned=True)
 
@@ -309,6 +333,7 @@ class SprintPruner(Pruner):
         self.record([removal])
         self.checkpoints.invalidate_above(r)
         self.cache = {s: sc for s, sc in self.cache.items() if sc.tuned < r and s != r}
+        self._saved = {s: e for s, e in self._saved.items() if s in self.cache}
         self.dense_ref.pop(r, None)  # a removed MLP is nobody's upper MLP any more
         log.info(
             "removed %s %d (importance %.4g, sensitivity %.4g%s): est. latency %.4gs",

@@ -7,7 +7,7 @@ from conftest import tiny_model
 from sprint.errors import SprintError
 from sprint.latency import LatencyTable
 from sprint.prune import METHODS, PruneConfig, check_reachable, prune_model
-from sprint.tuning import TuningStats, solve_normal_equations, tune_rows
+from sprint.tuning import TuningStats, gram, solve_normal_equations, tune_rows
 
 LATENCY = LatencyTable(device="cpu", model="tiny", prompt_len=8, gen_len=4, dense_s=1.0, t_attn_s=0.05, t_mlp_s=0.08)
 
@@ -40,21 +40,31 @@ def test_checkpointing_is_exact(reference, distance):
         assert torch.allclose(p, q, atol=1e-6)
 
 
-def test_recomputing_z_instead_of_holding_it_changes_nothing(monkeypatch):
-    """Large calibration sets recompute Ẑ for the saved tuning statistics (memory); the result is the same."""
+@pytest.mark.parametrize("reference,distance", [("dense", "frobenius"), ("current", "l1")])
+def test_what_is_held_for_later_tunings_changes_nothing_but_the_walks(monkeypatch, reference, distance):
+    """Saved activations (within HELD_BYTES) spare the re-walks of candidates tuned later; any budget, including
+    none (Ẑ recomputed, every late candidate re-walked), gives bitwise the same pruned model."""
     import sprint.algorithm
 
-    held_model, held = run("sprint", beta=2, alpha=3)
-    monkeypatch.setattr(sprint.algorithm, "HELD_Z_BYTES", 0)
-    model, recomputed = run("sprint", beta=2, alpha=3)
-    assert not recomputed.hold_z and held.hold_z
-    assert [(r.layer, r.kind, r.tuned_layer) for r in recomputed.removed] == \
-        [(r.layer, r.kind, r.tuned_layer) for r in held.removed]
-    for a, b in zip(recomputed.removed, held.removed):
-        assert a.sensitivity == pytest.approx(b.sensitivity, rel=1e-9, abs=1e-12)
-    assert recomputed.num_tunings == held.num_tunings
-    for p, q in zip(model.parameters(), held_model.parameters()):
-        assert torch.equal(p, q)
+    walks = []
+    walk = sprint.algorithm.SprintPruner._walk
+    monkeypatch.setattr(sprint.algorithm.SprintPruner, "_walk",
+                        lambda self, targets, tuned, **kw: walks.append(tuned) or walk(self, targets, tuned, **kw))
+    kw = dict(beta=2, alpha=3, reference=reference, distance=distance)
+    held_model, held = run("sprint", **kw)
+    assert held.hold_z and not any(walks)  # every tuning came from what its scoring walk saved
+    for budget in (0, 150_000):  # none; a few candidates' Y and Ẑ of the tiny model
+        monkeypatch.setattr(sprint.algorithm, "HELD_BYTES", budget)
+        walks.clear()
+        model, other = run("sprint", **kw)
+        assert other.hold_z == (budget > 0)
+        if budget == 0:
+            assert any(walks)  # cached candidates chosen in a later iteration were walked again
+        assert [(r.layer, r.kind, r.tuned_layer, r.sensitivity) for r in other.removed] == \
+            [(r.layer, r.kind, r.tuned_layer, r.sensitivity) for r in held.removed]
+        assert other.num_tunings == held.num_tunings
+        for p, q in zip(model.parameters(), held_model.parameters()):
+            assert torch.equal(p, q)
 
 
 def test_candidate_selection_tunes_fewer():
@@ -113,6 +123,12 @@ def test_tuning_never_increases_error_and_survives_rank_deficiency():
         w2[result.rows] = result.weight
         direct = (z.double() @ w2.T - b.double()).pow(2).sum().item()
         assert result.error_sq == pytest.approx(direct, rel=1e-6, abs=1e-8)
+
+
+@pytest.mark.parametrize("columns", [1, 7, 64])
+def test_gram_from_its_upper_blocks_is_the_full_product(columns):
+    z = torch.randn(50, columns, generator=torch.Generator().manual_seed(columns))
+    assert torch.allclose(gram(z), z.T @ z, rtol=1e-6, atol=1e-5)
 
 
 def test_solver_handles_singular_gram():
