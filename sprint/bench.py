@@ -16,6 +16,8 @@ part reached before pruning starts)):
 
 1. ``methods``: every method (sprint, sprint-l, sprint-t, sprint-e, shortgpt, sleb, blockpruner) pruned to one
    target speedup on one calibration set; ``ratio_to_sprint`` = method time / sprint time of the same run.
+   sprint, the denominator of every ratio, is run ``--sprint-repeats`` times (each in a fresh process, as the
+   floor's forward is repeated): its time is the median, every sample is in ``wall_time_samples_s``.
    Targets: sprint-e / sprint >= 2.0, blockpruner / sprint >= 15.
 2. ``forward_pass_s``: one dense forward over the calibration set through the decoder layers only
    (``SublayerView.embed``, then ``apply`` of every sublayer; median of ``--forward-repeats``);
@@ -93,10 +95,10 @@ MEMORY_SHAPE = (128, 512)
 SYNTHETIC_SHARE = 0.9  # share of the dense latency spent in sublayers, in synthetic latency tables
 DEFAULTS = dict(model="data/models/smollm2-135m", calibration_n=32, seq_len=256, token_sizes="8x256,16x256,32x256",
                 depths="4,8,16", depth_calibration="16x64", calibration_source="wikitext2", prompt_len=64, gen_len=32,
-                latency_repeats=3, check_repeats=5, forward_repeats=3, max_method_time=1800.0, threads=0)
+                latency_repeats=3, check_repeats=5, forward_repeats=3, sprint_repeats=3, max_method_time=1800.0, threads=0)
 QUICK = dict(calibration_n=8, seq_len=32, token_sizes="4x32,8x32,16x32", depths="2,3,4", depth_calibration="8x32",
              calibration_source="random", prompt_len=8, gen_len=8, latency_repeats=2, check_repeats=3,
-             forward_repeats=2, max_method_time=300.0, threads=1)
+             forward_repeats=2, sprint_repeats=1, max_method_time=300.0, threads=1)
 
 
 # -- small helpers --------------------------------------------------------------------------------------------------
@@ -567,7 +569,7 @@ def _summary(res: dict) -> dict:
     """The per-run numbers reported in bench.json."""
     keys = ("status", "wall_time_s", "load_time_s", "load_peak_rss_mb", "n_removed", "counts", "estimated_speedup",
             "num_tunings", "setup_s", "step_times_s", "elapsed_s", "returncode", "load1_before", "load1_after",
-            "child_wall_s", "child_cpu_s", "torch_threads", "reused", "error")
+            "child_wall_s", "child_cpu_s", "torch_threads", "reused", "error", "wall_time_samples_s")
     out = {k: res[k] for k in keys if k in res}
     out["peak_rss_mb"] = res.get("child_peak_rss_mb")
     out["calibration"] = f"{res['job'].get('n')}x{res['job'].get('seq_len')}"
@@ -650,11 +652,15 @@ def run_bench(args) -> dict:
             return min(cap, args.greedy_baseline_time) if args.greedy_baseline_time else cap
         return args.greedy_baseline_time
 
-    # 1. every method, one fresh child each
+    # 1. every method, one fresh child each (sprint, the denominator of every ratio, --sprint-repeats times)
     runs: dict[str, dict] = {}  # sprint first: the baseline caps may depend on its time
     for m in tqdm(methods, desc="methods", unit="method"):
         job = prune_job(m, model_path, main_calib, n, seq, latency_file, num_layers, model_tag)
         runs[m] = runner.run([job], job["key"], cap=cap_of(m))[0]
+        if m == "sprint" and runs[m]["status"] == "ok":
+            spec = {k: v for k, v in job.items() if k not in ("kind", "key", "result", "progress")}
+            again = [runner.job("prune", f"{job['key']}-repeat{i}", **spec) for i in range(2, args.sprint_repeats + 1)]
+            runs[m] = runner.done[job["key"]] = median_run([runs[m]] + [runner.run([j], j["key"])[0] for j in again])
         log.info("%s: %s %s", m, runs[m]["status"], _num(runs[m].get("wall_time_s")))
     summaries = {m: _summary(r) for m, r in runs.items()}
     base, _ = _time_of(summaries["sprint"])
@@ -732,6 +738,15 @@ def run_bench(args) -> dict:
         floor()
     save()
     return bench
+
+
+def median_run(samples: list[dict]) -> dict:
+    """Repeated runs of one job as one: the median-time run (of an even count, the slower middle one), with every
+    sample's time; a run that did not finish stands for them all."""
+    if any(s.get("status") != "ok" for s in samples):
+        return next(s for s in samples if s.get("status") != "ok")
+    ranked = sorted(samples, key=lambda s: s["wall_time_s"])
+    return {**ranked[len(ranked) // 2], "wall_time_samples_s": [s["wall_time_s"] for s in samples]}
 
 
 def floor_ratio(run: dict, forward_s: float | None) -> float | None:
@@ -831,6 +846,10 @@ def render_markdown(b: dict) -> str:
             lines.append(f"| {m} | {status} | {ttxt} | {_num(s.get('load_time_s'), '.3g')} | "
                          f"{_num(s.get('peak_rss_mb'), '.0f')} | {_removed_text(s)} | "
                          f"{_num(s.get('estimated_speedup'), '.3f')} | {rtxt} | {gtxt} | {verdict} |")
+        samples = methods.get("sprint", {}).get("wall_time_samples_s") or []
+        if len(samples) > 1:
+            lines += ["", f"sprint's time is the median of {len(samples)} fresh-process runs: "
+                          f"{', '.join(_num(t, '.4g') for t in samples)} s."]
         lines.append("")
     def floor_row(calibration: str, forward_s, sprint_s, removed, ratio) -> str:
         return (f"| {calibration} | {_num(forward_s, '.4g')} | {_num(sprint_s, '.4g')} | {removed} "
@@ -928,6 +947,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"profiling repeats (default {d['latency_repeats']})")
     p.add_argument("--check-repeats", type=int, default=None,
                    help=f"rounds of the latency check (default {d['check_repeats']})")
+    p.add_argument("--sprint-repeats", type=int, default=None,
+                   help=f"fresh-process runs of sprint in item 1, median reported (default {d['sprint_repeats']})")
     p.add_argument("--forward-repeats", type=int, default=None,
                    help=f"floor forward repeats (default {d['forward_repeats']})")
     p.add_argument("--max-method-time", type=float, default=None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 
-from sprint.bench import fit_exponent, main, parse_shape, render_markdown
+from sprint.bench import fit_exponent, main, median_run, parse_shape, render_markdown
 
 
 def _finite(x) -> bool:
@@ -18,10 +18,17 @@ def test_fit_exponent_and_shapes():
     assert parse_shape("32x256") == (32, 256)
 
 
+def test_median_run_of_repeated_sprint_runs():
+    runs = [{"status": "ok", "wall_time_s": t, "i": i} for i, t in enumerate([5.0, 3.0, 4.0])]
+    assert median_run(runs) == {**runs[2], "wall_time_samples_s": [5.0, 3.0, 4.0]}
+    assert median_run(runs[:2])["wall_time_s"] == 5.0  # an even count: the slower middle run
+    assert median_run(runs + [{"status": "error"}])["status"] == "error"
+
+
 def test_bench_quick(tiny_model_dir, tmp_path):
     out = tmp_path / "bench"
     argv = ["--quick", "--model", str(tiny_model_dir("llama", 4)), "--methods", "sprint,blockpruner",
-            "--scaling-greedy-steps", "1", "--output", str(out)]
+            "--scaling-greedy-steps", "1", "--sprint-repeats", "2", "--output", str(out)]
     assert main(argv) == 0
     bench = json.loads((out / "bench.json").read_text())
     for key in ("methods", "forward_pass_s", "floor_ratio", "scaling", "speedup_error", "machine", "command", "date",
@@ -33,6 +40,8 @@ def test_bench_quick(tiny_model_dir, tmp_path):
         for key in ("wall_time_s", "peak_rss_mb", "ratio_to_sprint", "load_time_s"):
             assert _finite(s[key]) and s[key] > 0, (method, key, s[key])
     assert bench["methods"]["sprint"]["ratio_to_sprint"] == 1.0
+    samples = bench["methods"]["sprint"]["wall_time_samples_s"]  # --sprint-repeats 2: the slower one counts
+    assert len(samples) == 2 and bench["methods"]["sprint"]["wall_time_s"] == max(samples)
     assert _finite(bench["forward_pass_s"]) and _finite(bench["floor_ratio"])
     for method in ("sprint", "blockpruner"):
         scaling = bench["scaling"][method]
@@ -55,3 +64,4 @@ def test_bench_quick(tiny_model_dir, tmp_path):
     for heading in ("## 1.", "## 2.", "## 3.", "## 4.", "## 5."):
         assert heading in md
     assert "PASS" in md or "FAIL" in md
+    assert "median of 2 fresh-process runs" in md
