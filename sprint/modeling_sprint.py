@@ -94,12 +94,14 @@ def _sublayer_forward(
     hidden_states: torch.Tensor,
     attention_mask=None,
     position_ids=None,
-    past_key_values=None,
     use_cache=False,
     position_embeddings=None,
     **kwargs,
 ) -> torch.Tensor:
-    """Decoder-layer forward that skips the residual branch of every removed sublayer."""
+    """Decoder-layer forward that skips the residual branch of every removed sublayer.
+
+    The KV cache passes through ``kwargs`` under whichever name the installed transformers uses
+    (``past_key_values`` up to 5.23, ``cache`` from 5.24)."""
     ad = self.sprint_adapter
     if not self.sprint_skip["attn"]:
         h = getattr(self, ad.attn_norm)(hidden_states)
@@ -107,7 +109,6 @@ def _sublayer_forward(
             hidden_states=h,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
             use_cache=use_cache,
             position_embeddings=position_embeddings,
             **kwargs,

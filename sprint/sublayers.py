@@ -92,7 +92,7 @@ class SublayerView:
         if kind == "mlp":
             return self._module(s, "branch")(h)
         kw = self.layer_kwargs(layer, x.shape[0], x.shape[1], x.device)
-        kw.update(past_key_values=None, use_cache=False)
+        kw["use_cache"] = False  # the captured cache argument is None already (the capture ran without a cache)
         return self._module(s, "branch")(hidden_states=h, **kw)[0]
 
     def mlp_hidden_chunk(self, layer: int, x: torch.Tensor) -> torch.Tensor:
