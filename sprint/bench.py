@@ -95,9 +95,9 @@ MEMORY_SHAPE = (128, 512)
 SYNTHETIC_SHARE = 0.9  # share of the dense latency spent in sublayers, in synthetic latency tables
 DEFAULTS = dict(model="data/models/smollm2-135m", calibration_n=32, seq_len=256, token_sizes="8x256,16x256,32x256",
                 depths="4,8,16", depth_calibration="16x64", calibration_source="wikitext2", prompt_len=64, gen_len=32,
-                latency_repeats=3, check_repeats=5, forward_repeats=3, sprint_repeats=3, max_method_time=1800.0, threads=0)
+                latency_rounds=8, max_spread=0.03, forward_repeats=3, sprint_repeats=3, max_method_time=1800.0, threads=0)
 QUICK = dict(calibration_n=8, seq_len=32, token_sizes="4x32,8x32,16x32", depths="2,3,4", depth_calibration="8x32",
-             calibration_source="random", prompt_len=8, gen_len=8, latency_repeats=2, check_repeats=3,
+             calibration_source="random", prompt_len=8, gen_len=8, latency_rounds=6, max_spread=0.5,
              forward_repeats=2, sprint_repeats=1, max_method_time=300.0, threads=1)
 
 
@@ -496,23 +496,17 @@ def get_latency_table(args, model_path: str, out: Path, methods: list[str]) -> t
         table, info = load_latency(dest), {"source": f"reused {dest}"}
     else:
         model, _ = load_model(model_path, device=args.device, dtype=args.dtype)
-        table, error = None, None
-        for attempt in range(3):
-            try:
-                t0 = time.perf_counter()
-                table = profile_latency(model, model_path, args.prompt_len, args.gen_len, warmup=1,
-                                        repeats=args.latency_repeats)
-                info = {"source": "profiled", "profile_s": time.perf_counter() - t0, "attempts": attempt + 1}
-                break
-            except SprintError as err:
-                error = str(err)
-                log.warning("latency profiling attempt %d failed: %s", attempt + 1, err)
-                if args.quick:
-                    break
+        table = error = None
+        try:
+            t0 = time.perf_counter()
+            table = profile_latency(model, model_path, latency_protocol(args))
+            info = {"source": "profiled", "profile_s": time.perf_counter() - t0}
+        except SprintError as err:  # the protocol already retried (attempts)
+            if not args.quick:
+                raise SprintError(f"latency profiling failed ({err}); pass --latency FILE") from None
+            error = str(err)
         del model
         if table is None:
-            if not args.quick:
-                raise SprintError(f"latency profiling failed 3 times ({error}); pass --latency FILE")
             table = synthetic_latency(num_layers, model_path, args.prompt_len, args.gen_len)
             info = {"source": "synthetic (quick mode: profiling too noisy)", "profile_error": error}
     bad = {m: e for m in methods if (e := _check_reachable(m, num_layers, table, args.target))}
@@ -528,40 +522,36 @@ def get_latency_table(args, model_path: str, out: Path, methods: list[str]) -> t
     return table, {**info, "path": str(dest), **table.to_dict()}
 
 
-def latency_check(args, model_path: str, table, results: dict[str, dict]) -> dict[str, dict]:
-    """Estimated vs measured speedup of every pruned model, dense and pruned interleaved per round."""
-    from sprint.latency import measure_generate_latency
-    from sprint.models import load_model
-    from sprint.modeling_sprint import set_removed
+def latency_protocol(args, prompt_len: int | None = None, gen_len: int | None = None):
+    """The pipeline's latency protocol (sprint.latency.Protocol) at the bench's settings."""
+    from sprint.latency import Protocol
 
-    configs = {"dense": []} | {m: [(r["layer"], r["kind"]) for r in res["removed"]]
-                               for m, res in results.items() if res.get("status") == "ok"}
+    return Protocol(prompt_len=prompt_len or args.prompt_len, gen_len=gen_len or args.gen_len, warmup=1,
+                    min_rounds=args.latency_rounds, max_rounds=max(args.latency_rounds, 3 * args.latency_rounds),
+                    max_spread=args.max_spread)
+
+
+def latency_check(args, model_path: str, table, results: dict[str, dict]) -> dict[str, dict]:
+    """Estimated vs measured speedup of every pruned model by the pipeline's protocol (``measure_speedup``: dense
+    and pruned interleaved per round, median ratio with its 95% CI), the sublayers skipped on one loaded model."""
+    from sprint.latency import measure_speedup, with_removed
+    from sprint.models import load_model
+
     model, _ = load_model(model_path, device=args.device, dtype=args.dtype)
-    P, G = table.prompt_len or args.prompt_len, table.gen_len or args.gen_len
-    times: dict[str, list[float]] = {name: [] for name in configs}
-    names = list(configs)
-    total = (1 + args.check_repeats) * len(names)
-    with tqdm(total=total, desc="latency check", unit="generate") as bar:
-        for rnd in range(-1, args.check_repeats):  # round -1: warm-up of every configuration, not recorded
-            order = names[rnd % len(names):] + names[: rnd % len(names)] if rnd >= 0 else names
-            for name in order:
-                set_removed(model, configs[name])
-                t = measure_generate_latency(model, P, G, warmup=0, repeats=1, seed=max(rnd, 0))["median_s"]
-                if rnd >= 0:
-                    times[name].append(t)
-                bar.update(1)
-    set_removed(model, [])
+    protocol = latency_protocol(args, table.prompt_len, table.gen_len)
     out = {}
-    for name in names[1:]:
-        removed = configs[name]
+    for name, res in results.items():
+        if res.get("status") != "ok":
+            continue
+        removed = [(r["layer"], r["kind"]) for r in res["removed"]]
         n_attn = sum(kind == "attn" for _, kind in removed)
         est = table.speedup(n_attn, len(removed) - n_attn)
-        ratios = [d / p for d, p in zip(times["dense"], times[name])]
-        meas = statistics.median(ratios)
-        out[name] = {"estimated_speedup": est, "measured_speedup": meas, "error": abs(est - meas) / meas,
-                     "ratio_of_medians": statistics.median(times["dense"]) / statistics.median(times[name]),
-                     "dense_times_s": times["dense"], "pruned_times_s": times[name], "n_attn": n_attn,
-                     "n_mlp": len(removed) - n_attn, "prompt_len": P, "gen_len": G}
+        m = measure_speedup(with_removed(model, []), with_removed(model, removed), protocol, desc=f"speedup {name}")
+        out[name] = {"estimated_speedup": est, "measured_speedup": m["median"], "ci95": m["ci95"],
+                     "spread": m["spread"], "rounds": m["rounds"], "error": abs(est - m["median"]) / m["median"],
+                     "dense_times_s": m["dense_s"], "pruned_times_s": m["pruned_s"], "n_attn": n_attn,
+                     "n_mlp": len(removed) - n_attn, "prompt_len": protocol.prompt_len, "gen_len": protocol.gen_len}
+    with_removed(model, [])()
     return out
 
 
@@ -882,11 +872,12 @@ def render_markdown(b: dict) -> str:
         lines.append("")
     if b.get("latency_check"):
         lines += ["## 4. Latency model: estimated vs measured speedup", "",
-                  "| method | removed attn/mlp | estimated | measured | error | target | verdict |",
+                  "| method | removed attn/mlp | estimated | measured [95% CI] | error | target | verdict |",
                   "|---|---|---|---|---|---|---|"]
         for m, c in b["latency_check"].items():
+            ci = "[{:.3f}, {:.3f}]".format(*c["ci95"]) if c.get("ci95") else ""
             lines.append(f"| {m} | {c['n_attn']}/{c['n_mlp']} | {c['estimated_speedup']:.3f} "
-                         f"| {c['measured_speedup']:.3f} | {100 * c['error']:.1f} % "
+                         f"| {c['measured_speedup']:.3f} {ci} | {100 * c['error']:.1f} % "
                          f"| ≤ {100 * SPEEDUP_TOLERANCE:.0f} % | {_verdict(c['error'] <= SPEEDUP_TOLERANCE)} |")
         lines.append("")
     lines += ["## 5. Memory of sprint at 128x512 calibration", "", "| peak RSS MB | status | target | verdict |",
@@ -943,10 +934,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--latency", default=None, help="use this latency.json instead of profiling")
     p.add_argument("--prompt-len", type=int, default=None, help=f"latency profiling prompt (default {d['prompt_len']})")
     p.add_argument("--gen-len", type=int, default=None, help=f"latency profiling new tokens (default {d['gen_len']})")
-    p.add_argument("--latency-repeats", type=int, default=None,
-                   help=f"profiling repeats (default {d['latency_repeats']})")
-    p.add_argument("--check-repeats", type=int, default=None,
-                   help=f"rounds of the latency check (default {d['check_repeats']})")
+    p.add_argument("--latency-rounds", type=int, default=None,
+                   help=f"interleaved rounds of the profile and of each latency check, at least; the pipeline's "
+                        f"protocol (default {d['latency_rounds']})")
+    p.add_argument("--max-spread", type=float, default=None,
+                   help=f"noise bound of the protocol, 95%% CI half-width / dense time (default {d['max_spread']})")
     p.add_argument("--sprint-repeats", type=int, default=None,
                    help=f"fresh-process runs of sprint in item 1, median reported (default {d['sprint_repeats']})")
     p.add_argument("--forward-repeats", type=int, default=None,

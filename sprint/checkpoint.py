@@ -57,8 +57,14 @@ def is_pruned_checkpoint(path: str | Path) -> bool:
     return (Path(path) / RECORD).is_file() and (Path(path) / "modeling_sprint.py").is_file()
 
 
-def load_pruned(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None):
-    """(model, tokenizer) of a pruned checkpoint, built with this package's modeling code (no remote code)."""
+def load_pruned(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
+                carried_code: bool = False):
+    """(model, tokenizer) of a pruned checkpoint.
+
+    By default it is built with this package's modeling code (no remote code); ``carried_code=True`` loads it
+    exactly as a user does, ``AutoModelForCausalLM.from_pretrained(path, trust_remote_code=True)`` running the
+    ``modeling_sprint.py`` the checkpoint carries (what the measured speedup must time).
+    """
     path = Path(path)
     if not is_pruned_checkpoint(path):
         raise SprintError(f"{path} is not a SPRINT checkpoint (no {RECORD} / modeling_sprint.py)")
@@ -67,6 +73,10 @@ def load_pruned(path: str | Path, device: str | torch.device = "cpu", dtype: tor
     if cls is None:
         raise SprintError(f"{path}: model_type {config.model_type!r} has no pruned class")
     kwargs = {"dtype": dtype} if dtype is not None else {}
+    if carried_code:
+        from transformers import AutoModelForCausalLM
+
+        cls, kwargs["trust_remote_code"] = AutoModelForCausalLM, True
     if str(device) == "auto":
         kwargs["device_map"] = "auto"
     model = cls.from_pretrained(path, **kwargs)

@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 
+from sprint.latency import Protocol
 from sprint.prune import METHODS
 
 
@@ -17,6 +18,32 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="local Hugging Face folder, hub id, or a pruned SPRINT checkpoint")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: auto)")
     p.add_argument("--dtype", default="auto", help="float32, float16, bfloat16 or auto (fp32 on CPU, bf16 on GPU)")
+
+
+def _add_protocol_args(p: argparse.ArgumentParser, defaults: Protocol | None) -> None:
+    """The latency protocol's settings (see sprint.latency.Protocol); None: default to the latency table's."""
+    def default(key: str):
+        return getattr(defaults, key) if defaults else None
+
+    def shown(key: str) -> str:
+        return f"default {default(key)}" if defaults else "default: as recorded in the latency table"
+
+    p.add_argument("--warmup", type=int, default=default("warmup"), help=f"untimed generations per model ({shown('warmup')})")
+    p.add_argument("--rounds", type=int, default=default("min_rounds"),
+                   help=f"interleaved timing rounds taken at least, >= 6 ({shown('min_rounds')})")
+    p.add_argument("--max-rounds", type=int, default=default("max_rounds"),
+                   help=f"rounds taken at most while the 95%% CI is wider than --max-spread ({shown('max_rounds')})")
+    p.add_argument("--max-spread", type=float, default=default("max_spread"),
+                   help="noise bound: the CI half-width relative to the dense time; a measurement still wider after "
+                        f"--attempts tries fails ({shown('max_spread')})")
+    p.add_argument("--attempts", type=int, default=default("attempts"),
+                   help=f"fresh measurements tried before failing as too noisy ({shown('attempts')})")
+
+
+def protocol_settings(args: argparse.Namespace) -> dict:
+    """The protocol flags as Protocol field names (None where not given)."""
+    return {"warmup": args.warmup, "min_rounds": args.rounds, "max_rounds": args.max_rounds,
+            "max_spread": args.max_spread, "attempts": args.attempts}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,10 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("profile", help="measure generation latency of dense and partially pruned models -> latency.json")
     _add_model_args(p)
-    p.add_argument("--prompt-len", type=int, default=1024)
-    p.add_argument("--gen-len", type=int, default=512)
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--prompt-len", type=int, default=1024, help="random prompt tokens per generate (default 1024)")
+    p.add_argument("--gen-len", type=int, default=512, help="new tokens per generate (default 512)")
+    _add_protocol_args(p, Protocol())
     p.add_argument("--fraction", type=float, default=0.25, help="share of MHA / MLP sublayers removed when timing")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output", required=True)
@@ -82,7 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ppl-seq-len", type=int, default=2048)
     p.add_argument("--ppl-max-windows", type=int, default=None, help="cap on perplexity windows (default: all)")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--latency", default=None, help="dense latency.json: also measure latency and real speedup")
+    p.add_argument("--latency", default=None,
+                   help="latency.json: also measure the real speedup over the dense model at its prompt/gen lengths")
+    p.add_argument("--dense-model", default=None,
+                   help="dense model the speedup is measured against (default: the checkpoint's source model)")
+    _add_protocol_args(p, None)
     p.add_argument("--output", required=True)
 
     p = sub.add_parser("report", help="tables and plots over a results folder -> report.md")

@@ -32,19 +32,21 @@ def calibrate(args: argparse.Namespace) -> None:
 
 
 def profile(args: argparse.Namespace) -> None:
-    from sprint.latency import profile_latency, save_latency
+    from sprint.cli import protocol_settings
+    from sprint.latency import Protocol, profile_latency, save_latency
     from sprint.models import load_model
     from sprint.tracking import stage_run
 
-    params = {k: getattr(args, k) for k in ("model", "prompt_len", "gen_len", "warmup", "repeats", "fraction", "seed")}
+    protocol = Protocol(prompt_len=args.prompt_len, gen_len=args.gen_len, seed=args.seed, **protocol_settings(args))
+    protocol.validate()
+    params = {"model": args.model, "fraction": args.fraction, **protocol.to_dict()}
     with stage_run("profile", params) as run:
         model, _ = load_model(args.model, device=args.device, dtype=args.dtype)
-        table = profile_latency(
-            model, args.model, prompt_len=args.prompt_len, gen_len=args.gen_len, warmup=args.warmup,
-            repeats=args.repeats, fraction=args.fraction, seed=args.seed,
-        )
+        table = profile_latency(model, args.model, protocol, fraction=args.fraction)
         save_latency(table, args.output)
-        run.log_metrics({"dense_s": table.dense_s, "t_attn_s": table.t_attn_s, "t_mlp_s": table.t_mlp_s})
+        run.log_metrics({"dense_s": table.dense_s, "t_attn_s": table.t_attn_s, "t_mlp_s": table.t_mlp_s,
+                         "rounds": table.extra["rounds"], "attempts": table.extra["attempts"],
+                         **{f"spread/{k}": v for k, v in table.extra["spread"].items()}})
         run.log_params({"device_name": table.device})
         run.log_artifact(args.output)
 
@@ -71,18 +73,36 @@ def prune(args: argparse.Namespace) -> None:
 
 
 def evaluate(args: argparse.Namespace) -> None:
+    from sprint.cli import protocol_settings
     from sprint.evaluate import evaluate_to_file
     from sprint.tracking import stage_run
 
-    params = {k: getattr(args, k) for k in ("model", "tasks", "limit", "seed", "ppl_seq_len", "ppl_max_windows")}
+    params = {k: getattr(args, k) for k in ("model", "tasks", "limit", "seed", "ppl_seq_len", "ppl_max_windows",
+                                            "dense_model")}
     with stage_run("evaluate", params) as run:
         metrics = evaluate_to_file(
             model=args.model, output=args.output, tasks=args.tasks.split(","), limit=args.limit, seed=args.seed,
             mirror=args.mirror, ppl_seq_len=args.ppl_seq_len, ppl_max_windows=args.ppl_max_windows,
             batch_size=args.batch_size, latency=args.latency, device=args.device, dtype=args.dtype,
+            dense_model=args.dense_model, protocol=protocol_settings(args),
         )
-        run.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        run.log_metrics(mlflow_metrics(metrics))
         run.log_artifact(args.output)
+
+
+def mlflow_metrics(metrics: dict) -> dict[str, float]:
+    """The numbers of a metrics file worth comparing across runs: the top-level ones, every task's accuracy and
+    stderr, and the measured speedup's CI and spread."""
+    out = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    for task, row in (metrics.get("tasks") or {}).items():
+        out[f"acc/{task}"] = row["value"]
+        if row.get("stderr") is not None:
+            out[f"acc_stderr/{task}"] = row["stderr"]
+    speed = metrics.get("speedup")
+    if speed:
+        out.update({"measured_speedup_lo": speed["ci95"][0], "measured_speedup_hi": speed["ci95"][1],
+                    "speedup_spread": speed["spread"], "speedup_rounds": speed["rounds"]})
+    return out
 
 
 def report(args: argparse.Namespace) -> None:

@@ -17,7 +17,7 @@ import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from tqdm.auto import tqdm
@@ -60,6 +60,17 @@ class LatencyTable:
         est = self.estimate(n_attn, n_mlp)
         return self.dense_s / est if est > 0 else math.inf
 
+    def check_plausible(self, num_layers: int, source: str = "latency table") -> None:
+        """Refuse a table that cannot be true for a model of ``num_layers`` decoder layers: removing every
+        sublayer would save as much time as the dense model takes, or more (the estimate would reach 0 s)."""
+        total = num_layers * (self.t_attn_s + self.t_mlp_s)
+        if total >= self.dense_s:
+            raise SprintError(
+                f"{source}: dense_s={self.dense_s:g} s but {num_layers} layers x (t_attn_s={self.t_attn_s:g} + "
+                f"t_mlp_s={self.t_mlp_s:g}) s = {total:g} s: removing every sublayer would save all the dense time "
+                f"or more, which cannot be true (re-profile, or fix the hand-written table)"
+            )
+
     def to_dict(self) -> dict[str, Any]:
         """Flat dict: the seven fields with the extra keys merged in."""
         d = asdict(self)
@@ -87,6 +98,10 @@ def load_latency(path: str | os.PathLike) -> LatencyTable:
         value = data[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
             raise SprintError(f"latency file {path}: {key!r} must be a positive number of seconds, got {value!r}")
+    for key in ("t_attn_s", "t_mlp_s"):
+        if data[key] >= data["dense_s"]:
+            raise SprintError(f"latency file {path}: {key}={data[key]!r} s is not below dense_s={data['dense_s']!r} s: "
+                              f"one sublayer cannot take all of the model's time")
     for key in ("prompt_len", "gen_len"):
         value = data.get(key, 0)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -181,14 +196,159 @@ def measure_generate_latency(
             "device": device_name(device)}
 
 
-def profile_latency(
-    model, model_name: str, prompt_len: int, gen_len: int, warmup: int, repeats: int, fraction: float = 0.25,
-    seed: int = 0,
-) -> LatencyTable:
-    """Measure the latency table: dense, n MLPs removed, n attentions removed (layers L-2, L-3, ...).
+# ------------------------------------------------------------------------------------------ the protocol
 
-    The three models are timed in ``repeats`` interleaved rounds (each with its own ``warmup`` runs) and the
-    medians compared; a saving that is not positive means the machine was too noisy and is an error.
+
+class NoisyLatencyError(SprintError):
+    """A latency measurement whose samples stayed spread beyond the protocol's bound."""
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How every latency number of the project is measured: the profile's table, the pipeline's measured speedups
+    and the benchmark's latency check all go through :func:`interleaved_rounds`.
+
+    The timed unit is one HF ``generate`` of exactly ``gen_len`` tokens after a seeded random ``prompt_len`` prompt
+    (batch 1, greedy, KV cache on). Every subject first runs ``warmup`` untimed generations; then each *round* times
+    every subject once, the order rotated from round to round, so a drift of the machine hits all subjects alike.
+    A quantity is the median over rounds of a per-round value (a ratio of two times, a difference) with its
+    distribution-free 95% confidence interval from order statistics (:func:`median_ci`). Its *spread* is the CI's
+    half-width relative to the reference time (the dense model's). ``min_rounds`` rounds are taken, then more, up to
+    ``max_rounds``, while any spread exceeds ``max_spread``; a measurement still too wide is taken again from
+    scratch (``attempts`` in all) and, if it stays noisy, raises :class:`NoisyLatencyError`: no number is written
+    that the protocol does not trust.
+    """
+
+    prompt_len: int = 64
+    gen_len: int = 32
+    warmup: int = 1
+    min_rounds: int = 8
+    max_rounds: int = 24
+    max_spread: float = 0.03
+    attempts: int = 2
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.prompt_len < 1 or self.gen_len < 1 or self.warmup < 0:
+            raise SprintError(f"latency protocol needs prompt_len, gen_len >= 1 and warmup >= 0, got "
+                              f"prompt_len={self.prompt_len}, gen_len={self.gen_len}, warmup={self.warmup}")
+        if not 6 <= self.min_rounds <= self.max_rounds:
+            raise SprintError(f"latency protocol needs 6 <= min_rounds <= max_rounds (6 rounds are the fewest with a "
+                              f"95% CI of the median), got min_rounds={self.min_rounds}, max_rounds={self.max_rounds}")
+        if not 0 < self.max_spread < 1 or self.attempts < 1:
+            raise SprintError(f"latency protocol needs 0 < max_spread < 1 and attempts >= 1, got "
+                              f"max_spread={self.max_spread}, attempts={self.attempts}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def median_ci(values: list[float], level: float = 0.95) -> tuple[float, float, float]:
+    """(median, lo, hi): the sample median and the order-statistic CI [x_(j), x_(n-1-j)] holding the population
+    median with probability >= ``level`` (the largest such j; the sample range when n is too small for ``level``)."""
+    x = sorted(values)
+    n = len(x)
+    if n == 0:
+        raise ValueError("median_ci of no values")
+    j, cdf = 0, 0.0
+    for k in range(n // 2):
+        cdf += math.comb(n, k) / 2**n  # P(B <= k), B ~ Binomial(n, 1/2)
+        if 1 - 2 * cdf < level:
+            break
+        j = k
+    return statistics.median(x), x[j], x[n - 1 - j]
+
+
+def _estimate(values: list[float], scale: float) -> dict[str, Any]:
+    """Median, 95% CI and spread (the CI's larger half-width divided by ``scale``) of per-round values."""
+    med, lo, hi = median_ci(values)
+    return {"value": med, "ci95": [lo, hi], "spread": max(med - lo, hi - med) / scale}
+
+
+def interleaved_rounds(
+    subjects: dict[str, Callable[[], Any]], protocol: Protocol, summarize: Callable[[dict[str, list[float]]], dict],
+    desc: str = "latency",
+) -> tuple[dict[str, list[float]], dict[str, dict], int]:
+    """Time ``subjects`` (name -> zero-argument callable returning the model to time, ready to run) in interleaved
+    rounds until every quantity of ``summarize(samples)`` is within ``protocol.max_spread``.
+
+    Returns (samples, summary, attempt): the per-subject times of the accepted attempt (seconds, one per round), its
+    summary ({quantity: {"value", "ci95", "spread"}}) and which attempt it was.  Raises NoisyLatencyError.
+    """
+    protocol.validate()
+    names = list(subjects)
+    worst: tuple[float, str] = (math.inf, "")
+    for attempt in range(1, protocol.attempts + 1):
+        for name in names:
+            if protocol.warmup:
+                measure_generate_latency(subjects[name](), protocol.prompt_len, protocol.gen_len, 0, protocol.warmup,
+                                         protocol.seed)
+        samples: dict[str, list[float]] = {name: [] for name in names}
+        with tqdm(total=protocol.max_rounds, desc=f"{desc} (attempt {attempt})", unit="round", leave=False) as bar:
+            for rnd in range(protocol.max_rounds):
+                for name in names[rnd % len(names):] + names[: rnd % len(names)]:
+                    result = measure_generate_latency(subjects[name](), protocol.prompt_len, protocol.gen_len, 0, 1,
+                                                      protocol.seed)
+                    samples[name] += result["times_s"]
+                bar.update(1)
+                if rnd + 1 < protocol.min_rounds:
+                    continue
+                summary = summarize(samples)
+                worst = max((q["spread"], key) for key, q in summary.items())
+                bar.set_postfix(spread=f"±{worst[0]:.1%}")
+                if worst[0] <= protocol.max_spread:
+                    return samples, summary, attempt
+        log.warning("%s: attempt %d of %d too noisy after %d rounds: %s spreads ±%.1f%% (bound ±%.1f%%)", desc,
+                    attempt, protocol.attempts, protocol.max_rounds, worst[1], 100 * worst[0],
+                    100 * protocol.max_spread)
+    raise NoisyLatencyError(
+        f"{desc}: too noisy to trust: after {protocol.attempts} attempt(s) of {protocol.max_rounds} interleaved "
+        f"rounds the 95% CI of {worst[1]} still spreads ±{100 * worst[0]:.1f}% of the dense time, beyond the bound "
+        f"±{100 * protocol.max_spread:.1f}% (latency.max_spread). Run it on an idle machine (stop other jobs), or "
+        f"allow more rounds (latency.max_rounds), or knowingly accept a wider bound (latency.max_spread); nothing "
+        f"was written"
+    )
+
+
+def with_removed(model, removed: list) -> Callable[[], Any]:
+    """A subject for :func:`interleaved_rounds`: ``model`` with exactly ``removed`` sublayers skipped."""
+
+    def subject():
+        set_removed(model, removed)
+        return model
+
+    return subject
+
+
+def measure_speedup(dense: Callable[[], Any], pruned: Callable[[], Any], protocol: Protocol,
+                    desc: str = "speedup") -> dict[str, Any]:
+    """Measured speedup of ``pruned`` over ``dense`` (subjects as in :func:`interleaved_rounds`): the median over
+    rounds of the per-round ratio dense time / pruned time, its 95% CI, spread and every raw sample."""
+
+    def summarize(s: dict[str, list[float]]) -> dict:
+        ratios = [d / p for d, p in zip(s["dense"], s["pruned"])]
+        return {"speedup": _estimate(ratios, statistics.median(ratios))}
+
+    samples, summary, attempt = interleaved_rounds({"dense": dense, "pruned": pruned}, protocol, summarize, desc)
+    est = summary["speedup"]
+    return {
+        "median": est["value"], "ci95": est["ci95"], "spread": est["spread"], "max_spread": protocol.max_spread,
+        "rounds": len(samples["dense"]), "attempts": attempt,
+        "ratios": [d / p for d, p in zip(samples["dense"], samples["pruned"])],
+        "dense_s": samples["dense"], "pruned_s": samples["pruned"],
+        "dense_latency_s": statistics.median(samples["dense"]), "latency_s": statistics.median(samples["pruned"]),
+        "prompt_len": protocol.prompt_len, "gen_len": protocol.gen_len, "warmup": protocol.warmup,
+        "device": device_name(next(pruned().parameters()).device),
+    }
+
+
+def profile_latency(model, model_name: str, protocol: Protocol, fraction: float = 0.25) -> LatencyTable:
+    """Measure the latency table: dense (T1), n MLPs removed (T2), n attentions removed (T3), layers L-2, L-3, ...
+
+    The three are timed by the protocol (:class:`Protocol`): t_mlp and t_attn are the medians over rounds of the
+    paired differences (T1 - T2) / n and (T1 - T3) / n, dense_s the median of T1.  Each comes with its 95% CI and
+    spread (CI half-width of dense_s, n·t_mlp and n·t_attn, each relative to dense_s), recorded in the table; a
+    saving whose CI reaches 0 or below means the machine was too noisy and is an error.
     """
     base = removed_sublayers(model)
     num_layers = len(decoder_layers(model))
@@ -202,31 +362,35 @@ def profile_latency(
     clash = sorted(set(base) & {r for rs in configs.values() for r in rs})
     if clash:
         raise SprintError(f"model {model_name} already has sublayers {clash} removed: profile the dense model")
-    samples: dict[str, list[float]] = {name: [] for name in configs}
-    device = ""
+
+    def summarize(s: dict[str, list[float]]) -> dict:
+        dense = statistics.median(s["dense"])
+        out = {"dense_s": _estimate(s["dense"], dense)}
+        for kind in ("attn", "mlp"):
+            out[f"t_{kind}_s"] = _estimate([(d - x) / n for d, x in zip(s["dense"], s[kind])], dense / n)
+        return out
+
     try:
-        # Round-robin over the three models, so that a slow drift of the machine hits them alike.
-        for _ in tqdm(range(repeats), desc="latency profile", unit="round"):
-            for name, removed in configs.items():
-                set_removed(model, base + removed)
-                result = measure_generate_latency(model, prompt_len, gen_len, warmup, 1, seed)
-                samples[name] += result["times_s"]
-                device = result["device"]
+        samples, summary, attempt = interleaved_rounds(
+            {name: with_removed(model, base + removed) for name, removed in configs.items()}, protocol, summarize,
+            desc="latency profile")
     finally:
         set_removed(model, base)
-    times = {name: {"median_s": statistics.median(t), "mean_s": statistics.fmean(t), "times_s": t, "device": device}
-             for name, t in samples.items()}
-    for name, removed in configs.items():
-        log.info("latency %s (%d removed): median %.4f s", name, len(removed), times[name]["median_s"])
-    t1 = times["dense"]["median_s"]
-    t_mlp, t_attn = (t1 - times["mlp"]["median_s"]) / n, (t1 - times["attn"]["median_s"]) / n
-    if t_mlp <= 0 or t_attn <= 0:
-        raise SprintError(
-            f"latency timing too noisy: removing {n} sublayers did not reduce the measured time "
-            f"(dense {t1:.4f} s, MLPs removed {times['mlp']['median_s']:.4f} s, attention removed "
-            f"{times['attn']['median_s']:.4f} s); use a larger --gen-len or --repeats"
+    t1, t_attn, t_mlp = (summary[k]["value"] for k in ("dense_s", "t_attn_s", "t_mlp_s"))
+    log.info("latency: dense %.4f s, t_attn %.5f s, t_mlp %.5f s (spreads %s)", t1, t_attn, t_mlp,
+             ", ".join(f"{k} ±{100 * q['spread']:.1f}%" for k, q in summary.items()))
+    low = [k for k in ("t_attn_s", "t_mlp_s") if summary[k]["ci95"][0] <= 0]
+    if low:
+        raise NoisyLatencyError(
+            f"latency profile: removing {n} sublayers did not measurably reduce the time ({', '.join(low)} has a 95% "
+            f"CI reaching {min(summary[k]['ci95'][0] for k in low):.5f} s; dense {t1:.4f} s): run on an idle machine "
+            f"or use a larger --gen-len; nothing was written"
         )
-    extra = {"n_removed": n, "fraction": fraction, "warmup": warmup, "repeats": repeats, "times": times,
-             "dtype": str(model.dtype), "torch_threads": torch.get_num_threads()}
-    return LatencyTable(device=times["dense"]["device"], model=model_name, prompt_len=prompt_len, gen_len=gen_len,
-                        dense_s=t1, t_attn_s=t_attn, t_mlp_s=t_mlp, extra=extra)
+    extra = {"num_layers": num_layers, "n_removed": n, "fraction": fraction, "protocol": protocol.to_dict(),
+             "rounds": len(samples["dense"]), "attempts": attempt,
+             "ci95": {k: q["ci95"] for k, q in summary.items()}, "spread": {k: q["spread"] for k, q in summary.items()},
+             "max_spread": protocol.max_spread, "times_s": samples, "dtype": str(model.dtype),
+             "torch_threads": torch.get_num_threads()}
+    return LatencyTable(device=device_name(next(model.parameters()).device), model=model_name,
+                        prompt_len=protocol.prompt_len, gen_len=protocol.gen_len, dense_s=t1, t_attn_s=t_attn,
+                        t_mlp_s=t_mlp, extra=extra)

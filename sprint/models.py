@@ -49,13 +49,14 @@ def load_config(name: str):
     return AutoConfig.from_pretrained(name)
 
 
-def load_model(name: str, device: str = "auto", dtype: str = "auto"):
-    """(model, tokenizer) in eval mode.  ``name``: local HF folder, hub id or pruned checkpoint folder."""
+def load_model(name: str, device: str = "auto", dtype: str = "auto", carried_code: bool = False):
+    """(model, tokenizer) in eval mode.  ``name``: local HF folder, hub id or pruned checkpoint folder (built with
+    the code it carries when ``carried_code``, see :func:`sprint.checkpoint.load_pruned`)."""
     _check_exists(name)
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, "cuda" if dev == "auto" else dev)
     if is_pruned_checkpoint(name):
-        return load_pruned(name, device=dev, dtype=torch_dtype)
+        return load_pruned(name, device=dev, dtype=torch_dtype, carried_code=carried_code)
     kwargs = {"dtype": torch_dtype}
     if dev == "auto":
         kwargs["device_map"] = "auto"

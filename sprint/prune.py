@@ -130,6 +130,7 @@ def prune_model(model, calibration: torch.Tensor, latency: LatencyTable, cfg: Pr
     cfg.validate()
     torch.manual_seed(cfg.seed)
     view = SublayerView(model, batch_size=cfg.batch_size)
+    latency.check_plausible(view.num_layers)
     check_reachable(cfg.method, view.num_layers, latency, cfg.targets)
     start = time.perf_counter()
     pruner = build_pruner(view, calibration, latency, cfg, progress=progress)
@@ -189,6 +190,7 @@ def prune_to_checkpoint(model: str, calibration: str, latency: str, config: Prun
     table = load_latency(latency)
     model_config = load_config(model)
     adapter_for(model_config)  # unsupported family: fail now
+    table.check_plausible(model_config.num_hidden_layers, f"latency file {latency}")
     check_reachable(config.method, model_config.num_hidden_layers, table, targets)
     net, tokenizer = load_model(model, device=device, dtype=dtype)
     records: dict[float, dict] = {}

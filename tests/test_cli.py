@@ -53,18 +53,21 @@ def test_prune_several_targets_and_load(setup, tmp_path):
     assert net.config.sprint_removed == [[r["layer"], r["kind"]] for r in sorted(large["removed"], key=lambda r: (r["layer"], r["kind"]))]
 
 
-@pytest.mark.parametrize("case", ["unreachable", "method", "no-calib", "bad-calib", "no-latency", "bad-latency",
+@pytest.mark.parametrize("case", ["unreachable", "implausible", "method", "no-calib", "bad-calib", "no-latency", "bad-latency",
                                   "latency-key", "no-model"])
 def test_one_line_errors(setup, tmp_path, case):
     model, calib, latency = setup
     args = dict(model=model, calibration=calib, latency=latency, method="sprint", target="1.2")
     expect = {
-        "unreachable": "unreachable", "method": "invalid choice", "no-calib": "does not exist",
+        "unreachable": "unreachable", "implausible": "cannot be true", "method": "invalid choice", "no-calib": "does not exist",
         "bad-calib": "calib", "no-latency": "does not exist", "bad-latency": "JSON",
         "latency-key": "t_mlp_s", "no-model": "does not exist",
     }[case]
     if case == "unreachable":
         args["target"] = "40"
+    elif case == "implausible":  # 4 layers x (1 + 1.5) s = the whole 10 s: every sublayer gone, 0 s left
+        (tmp_path / "implausible.json").write_text(json.dumps({"dense_s": 10, "t_attn_s": 1, "t_mlp_s": 1.5}))
+        args["latency"] = tmp_path / "implausible.json"
     elif case == "method":
         args["method"] = "magic"
     elif case == "no-calib":

@@ -320,7 +320,8 @@ def tiny_params(model: Path, target: float) -> dict:
         "base": {"models": {"tiny": str(model)}, "seeds": [0], "device": "cpu", "dtype": "float32",
                  "data_mirror": str(MIRROR)},
         "calibration": {"source": "wikitext2", "n": 4, "seq_len": 32},
-        "latency": {"prompt_len": 8, "gen_len": 16, "warmup": 1, "repeats": 7, "fraction": 0.5},
+        "latency": {"prompt_len": 8, "gen_len": 16, "warmup": 1, "rounds": 7, "max_rounds": 12, "max_spread": 0.5,
+                    "attempts": 2, "fraction": 0.5},  # a loose noise bound: this test checks the plumbing
         "prune": {"methods": ["sprint", "shortgpt"], "target_speedups": [target], "alpha": 2, "beta": 2,
                   "tune_ratio": 1.0, "reference": "dense", "distance": "frobenius", "batch_size": 4,
                   "ppl_windows": None},
@@ -344,7 +345,7 @@ def retry_noisy_timing(step, attempts: int = 3) -> subprocess.CompletedProcess:
         try:
             return step()
         except AssertionError as err:
-            if "latency timing too noisy" not in str(err) or attempt == attempts - 1:
+            if "too noisy" not in str(err) and "did not measurably reduce" not in str(err) or attempt == attempts - 1:
                 raise
     raise AssertionError("unreachable")
 

@@ -95,6 +95,13 @@ def model_opts(wildcards) -> str:
     return f"--model {shlex.quote(model_arg(wildcards.model))} --device {m['device']} --dtype {m['dtype']}"
 
 
+def protocol_opts() -> str:
+    """The latency protocol's flags (sprint.latency.Protocol), the same for the profile and every speedup."""
+    lat = config["latency"]
+    return (f"--warmup {lat['warmup']} --rounds {lat['rounds']} --max-rounds {lat['max_rounds']}"
+            f" --max-spread {lat['max_spread']} --attempts {lat['attempts']}")
+
+
 def model_gpus(wildcards) -> int:
     return MODELS[wildcards.model]["gpus"]
 

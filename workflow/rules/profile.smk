@@ -1,7 +1,8 @@
 # Stage 3, latency profile of the dense and partially pruned model on this run's device
 # -> results/{model}/latency.json (t_MHA and t_MLP for the importance scores and the stopping rule)
-# Runs alone (all local cores): concurrent jobs would distort the timings. A busy machine can still make one
-# measurement too noisy to use (the CLI then fails rather than write a bad table): the job is retried.
+# Runs alone (all local cores): concurrent jobs would distort the timings. A machine too busy for the protocol's
+# noise bound (latency.max_spread) fails the job with the spread it saw, after latency.attempts tries; no table is
+# written that the protocol does not trust.
 
 
 rule profile:
@@ -12,9 +13,9 @@ rule profile:
     params:
         model=model_opts,
         lat=config["latency"],
+        protocol=protocol_opts(),
         env=lambda wc: mlflow_env("profile", wc.model),
     threads: ALL_CORES
-    retries: 2
     resources:
         gpu=model_gpus,
     log:
@@ -23,5 +24,5 @@ rule profile:
         "results/benchmarks/profile/{model}.tsv"
     shell:
         "{params.env} sprint profile {params.model} --prompt-len {params.lat[prompt_len]}"
-        " --gen-len {params.lat[gen_len]} --warmup {params.lat[warmup]} --repeats {params.lat[repeats]}"
+        " --gen-len {params.lat[gen_len]} {params.protocol}"
         " --fraction {params.lat[fraction]} --output {output:q} > {log:q} 2>&1"

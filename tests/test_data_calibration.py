@@ -3,31 +3,18 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 
 from sprint.calibration import build_calibration, load_calibration, sample_windows, save_calibration
 from sprint.data import benchmark_file, detokenize_wikitext, resolve_mirror, wikitext2_text
 from sprint.errors import SprintError
-from sprint.latency import LatencyTable, load_latency, measure_generate_latency, profile_latency, save_latency
-from sprint.modeling_sprint import decoder_layers
 
 MIRROR = Path(os.environ.get("SPRINT_DATA_MIRROR") or Path(__file__).resolve().parents[2] / "shared" / "data")
 needs_mirror = pytest.mark.skipif(not (MIRROR / "wikitext2").is_dir(), reason=f"no data mirror at {MIRROR}")
-
-
-@pytest.fixture(scope="module")
-def tiny_model():
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                         bos_token_id=1, eos_token_id=2)
-    return LlamaForCausalLM(config).eval()
 
 
 class CharTokenizer:
@@ -136,67 +123,6 @@ def test_load_calibration_malformed(tmp_path, content):
         torch.save(objects[content], path)
     with pytest.raises(SprintError, match=f"bad_{content}.pt"):
         load_calibration(path)
-
-
-# ---------------------------------------------------------------- latency table
-
-
-def test_latency_table_arithmetic():
-    table = LatencyTable("cpu", "m", 8, 4, dense_s=10.0, t_attn_s=1.0, t_mlp_s=0.5)
-    assert table.saving("attn") == 1.0 and table.saving("mlp") == 0.5
-    assert table.estimate(2, 4) == pytest.approx(6.0)
-    assert table.speedup(2, 4) == pytest.approx(10 / 6)
-    assert table.speedup(10, 0) == math.inf
-    with pytest.raises(ValueError):
-        table.saving("norm")
-
-
-def test_load_latency_hand_written_and_roundtrip(tmp_path):
-    path = tmp_path / "latency.json"
-    path.write_text('{"dense_s": 12, "t_attn_s": 0.3, "t_mlp_s": 0.1}')
-    table = load_latency(path)
-    assert (table.dense_s, table.t_attn_s, table.t_mlp_s) == (12.0, 0.3, 0.1)
-    assert (table.device, table.model, table.prompt_len, table.gen_len) == ("unknown", "unknown", 0, 0)
-    table.extra["n_removed"] = 2
-    save_latency(table, tmp_path / "again.json")
-    assert load_latency(tmp_path / "again.json") == table
-
-
-@pytest.mark.parametrize("text, match", [
-    (None, "does not exist"),
-    ('{"dense_s": 1,\n "t_attn_s": }', "line 2"),
-    ('{"dense_s": 1, "t_attn_s": 0.1}', "t_mlp_s"),
-    ('{"dense_s": 1, "t_attn_s": -0.1, "t_mlp_s": 0.1}', "t_attn_s"),
-    ('{"dense_s": "fast", "t_attn_s": 0.1, "t_mlp_s": 0.1}', "dense_s"),
-    ('[1, 2, 3]', "JSON object"),
-])
-def test_load_latency_errors(tmp_path, text, match):
-    path = tmp_path / "lat.json"
-    if text is not None:
-        path.write_text(text)
-    with pytest.raises(SprintError, match=match) as err:
-        load_latency(path)
-    assert "lat.json" in str(err.value)
-
-
-def test_measure_generate_latency(tiny_model):
-    out = measure_generate_latency(tiny_model, prompt_len=8, gen_len=4, warmup=0, repeats=2, seed=0)
-    assert set(out) == {"median_s", "mean_s", "times_s", "device"} and len(out["times_s"]) == 2
-    assert out["median_s"] > 0 and isinstance(out["device"], str)
-
-
-def test_profile_latency_restores_model(tiny_model):
-    try:
-        table = profile_latency(tiny_model, "tiny", prompt_len=8, gen_len=4, warmup=0, repeats=1)
-    except SprintError as err:
-        assert "noisy" in str(err)
-    else:
-        assert table.model == "tiny" and table.gen_len == 4 and table.extra["n_removed"] == 1
-        assert set(table.extra["times"]) == {"dense", "mlp", "attn"}
-        assert {"fraction", "warmup", "repeats", "dtype", "torch_threads"} <= set(table.extra)
-    layers = decoder_layers(tiny_model)
-    assert not any(any(layer.sprint_skip.values()) for layer in layers)
-    assert [layer.self_attn.layer_idx for layer in layers] == [0, 1, 2, 3]
 
 
 # ---------------------------------------------------------------- embedded model

@@ -1,0 +1,241 @@
+"""The latency table and the latency protocol: order-statistic CIs, interleaved rounds, the noise guard, the
+profile, the speedup of a saved checkpoint loaded as users load it, and tables that cannot be true."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+import statistics
+import time
+import types
+
+import pytest
+import torch
+from scipy.stats import binom
+
+from conftest import tiny_model, tiny_tokenizer
+from sprint.checkpoint import save_pruned
+from sprint.errors import SprintError
+from sprint.latency import (
+    LatencyTable,
+    NoisyLatencyError,
+    Protocol,
+    interleaved_rounds,
+    load_latency,
+    measure_generate_latency,
+    measure_speedup,
+    median_ci,
+    profile_latency,
+    save_latency,
+)
+from sprint.modeling_sprint import decoder_layers, set_removed
+
+
+class SleepyModel(torch.nn.Module):
+    """A stand-in whose ``generate`` takes the next duration of ``durations`` (seconds): the protocol's arithmetic
+    is then checked against times we chose."""
+
+    def __init__(self, durations):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.config = types.SimpleNamespace(vocab_size=16, eos_token_id=2)
+        self.durations = iter(durations)
+        self.calls = 0
+
+    def generate(self, input_ids, **kwargs):
+        self.calls += 1
+        time.sleep(next(self.durations))
+        return input_ids
+
+
+# ---------------------------------------------------------------- the latency table
+
+
+def test_latency_table_arithmetic():
+    table = LatencyTable("cpu", "m", 8, 4, dense_s=10.0, t_attn_s=1.0, t_mlp_s=0.5)
+    assert table.saving("attn") == 1.0 and table.saving("mlp") == 0.5
+    assert table.estimate(2, 4) == pytest.approx(6.0)
+    assert table.speedup(2, 4) == pytest.approx(10 / 6)
+    assert table.speedup(10, 0) == math.inf
+    with pytest.raises(ValueError):
+        table.saving("norm")
+
+
+def test_a_table_that_cannot_be_true_is_refused():
+    # the issue's case: 8 layers x (1 + 1.5) s = 20 s saved of a 10 s dense model
+    table = LatencyTable("cpu", "m", 8, 4, dense_s=10.0, t_attn_s=1.0, t_mlp_s=1.5)
+    with pytest.raises(SprintError, match=r"lat\.json: dense_s=10 s but 8 layers x \(t_attn_s=1 \+ t_mlp_s=1\.5\)"):
+        table.check_plausible(8, "lat.json")
+    table.check_plausible(3, "lat.json")  # 7.5 s of 10 s: possible
+
+
+def test_load_latency_hand_written_and_roundtrip(tmp_path):
+    path = tmp_path / "latency.json"
+    path.write_text('{"dense_s": 12, "t_attn_s": 0.3, "t_mlp_s": 0.1}')
+    table = load_latency(path)
+    assert (table.dense_s, table.t_attn_s, table.t_mlp_s) == (12.0, 0.3, 0.1)
+    assert (table.device, table.model, table.prompt_len, table.gen_len) == ("unknown", "unknown", 0, 0)
+    table.extra["n_removed"] = 2
+    save_latency(table, tmp_path / "again.json")
+    assert load_latency(tmp_path / "again.json") == table
+
+
+@pytest.mark.parametrize("text, match", [
+    (None, "does not exist"),
+    ('{"dense_s": 1,\n "t_attn_s": }', "line 2"),
+    ('{"dense_s": 1, "t_attn_s": 0.1}', "t_mlp_s"),
+    ('{"dense_s": 1, "t_attn_s": -0.1, "t_mlp_s": 0.1}', "t_attn_s"),
+    ('{"dense_s": "fast", "t_attn_s": 0.1, "t_mlp_s": 0.1}', "dense_s"),
+    ('{"dense_s": 1, "t_attn_s": 0.1, "t_mlp_s": 1.5}', "t_mlp_s=1.5 s is not below dense_s=1"),
+    ('[1, 2, 3]', "JSON object"),
+])
+def test_load_latency_errors(tmp_path, text, match):
+    path = tmp_path / "lat.json"
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(SprintError, match=match) as err:
+        load_latency(path)
+    assert "lat.json" in str(err.value)
+
+
+# ---------------------------------------------------------------- the protocol
+
+
+@pytest.mark.parametrize("n", range(1, 41))
+def test_median_ci_is_the_tightest_order_statistic_interval_with_95_percent_coverage(n):
+    values = [float(v) for v in random.Random(n).sample(range(1000), n)]
+    med, lo, hi = median_ci(values)
+    x = sorted(values)
+    assert med == pytest.approx(sorted(values)[n // 2] if n % 2 else (x[n // 2 - 1] + x[n // 2]) / 2)
+    j = x.index(lo)
+    assert hi == x[n - 1 - j]
+    # P(x_(j) <= median <= x_(n-1-j)), 0-based j: at least j+1 of n samples on either side, B ~ Binomial(n, 1/2)
+    coverage = 1 - 2 * binom.cdf(j, n, 0.5)
+    if n >= 6:
+        assert coverage >= 0.95
+        assert 1 - 2 * binom.cdf(j + 1, n, 0.5) < 0.95  # one rank tighter would not cover
+    else:
+        assert (lo, hi) == (x[0], x[-1])  # too few rounds for 95%: the range
+
+
+def test_speedup_of_known_times_and_rotated_order():
+    dense, pruned = SleepyModel(itertools.repeat(0.02)), SleepyModel(itertools.repeat(0.01))
+    order = []
+
+    def subject(model, name):
+        def get():
+            order.append(name)
+            return model
+        return get
+
+    proto = Protocol(prompt_len=4, gen_len=2, warmup=1, min_rounds=6, max_rounds=10, max_spread=0.2)
+    result = measure_speedup(subject(dense, "d"), subject(pruned, "p"), proto)
+    assert result["median"] == pytest.approx(2.0, rel=0.1)
+    assert result["ci95"][0] <= result["median"] <= result["ci95"][1] and result["spread"] <= 0.2
+    assert result["rounds"] == 6 and result["attempts"] == 1 and len(result["ratios"]) == 6
+    assert result["ratios"] == pytest.approx([d / p for d, p in zip(result["dense_s"], result["pruned_s"])])
+    assert dense.calls == pruned.calls == 1 + 6
+    timed = order[2:]  # after one warm-up each, rounds alternate which model goes first
+    assert [timed[2 * r] for r in range(6)] == ["d", "p"] * 3
+
+
+def test_a_noisy_measurement_is_repeated_then_refused():
+    rng = random.Random(0)
+    dense = SleepyModel(itertools.repeat(0.01))
+    noisy = SleepyModel(rng.choice([0.004, 0.02]) for _ in itertools.count())
+    proto = Protocol(prompt_len=4, gen_len=2, warmup=0, min_rounds=6, max_rounds=8, max_spread=0.05, attempts=2)
+    with pytest.raises(NoisyLatencyError) as err:
+        measure_speedup(lambda: dense, lambda: noisy, proto)
+    message = str(err.value)
+    assert "2 attempt(s) of 8 interleaved rounds" in message and "bound ±5.0% (latency.max_spread)" in message
+    assert "idle machine" in message and "nothing was written" in message
+    spread = float(message.split("spreads ±")[1].split("%")[0])
+    assert spread > 5.0
+    assert dense.calls == noisy.calls == 2 * 8  # every round of both attempts, no more
+
+
+def test_a_quiet_retry_is_accepted():
+    # first attempt: the pruned model's time jumps around; second attempt: steady
+    jumpy = [0.004, 0.02] * 4
+    pruned = SleepyModel(itertools.chain(jumpy, itertools.repeat(0.005)))
+    dense = SleepyModel(itertools.repeat(0.01))
+    proto = Protocol(prompt_len=4, gen_len=2, warmup=0, min_rounds=6, max_rounds=8, max_spread=0.1, attempts=2)
+    result = measure_speedup(lambda: dense, lambda: pruned, proto)
+    assert result["attempts"] == 2 and result["rounds"] == 6
+    assert result["median"] == pytest.approx(2.0, rel=0.15)
+
+
+def test_more_rounds_are_taken_until_the_ci_is_narrow_enough():
+    rng = random.Random(1)
+    dense = SleepyModel(itertools.repeat(0.01))
+    pruned = SleepyModel(0.005 * (1 + rng.uniform(-0.08, 0.08)) for _ in itertools.count())
+    proto = Protocol(prompt_len=4, gen_len=2, warmup=0, min_rounds=6, max_rounds=40, max_spread=0.05, attempts=1)
+    result = measure_speedup(lambda: dense, lambda: pruned, proto)
+    assert result["spread"] <= 0.05 and 6 <= result["rounds"] <= 40
+    _, lo, hi = median_ci(result["ratios"])
+    assert result["ci95"] == [lo, hi]
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(min_rounds=5), "6 <= min_rounds"), (dict(min_rounds=9, max_rounds=8), "min_rounds <= max_rounds"),
+    (dict(max_spread=0), "max_spread"), (dict(attempts=0), "attempts"), (dict(gen_len=0), "gen_len"),
+])
+def test_protocol_settings_are_checked(bad, match):
+    with pytest.raises(SprintError, match=match):
+        interleaved_rounds({}, Protocol(**bad), lambda s: {})
+
+
+# ---------------------------------------------------------------- on real (tiny) models
+
+
+def test_measure_generate_latency():
+    out = measure_generate_latency(tiny_model("llama"), prompt_len=8, gen_len=4, warmup=0, repeats=2, seed=0)
+    assert set(out) == {"median_s", "mean_s", "times_s", "device"} and len(out["times_s"]) == 2
+    assert out["median_s"] > 0 and isinstance(out["device"], str)
+
+
+def test_profile_latency_records_its_precision_and_restores_the_model():
+    model = tiny_model("llama", layers=4)
+    proto = Protocol(prompt_len=8, gen_len=4, warmup=1, min_rounds=6, max_rounds=6, max_spread=0.99)
+    try:
+        table = profile_latency(model, "tiny", proto, fraction=0.25)
+    except NoisyLatencyError as err:  # a tiny model's sublayer can drown in a busy machine's noise: said, not written
+        assert "nothing was written" in str(err)
+    else:
+        assert table.model == "tiny" and table.gen_len == 4 and table.extra["n_removed"] == 1
+        assert set(table.extra["times_s"]) == {"dense", "mlp", "attn"} and table.extra["rounds"] == 6
+        assert set(table.extra["spread"]) == {"dense_s", "t_attn_s", "t_mlp_s"} == set(table.extra["ci95"])
+        times = table.extra["times_s"]
+        assert table.dense_s == pytest.approx(statistics.median(times["dense"]))
+        assert table.t_mlp_s == pytest.approx(median_ci([d - m for d, m in zip(times["dense"], times["mlp"])])[0])
+        assert table.extra["protocol"]["min_rounds"] == 6 and table.extra["num_layers"] == 4
+    layers = decoder_layers(model)
+    assert not any(any(layer.sprint_skip.values()) for layer in layers)
+    assert [layer.self_attn.layer_idx for layer in layers] == [0, 1, 2, 3]
+
+
+def test_the_measured_model_is_the_checkpoint_as_users_load_it(tmp_path):
+    """evaluate's speedup times the saved checkpoint built by the modeling code it carries, against a fresh dense
+    load: half the sublayers of a wide tiny model removed is measurably faster, and the dense model against a
+    second copy of itself is 1 within its CI."""
+    from sprint.evaluate import measured_speedup
+    from sprint.models import load_model
+
+    torch.manual_seed(0)
+    dense_dir, ckpt = tmp_path / "dense", tmp_path / "pruned"
+    model = tiny_model("llama", layers=6)
+    model.save_pretrained(dense_dir)
+    tiny_tokenizer().save_pretrained(dense_dir)
+    set_removed(model, [(i, kind) for i in range(1, 5) for kind in ("attn", "mlp")])
+    save_pruned(model, tiny_tokenizer(), ckpt, {"method": "sprint", "model": str(dense_dir)})
+
+    pruned, _ = load_model(str(ckpt), device="cpu", dtype="float32", carried_code=True)
+    assert type(pruned).__module__.startswith("transformers_modules")  # the checkpoint's own modeling_sprint.py
+    table = LatencyTable("cpu", "tiny", 8, 16, dense_s=1.0, t_attn_s=0.01, t_mlp_s=0.01)
+    proto = Protocol(prompt_len=8, gen_len=16, warmup=1, min_rounds=8, max_rounds=24, max_spread=0.5)
+    result = measured_speedup(pruned, str(dense_dir), table, proto, device="cpu", dtype="float32")
+    assert result["ci95"][0] > 1.0 and result["dense_model"] == str(dense_dir)
+    dense, _ = load_model(str(dense_dir), device="cpu", dtype="float32", carried_code=True)
+    itself = measured_speedup(dense, str(dense_dir), table, proto, device="cpu", dtype="float32")
+    assert itself["ci95"][0] <= 1.0 <= itself["ci95"][1] or abs(itself["median"] - 1) < 0.05
