@@ -92,12 +92,14 @@ def evaluate(args: argparse.Namespace) -> None:
 
 def mlflow_metrics(metrics: dict) -> dict[str, float]:
     """The numbers of a metrics file worth comparing across runs: the top-level ones, every task's accuracy and
-    stderr, and the measured speedup's CI and spread."""
+    stderr, the perplexity's CI and the measured speedup's CI and spread."""
     out = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     for task, row in (metrics.get("tasks") or {}).items():
         out[f"acc/{task}"] = row["value"]
         if row.get("stderr") is not None:
             out[f"acc_stderr/{task}"] = row["stderr"]
+    if metrics.get("wikitext2_ppl_ci"):
+        out["wikitext2_ppl_lo"], out["wikitext2_ppl_hi"] = metrics["wikitext2_ppl_ci"]
     speed = metrics.get("speedup")
     if speed:
         out.update({"measured_speedup_lo": speed["ci95"][0], "measured_speedup_hi": speed["ci95"][1],

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from sprint import data
+from sprint import data, stats
 from sprint.errors import SprintError
 from sprint.io import atomic_write_json
 
@@ -109,10 +109,13 @@ def seeded_subset(n: int, limit: int | None, seed: int) -> list[int] | None:
 def zero_shot_accuracy(
     model: Any, tokenizer: Any, tasks: list[str], limit: int | None, seed: int, mirror: Path | None, batch_size: int,
 ) -> dict[str, dict]:
-    """Zero-shot accuracy per task: ``{task: {"metric", "value", "stderr", "n", "total"}}``.
+    """Zero-shot accuracy per task: ``{task: {"metric", "value", "stderr", "n", "total", "doc_ids", "correct"}}``.
 
     ``mirror`` given: local tasks from its jsonl files (no hub access); None: lm-eval's built-in tasks.
     ``limit``: a random subset of that many documents per task, drawn with ``seed`` (None = whole task).
+    ``stderr`` is lm-eval's standard error of the mean, sqrt(p (1 − p) / (n − 1)) for 0/1 scores.
+    ``doc_ids`` (lm-eval's index into the task's documents, ascending) and ``correct`` (0/1 per document, the task's
+    metric) are what paired comparisons of models evaluated on the same documents need.
     """
     import lm_eval
     from lm_eval.models.huggingface import HFLM
@@ -129,28 +132,47 @@ def zero_shot_accuracy(
     samples = {name: idx for name in loaded if (idx := seeded_subset(totals[name], limit, seed)) is not None}
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
     results = lm_eval.simple_evaluate(
-        model=lm, tasks=list(loaded.values()), task_manager=manager, samples=samples or None, log_samples=False,
+        model=lm, tasks=list(loaded.values()), task_manager=manager, samples=samples or None, log_samples=True,
         random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
     )
     out = {}
     for name, task in names.items():
         metric, row = TASK_METRIC[task], results["results"][name]
         stderr = row.get(f"{metric}_stderr,none")
+        docs = sorted((d["doc_id"], int(d[metric])) for d in results["samples"][name] if d["filter"] == "none")
         out[task] = {
             "metric": metric,
             "value": float(row[f"{metric},none"]),
             "stderr": float(stderr) if isinstance(stderr, (int, float)) else None,
             "n": int(results["n-samples"][name]["effective"]),
             "total": totals[name],
+            "doc_ids": [doc_id for doc_id, _ in docs],
+            "correct": [correct for _, correct in docs],
         }
         log.info("%s: %s = %.4f (n = %d of %d)", task, metric, out[task]["value"], out[task]["n"], totals[name])
     return out
 
 
+def mean_stderr(stderrs: list[float | None]) -> float | None:
+    """Standard error of the mean of T task accuracies: sqrt(Σ stderr_t²) / T (None if any task lacks one).
+
+    The tasks are independent samples of documents, so the variances of their accuracies add.
+    """
+    if any(s is None for s in stderrs):
+        return None
+    return math.sqrt(sum(s * s for s in stderrs)) / len(stderrs)
+
+
 def _perplexity(
     model: Any, tokenizer: Any, mirror: Path | None, seq_len: int, max_windows: int | None, batch_size: int,
-) -> tuple[float, int]:
-    """WikiText-2 test perplexity and the number of windows it was computed on."""
+) -> dict[str, Any]:
+    """WikiText-2 test perplexity with its 95% CI, the tokens it scored and each window's mean token NLL.
+
+    ``{"wikitext2_ppl", "wikitext2_ppl_ci": [lo, hi], "wikitext2_tokens", "wikitext2_window_nll": [...]}``.
+    Every window scores ``seq_len − 1`` tokens, so the perplexity is exp(mean of the window NLLs); the CI is a
+    seeded bootstrap over windows.  The windows depend only on the tokenizer and ``seq_len``: every model of a
+    family scores the same ones, so the window lists of two models pair up (:mod:`sprint.stats`).
+    """
     if seq_len < 2 or batch_size < 1 or (max_windows is not None and max_windows < 1):
         raise SprintError(f"perplexity: need seq_len >= 2, batch_size >= 1, max_windows >= 1 or None "
                           f"(got {seq_len}, {batch_size}, {max_windows})")
@@ -161,15 +183,17 @@ def _perplexity(
         raise SprintError(f"perplexity: WikiText-2 test has {ids.numel()} tokens, fewer than ppl_seq_len = {seq_len}")
     windows = ids[: n * seq_len].view(n, seq_len)
     device = next(model.parameters()).device
-    nll, count = 0.0, 0
+    nll = []  # mean token NLL per window
     with torch.inference_mode():
         for start in tqdm(range(0, n, batch_size), desc="wikitext2 ppl", unit="batch", leave=False):
             batch = windows[start : start + batch_size].to(device)
             logits = model(input_ids=batch, use_cache=False).logits
             for row_logits, row_ids in zip(logits, batch):  # one window at a time: fp32 logits of one row only
-                nll += torch.nn.functional.cross_entropy(row_logits[:-1].float(), row_ids[1:], reduction="sum").item()
-            count += batch[:, 1:].numel()
-    return math.exp(nll / count), n
+                nll.append(torch.nn.functional.cross_entropy(row_logits[:-1].float(), row_ids[1:]).item())
+    sample = {"wikitext2": (range(n), nll)}
+    return {"wikitext2_ppl": math.exp(sum(nll) / n),
+            "wikitext2_ppl_ci": list(stats.bootstrap_ci(sample, stats.perplexity)),
+            "wikitext2_tokens": n * (seq_len - 1), "wikitext2_window_nll": nll}
 
 
 def wikitext2_perplexity(
@@ -179,24 +203,27 @@ def wikitext2_perplexity(
 
     The split is tokenized once; the first ``max_windows`` windows are used (None = all), the tail is dropped.
     """
-    return _perplexity(model, tokenizer, mirror, seq_len, max_windows, batch_size)[0]
+    return _perplexity(model, tokenizer, mirror, seq_len, max_windows, batch_size)["wikitext2_ppl"]
 
 
 def evaluate_model(
     model: Any, tokenizer: Any, *, tasks: list[str], limit: int | None, seed: int, mirror: Path | None,
-    ppl_seq_len: int, ppl_max_windows: int | None, batch_size: int, latency: Any | None,
+    ppl_seq_len: int, ppl_max_windows: int | None, batch_size: int,
 ) -> dict[str, Any]:
-    """Accuracy, perplexity and (given a dense latency table) measured latency and speedup, with all parameters."""
+    """Accuracy and perplexity, with all parameters (the measured speedup is :func:`measured_speedup`'s)."""
     import lm_eval
 
     model.eval()
     accuracy = zero_shot_accuracy(model, tokenizer, tasks, limit, seed, mirror, batch_size)
-    ppl, windows = _perplexity(model, tokenizer, mirror, ppl_seq_len, ppl_max_windows, batch_size)
-    log.info("wikitext2 perplexity %.3f over %d windows of %d tokens", ppl, windows, ppl_seq_len)
+    ppl = _perplexity(model, tokenizer, mirror, ppl_seq_len, ppl_max_windows, batch_size)
+    windows = len(ppl["wikitext2_window_nll"])
+    log.info("wikitext2 perplexity %.3f, 95%% CI [%.3f, %.3f], over %d windows of %d tokens", ppl["wikitext2_ppl"],
+             *ppl["wikitext2_ppl_ci"], windows, ppl_seq_len)
     metrics: dict[str, Any] = {
         "tasks": accuracy,
         "mean_accuracy": sum(r["value"] for r in accuracy.values()) / len(accuracy),
-        "wikitext2_ppl": ppl,
+        "mean_accuracy_stderr": mean_stderr([r["stderr"] for r in accuracy.values()]),
+        **ppl,
     }
     params: dict[str, Any] = {
         "tasks": list(tasks), "limit": limit, "seed": seed, "num_fewshot": 0, "batch_size": batch_size,
@@ -205,48 +232,61 @@ def evaluate_model(
         "task_sizes": {t: {"evaluated": r["n"], "total": r["total"]} for t, r in accuracy.items()},
         "ppl_split": "test", "ppl_seq_len": ppl_seq_len, "ppl_max_windows": ppl_max_windows, "ppl_windows": windows,
     }
-    if latency is not None:
-        from sprint.latency import measure_generate_latency
-
-        measured = measure_generate_latency(
-            model, latency.prompt_len, latency.gen_len, warmup=latency.extra.get("warmup", 1),
-            repeats=latency.extra.get("repeats", 3), seed=seed,
-        )
-        metrics.update({
-            "latency_s": measured["median_s"],
-            "dense_latency_s": latency.dense_s,
-            "measured_speedup": latency.dense_s / measured["median_s"],
-            "latency_device": measured["device"],
-        })
-        params.update({"latency_prompt_len": latency.prompt_len, "latency_gen_len": latency.gen_len,
-                       "latency_table_device": latency.device, "latency_table_model": latency.model})
-        if latency.device != measured["device"]:
-            log.warning("latency table was measured on %s, this run on %s: the speedup compares two machines",
-                        latency.device, measured["device"])
     metrics["eval_params"] = params
     return metrics
 
 
 def _pruning_record(model: str) -> dict[str, Any]:
-    """Method, target and estimated speedup and pruning seed from ``<model>/pruning.json`` (dense if absent)."""
+    """Method, target and estimated speedup, pruning seed and source model from ``<model>/pruning.json``
+    (dense if absent)."""
     path = Path(model) / "pruning.json"
     if not path.is_file():
-        return {"method": "dense", "target_speedup": 1.0, "estimated_speedup": 1.0, "prune_seed": None}
+        return {"method": "dense", "target_speedup": 1.0, "estimated_speedup": 1.0, "prune_seed": None,
+                "source_model": str(model)}
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
         return {"method": record["method"], "target_speedup": record["target_speedup"],
-                "estimated_speedup": record["estimated_speedup"], "prune_seed": record.get("params", {}).get("seed")}
+                "estimated_speedup": record["estimated_speedup"], "prune_seed": record.get("params", {}).get("seed"),
+                "source_model": record["model"]}
     except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as err:
         raise SprintError(f"{path}: not a SPRINT pruning record ({type(err).__name__}: {err})") from None
+
+
+def measured_speedup(model: Any, dense_model: str, table: Any, protocol: Any, device: str, dtype: str) -> dict:
+    """The speedup a user gets: ``model`` (as loaded from its checkpoint, carried code included) timed against a
+    fresh load of the dense model ``dense_model`` by the latency protocol (interleaved rounds, median ratio with
+    its 95% CI; see :class:`sprint.latency.Protocol`), at the latency table's prompt and generation lengths.
+
+    The dense model's own evaluation times it against a second copy of itself: its speedup is 1 up to noise, a
+    check of the protocol on every run.  Both models are held at once (twice the model's memory).
+    """
+    from sprint.latency import measure_speedup
+    from sprint.models import load_model
+
+    dense, _ = load_model(dense_model, device=device, dtype=dtype)
+    result = measure_speedup(lambda: dense, lambda: model, protocol, desc="measured speedup")
+    result["dense_model"] = str(dense_model)
+    result["latency_table"] = {"device": table.device, "model": table.model, "dense_s": table.dense_s}
+    if table.device != result["device"]:
+        log.warning("latency table was measured on %s, this run on %s: estimated and measured speedups compare two "
+                    "machines", table.device, result["device"])
+    log.info("measured speedup %.3fx, 95%% CI [%.3f, %.3f] (±%.1f%%, %d rounds)", result["median"], *result["ci95"],
+             100 * result["spread"], result["rounds"])
+    return result
 
 
 def evaluate_to_file(
     model: str, output: str | os.PathLike, tasks: list[str], limit: int | None, seed: int, mirror: str | None,
     ppl_seq_len: int, ppl_max_windows: int | None, batch_size: int, latency: str | None, device: str, dtype: str,
+    dense_model: str | None = None, protocol: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Evaluate a model folder / hub id and write the metrics JSON atomically to ``output``.
 
-    Inputs (tasks, mirror, latency table, pruning record) are checked before the model is loaded.
+    With a ``latency`` table, also the measured speedup over ``dense_model`` (default: the model the checkpoint
+    was pruned from, per its pruning.json; the model itself when it is dense) at the table's prompt / generation
+    lengths; ``protocol`` overrides the table's recorded protocol settings (warmup, min_rounds, max_rounds,
+    max_spread, attempts).  Inputs (tasks, mirror, latency table, pruning record, dense model) are checked before
+    any model is loaded.
     """
     check_tasks(tasks)
     mirror_path = data.resolve_mirror(mirror)
@@ -256,22 +296,35 @@ def evaluate_to_file(
         for task in tasks:
             data.benchmark_file(task, mirror_path)
     record = _pruning_record(model)
-    table = None
+    from sprint.models import load_config, load_model
+
+    table = speed = None
     if latency is not None:
-        from sprint.latency import load_latency
+        from sprint.latency import Protocol, load_latency
 
         table = load_latency(latency)
         if table.prompt_len < 1 or table.gen_len < 1:
             raise SprintError(f"latency file {latency}: 'prompt_len' and 'gen_len' must be >= 1 to measure latency")
-    from sprint.models import load_model
+        recorded = table.extra.get("protocol") if isinstance(table.extra.get("protocol"), dict) else {}
+        fields = set(Protocol.__dataclass_fields__) - {"prompt_len", "gen_len"}
+        settings = {k: v for k, v in {**recorded, **(protocol or {})}.items() if k in fields and v is not None}
+        speed = Protocol(prompt_len=table.prompt_len, gen_len=table.gen_len, **settings)
+        speed.validate()
+        dense_model = dense_model or record["source_model"]
+        load_config(dense_model)  # a missing dense model fails now, not after the accuracy run
 
-    lm, tokenizer = load_model(model, device=device, dtype=dtype)
+    lm, tokenizer = load_model(model, device=device, dtype=dtype, carried_code=True)
     metrics = {"model": str(model), **record}
     metrics.update(evaluate_model(
         lm, tokenizer, tasks=tasks, limit=limit, seed=seed, mirror=mirror_path, ppl_seq_len=ppl_seq_len,
-        ppl_max_windows=ppl_max_windows, batch_size=batch_size, latency=table,
+        ppl_max_windows=ppl_max_windows, batch_size=batch_size,
     ))
     metrics["eval_params"].update({"device": device, "dtype": dtype, "model_dtype": str(next(lm.parameters()).dtype)})
+    if speed is not None:
+        result = measured_speedup(lm, dense_model, table, speed, device, dtype)
+        metrics.update({"measured_speedup": result["median"], "measured_speedup_ci": result["ci95"],
+                        "latency_s": result["latency_s"], "dense_latency_s": result["dense_latency_s"],
+                        "speedup": result})
     atomic_write_json(output, metrics)
     log.info("metrics -> %s: mean accuracy %.4f, ppl %.3f", output, metrics["mean_accuracy"], metrics["wikitext2_ppl"])
     return metrics

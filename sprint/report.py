@@ -1,6 +1,9 @@
 """Report over a results folder: Markdown + CSV tables and PNG figures (paper Figs. 5-7, Table 1).
 
-Every number is averaged over the seeds found (mean ± sample std); missing files are listed, never fatal.
+Every number is averaged over the seeds found (mean ± sample std); with a single seed it carries its own
+uncertainty instead (accuracy ± evaluation stderr, perplexity and measured speedup with their 95 % CI).  Methods at
+one target are compared with the best by a paired bootstrap over the documents (windows) they all answered
+(:mod:`sprint.stats`).  Missing files are listed, never fatal.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+from sprint import stats
 from sprint.errors import SprintError
 from sprint.io import atomic_write_bytes, atomic_write_text
 
@@ -29,9 +33,13 @@ NAMES = {"dense": "Dense", "sprint": "SPRINT", "sprint-l": "SPRINT-l", "sprint-t
 ABLATION = ("sprint-l", "sprint-t", "sprint-e", "sprint")
 KEYS = ["method", "target", "seed"]
 PRUNE_COLS = [*KEYS, "est_pruning", "pruning_time_s", "num_tunings", "peak_rss_mb", "num_layers", "removed",
-              "calibration", "hparams"]
-METRIC_COLS = [*KEYS, "estimated_speedup", "measured_speedup", "mean_accuracy", "wikitext2_ppl", "eval_limit"]
+              "calibration", "calibration_n", "calibration_seq_len", "hparams", "ppl_windows"]
+# ``{col}_se``: standard error of ``col``; ``{col}_lo`` / ``{col}_hi``: its 95 % CI (single evaluation)
+METRIC_COLS = [*KEYS, "estimated_speedup", "measured_speedup", "measured_speedup_lo", "measured_speedup_hi",
+               "speedup_spread", "mean_accuracy", "mean_accuracy_se", "wikitext2_ppl", "wikitext2_ppl_lo",
+               "wikitext2_ppl_hi", "ppl_tokens", "ppl_seq_len", "eval_limit"]
 TEXT_COLS = {"method", "removed", "calibration", "hparams", "eval_limit"}
+N_BOOT = 2000  # paired-bootstrap resamples
 COLOURS = {"attn": "#f28e2b", "mlp": "#4e79a7", "pruned": "#a0a0a0"}
 
 
@@ -45,6 +53,7 @@ class ModelResults:
     runs: pd.DataFrame  # one row per (method, target, seed): pruning.json outer-joined with metrics
     tasks: dict[str, str]  # task -> metric name
     missing: list[str]
+    samples: dict[tuple[str, float, int], dict[str, stats.Sample]]  # (method, target, seed) -> "acc" / "ppl" -> items
 
 
 # ----------------------------------------------------------------------------------------------- loading
@@ -70,22 +79,51 @@ def _num(value: Any) -> float:
     return float(value)
 
 
-def _metrics_row(path: Path, tasks: dict[str, str]) -> dict[str, Any]:
-    """One metrics JSON -> flat row (accuracies in %); records each task's metric name in ``tasks``."""
+def _pair(value: Any) -> tuple[float, float]:
+    """A JSON ``[lo, hi]`` -> two floats; absent -> two NaNs."""
+    lo, hi = value if value is not None else (None, None)
+    return _num(lo), _num(hi)
+
+
+def _task_cols(task: str) -> list[str]:
+    return [f"task:{task}", f"task:{task}_se", f"n:{task}", f"total:{task}"]
+
+
+def _metrics_row(path: Path, tasks: dict[str, str]) -> tuple[dict[str, Any], dict[str, stats.Sample]]:
+    """One metrics JSON -> flat row (accuracies in %) and its per-item data for paired tests.
+
+    The per-item data (absent from older files) is ``{"acc": {task: (doc_ids, correct)}}`` and
+    ``{"ppl": {"wikitext2 (L-token windows)": (window indices, window NLLs)}}``.  Records each task's metric name
+    in ``tasks``.
+    """
     d = _load_json(path)
+    params = d.get("eval_params") or {}
     try:
         dense = d["method"] == "dense"
+        speedup_lo, speedup_hi = _pair(d.get("measured_speedup_ci"))
+        ppl_lo, ppl_hi = _pair(d.get("wikitext2_ppl_ci"))
         row = {"method": str(d["method"]), "target": 1.0 if dense else round(_num(d["target_speedup"]), 3),
                "seed": int(d.get("prune_seed", d.get("seed")) or 0), "estimated_speedup": _num(d.get("estimated_speedup")),
-               "measured_speedup": _num(d.get("measured_speedup")), "mean_accuracy": 100 * _num(d.get("mean_accuracy")),
-               "wikitext2_ppl": _num(d.get("wikitext2_ppl")),
-               "eval_limit": str((d.get("eval_params") or {}).get("limit") or "all")}
+               "measured_speedup": _num(d.get("measured_speedup")), "measured_speedup_lo": speedup_lo,
+               "measured_speedup_hi": speedup_hi, "speedup_spread": 100 * _num((d.get("speedup") or {}).get("spread")),
+               "mean_accuracy": 100 * _num(d.get("mean_accuracy")),
+               "mean_accuracy_se": 100 * _num(d.get("mean_accuracy_stderr")),
+               "wikitext2_ppl": _num(d.get("wikitext2_ppl")), "wikitext2_ppl_lo": ppl_lo, "wikitext2_ppl_hi": ppl_hi,
+               "ppl_tokens": _num(d.get("wikitext2_tokens")), "ppl_seq_len": _num(params.get("ppl_seq_len")),
+               "eval_limit": str(params.get("limit") or "all")}
+        sample: dict[str, stats.Sample] = {}
         for task, t in d["tasks"].items():
-            row[f"task:{task}"] = 100 * _num(t["value"])
+            row.update(zip(_task_cols(task), (100 * _num(t["value"]), 100 * _num(t.get("stderr")),
+                                              _num(t.get("n")), _num(t.get("total")))))
             tasks.setdefault(task, str(t.get("metric", "acc")))
+        if all("correct" in t for t in d["tasks"].values()):
+            sample["acc"] = {task: (t["doc_ids"], t["correct"]) for task, t in d["tasks"].items()}
+        if "wikitext2_window_nll" in d:
+            nll = d["wikitext2_window_nll"]
+            sample["ppl"] = {f"wikitext2 ({params.get('ppl_seq_len')}-token windows)": (range(len(nll)), nll)}
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise SprintError(f"{path}: malformed metrics ({type(e).__name__}: {e})") from e
-    return row
+    return row, sample
 
 
 def _pruning_row(path: Path) -> dict[str, Any]:
@@ -102,7 +140,10 @@ def _pruning_row(path: Path) -> dict[str, Any]:
                 "num_tunings": _num(d.get("num_tunings")), "peak_rss_mb": _num(d.get("peak_rss_mb")),
                 "num_layers": n, "removed": removed,
                 "calibration": f"{p.get('calibration_n')}×{p.get('calibration_seq_len')}",
-                "hparams": ", ".join(f"{k}={p[k]}" for k in ("alpha", "beta", "tune_ratio") if k in p)}
+                "calibration_n": _num(p.get("calibration_n")),
+                "calibration_seq_len": _num(p.get("calibration_seq_len")),
+                "hparams": ", ".join(f"{k}={p[k]}" for k in ("alpha", "beta", "tune_ratio") if k in p),
+                "ppl_windows": _num(p.get("ppl_windows"))}
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise SprintError(f"{path}: malformed pruning record ({type(e).__name__}: {e})") from e
 
@@ -146,10 +187,12 @@ def load_model(folder: Path) -> ModelResults:
     if not dense:
         missing.append("`metrics/dense.json` (no dense baseline)")
     metrics = [_metrics_row(p, tasks) for p in sorted((folder / "metrics").glob("*/seed*/x*.json"))]
+    samples = {(r["method"], r["target"], r["seed"]): sample for r, sample in dense + metrics}
+    dense, metrics = [r for r, _ in dense], [r for r, _ in metrics]
     pruning = [_pruning_row(p) for p in sorted((folder / "pruned").glob("*/seed*/x*/pruning.json"))]
     if not pruning:
         missing.append("`pruned/*/seed*/x*/pruning.json` (no pruned model)")
-    cols = METRIC_COLS + [f"task:{t}" for t in tasks]
+    cols = METRIC_COLS + [c for t in tasks for c in _task_cols(t)]
     runs = pd.merge(pd.DataFrame(pruning, columns=PRUNE_COLS), pd.DataFrame(metrics, columns=cols),
                     on=KEYS, how="outer", indicator=True)
     for side, what in (("left_only", "metrics"), ("right_only", "pruning.json")):
@@ -157,7 +200,8 @@ def load_model(folder: Path) -> ModelResults:
             missing.append(f"{what} of {_name(r.method)} {_x(r.target)} seed {r.seed}")
     runs["estimated_speedup"] = runs["estimated_speedup"].fillna(runs["est_pruning"])
     runs = _typed(runs.drop(columns=["_merge", "est_pruning"]))
-    return ModelResults(folder.name, latency, _typed(pd.DataFrame(dense, columns=cols)), _sort(runs), tasks, missing)
+    return ModelResults(folder.name, latency, _typed(pd.DataFrame(dense, columns=cols)), _sort(runs), tasks, missing,
+                        samples)
 
 
 def load_benchmarks(folder: Path, models: list[str]) -> pd.DataFrame:
@@ -190,7 +234,11 @@ def load_benchmarks(folder: Path, models: list[str]) -> pd.DataFrame:
 
 
 def aggregate(runs: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
-    """Mean and sample std over seeds per (method, target): columns ``{col}_mean``, ``{col}_std`` and ``seeds``."""
+    """Mean and sample std over seeds per (method, target): columns ``{col}_mean``, ``{col}_std`` and ``seeds``.
+
+    A column's uncertainty columns (``{col}_se``, ``{col}_lo``, ``{col}_hi``) present in ``runs`` come along.
+    """
+    cols = [c for col in cols for c in (col, f"{col}_se", f"{col}_lo", f"{col}_hi") if c == col or c in runs]
     g = runs.groupby(["method", "target"], sort=False)
     out = g[cols].agg(["mean", "std"])
     out.columns = [f"{c}_{s}" for c, s in out.columns]
@@ -198,18 +246,37 @@ def aggregate(runs: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
     return _sort(out.reset_index())
 
 
-def _pm(mean: float, std: float, fmt: str) -> str:
-    """``mean ± std`` (just the mean for a single seed, ``–`` when absent)."""
-    if math.isnan(mean):
+def _bar(row: dict[str, Any], col: str) -> tuple[float, float, float, bool]:
+    """``col`` of an aggregated row: value, lower and upper error (NaN where unknown), and whether they are a CI.
+
+    Several seeds: mean ± sample std.  One seed: its 95 % CI (``{col}_lo`` / ``_hi``), else ± its stderr.
+    """
+    value = row[f"{col}_mean"]
+    if row["seeds"] > 1:
+        return value, row[f"{col}_std"], row[f"{col}_std"], False
+    lo, hi, se = (row.get(f"{col}_{s}_mean", math.nan) for s in ("lo", "hi", "se"))
+    if not (math.isnan(lo) or math.isnan(hi)):
+        return value, value - lo, hi - value, True
+    return value, se, se, False
+
+
+def _cell(row: dict[str, Any], col: str, fmt: str) -> str:
+    """``mean ± std`` over seeds; one seed: ``value [lo, hi]`` or ``value ± stderr``; ``–`` when absent."""
+    value, lower, upper, ci = _bar(row, col)
+    f = fmt.format
+    if math.isnan(value):
         return "–"
-    return fmt.format(mean) if math.isnan(std) else f"{fmt.format(mean)} ± {fmt.format(std)}"
+    if ci:
+        return f"{f(value)} [{f(value - lower)}, {f(value + upper)}]"
+    return f(value) if math.isnan(lower) else f"{f(value)} ± {f(lower)}"
 
 
 def _display(agg: pd.DataFrame, spec: list[tuple[str, str, str]]) -> pd.DataFrame:
-    """Aggregated frame -> human table: method name, target, seeds, then ``label: mean ± std`` per spec entry."""
+    """Aggregated frame -> human table: method name, target, seeds, then one :func:`_cell` per spec entry."""
     out = pd.DataFrame({"method": agg["method"].map(_name), "target": agg["target"].map(_x), "seeds": agg["seeds"]})
+    rows = agg.to_dict("records")
     for label, col, fmt in spec:
-        out[label] = [_pm(m, s, fmt) for m, s in zip(agg[f"{col}_mean"], agg[f"{col}_std"])]
+        out[label] = [_cell(row, col, fmt) for row in rows]
     return out
 
 
@@ -217,6 +284,83 @@ def _md(df: pd.DataFrame) -> str:
     """A pipe table (no tabulate dependency)."""
     rows = [list(map(str, df.columns)), ["---"] * df.shape[1], *df.astype(str).values.tolist()]
     return "\n".join("| " + " | ".join(r) + " |" for r in rows)
+
+
+# ------------------------------------------------------------------------------------- paired comparisons
+
+MEASURES = {"acc": (stats.mean_accuracy, True, 100.0), "ppl": (stats.perplexity, False, 1.0)}  # stat, higher, scale
+MARKS = {"best": "best", "≈": "≈ best", "worse": "worse"}
+VS_BEST = ("_vs best_: the paired test of *Paired comparisons with the best method* below (≈ best: "
+           "indistinguishable from the best at the same target), one mark per seed in seed order.")
+
+
+def paired_tests(m: ModelResults) -> tuple[pd.DataFrame, list[str]]:
+    """Per (target, seed), every pruned method against the best one by mean accuracy and by perplexity.
+
+    Columns ``target, seed, method`` and per measure (``acc`` in %, ``ppl``): the value, ``{measure}_diff`` with
+    ``_lo`` / ``_hi`` (this method − the best, paired-bootstrap 95 % CI; accuracy in percentage points) and
+    ``{measure}_mark`` ("best", "≈", "worse").  Methods without per-item data (older metrics files) are left out;
+    a group whose methods answered different items is skipped and named in the returned notes.
+    """
+    cols = ["target", "seed", "method", *(f"{k}{s}" for k in MEASURES for s in ("", "_diff", "_lo", "_hi", "_mark"))]
+    rows: dict[tuple[str, float, int], dict[str, Any]] = {}
+    notes = []
+    groups = sorted({(target, seed) for method, target, seed in m.samples if method != "dense"})
+    for target, seed in groups:
+        for measure, (stat, higher, scale) in MEASURES.items():
+            group = {method: m.samples[method, target, seed][measure] for method in _order(
+                k[0] for k, v in m.samples.items() if k[0] != "dense" and k[1:] == (target, seed) and measure in v)}
+            if len(group) < 2:
+                continue
+            try:
+                verdicts = stats.compare_to_best(group, stat, higher, N_BOOT)
+            except SprintError as e:
+                notes.append(f"{measure} at {_x(target)} seed {seed} not compared: {e}")
+                continue
+            for method, v in verdicts.items():
+                d = v.diff
+                rows.setdefault((method, target, seed), {"method": method, "target": target, "seed": seed}).update(
+                    {measure: scale * v.value, f"{measure}_diff": scale * d.estimate, f"{measure}_lo": scale * d.lo,
+                     f"{measure}_hi": scale * d.hi, f"{measure}_mark": v.mark})
+    return _sort(pd.DataFrame(list(rows.values()), columns=cols), ("target", "seed", "method")), notes
+
+
+def _marks(tests: pd.DataFrame, agg: pd.DataFrame, measure: str) -> list[str]:
+    """Per aggregated (method, target) row: its marks against the best, one per seed in seed order ("" if none)."""
+    marks = tests.dropna(subset=[f"{measure}_mark"]).sort_values("seed").groupby(["method", "target"])[
+        f"{measure}_mark"].agg(lambda s: " / ".join(MARKS[v] for v in s))
+    return [marks.get((r.method, r.target), "") for r in agg.itertuples()]
+
+
+def _docs(m: ModelResults, total: bool = False) -> str:
+    """Documents evaluated per task (``arc_easy 50, piqa 50``; with ``total``: ``arc_easy 50 of 2376, ...``)."""
+    runs = pd.concat([m.dense, m.runs])
+    return ", ".join(f"{t} {_unique(runs[f'n:{t}'].dropna().astype(int))}"
+                     + (f" of {_unique(runs[f'total:{t}'].dropna().astype(int))}" if total else "") for t in m.tasks)
+
+
+def _paired_section(m: ModelResults, csv: Path, out: list[Path]) -> tuple[list[str], pd.DataFrame]:
+    """The section of :func:`paired_tests` (its legend says what the test is and on how many items it ran)."""
+    tests, skipped = paired_tests(m)
+    runs = pd.concat([m.dense, m.runs])
+    windows = _unique((runs["ppl_tokens"] / (runs["ppl_seq_len"] - 1)).dropna().astype(int))
+    legend = (f"Paired test: each method against the best one at the same target and seed (by mean accuracy; by "
+              f"perplexity), on the documents every method answered ({_docs(m)} per task; resampled within each "
+              f"task) and the same {windows} WikiText-2 windows of {_unique(runs['ppl_seq_len'].dropna().astype(int))}"
+              f" tokens; paired bootstrap, {N_BOOT} resamples, 95% CI of the difference. **≈ best**: the CI includes "
+              "0, indistinguishable from the best; **worse**: the CI excludes 0.")
+    shown = pd.DataFrame({
+        "target": tests["target"].map(_x), "seed": tests["seed"], "method": tests["method"].map(_name),
+        "mean acc. (%)": [_ci(v, math.nan, math.nan, "{:.2f}") for v in tests["acc"]],
+        "Δ acc. (pp) [95% CI]": [_ci(*r, fmt="{:+.2f}") for r in tests[["acc_diff", "acc_lo", "acc_hi"]].to_numpy()],
+        "acc. vs best": tests["acc_mark"].map(MARKS).fillna(""),
+        "ppl": [_ci(v, math.nan, math.nan, "{:.2f}") for v in tests["ppl"]],
+        "Δ ppl [95% CI]": [_ci(*r, fmt="{:+.2f}") for r in tests[["ppl_diff", "ppl_lo", "ppl_hi"]].to_numpy()],
+        "ppl vs best": tests["ppl_mark"].map(MARKS).fillna("")})
+    skipped_note = "".join(f"; skipped: {n}" for n in skipped)
+    lines = _section("Paired comparisons with the best method", shown, tests, csv, out, legend + skipped_note,
+                     "_no comparison: fewer than two methods with per-document results at any target_" + skipped_note)
+    return lines, tests
 
 
 # ----------------------------------------------------------------------------------------------- figures
@@ -240,21 +384,34 @@ def _save(fig: Figure, path: Path) -> Path:
     return atomic_write_bytes(path, buf.getvalue())
 
 
+ERROR_BARS = "error bars: one seed, accuracy stderr{}; several seeds, std over seeds"
+
+
+def _bars(rows: list[dict[str, Any]], col: str) -> tuple[np.ndarray, np.ndarray]:
+    """Values of ``col`` and their (2, n) lower / upper errors (:func:`_bar`; 0 where unknown) for errorbar()."""
+    bars = np.array([_bar(r, col)[:3] for r in rows], dtype=float).reshape(-1, 3)
+    return bars[:, 0], np.nan_to_num(bars[:, 1:].T)
+
+
 def plot_accuracy_speedup(m: ModelResults, path: Path) -> Path | None:
-    """Fig. 5: mean accuracy vs measured speedup, one line per method (error bars over seeds), dense star."""
-    runs = m.runs.dropna(subset=["measured_speedup", "mean_accuracy"])
-    if runs.empty and m.dense.empty:
+    """Fig. 5: mean accuracy vs measured speedup, one line per method, dense star at its measured speedup (≈ 1).
+
+    Error bars: accuracy stderr (vertical) and speedup 95 % CI (horizontal) for one seed, std over seeds otherwise.
+    """
+    dense = m.dense.fillna({"measured_speedup": 1.0})  # older dense files carry no measured speedup
+    runs = pd.concat([dense, m.runs]).dropna(subset=["measured_speedup", "mean_accuracy"])
+    if runs.empty:
         return None
     fig = Figure(figsize=(7, 4.5))
     ax = fig.add_subplot()
-    for method, g in _by_method(runs):
-        s = g.groupby("target").agg(x=("measured_speedup", "mean"), xe=("measured_speedup", "std"),
-                                    y=("mean_accuracy", "mean"), ye=("mean_accuracy", "std")).sort_values("x")
-        ax.errorbar(s.x, s.y, xerr=s.xe.fillna(0), yerr=s.ye.fillna(0), capsize=3, ms=7, **_style(method))
-    if not m.dense.empty:
-        ax.plot([1.0], m.dense["mean_accuracy"].iloc[:1], "*", ms=16, color="black", label="Dense")
+    for method, g in _by_method(aggregate(runs, ["measured_speedup", "mean_accuracy"])):
+        rows = sorted(g.to_dict("records"), key=lambda r: r["measured_speedup_mean"])
+        (x, xerr), (y, yerr) = _bars(rows, "measured_speedup"), _bars(rows, "mean_accuracy")
+        style = ({"marker": "*", "ms": 16, "color": "black", "label": "Dense"} if method == "dense"
+                 else {"ms": 7, **_style(method)})
+        ax.errorbar(x, y, xerr=xerr, yerr=yerr, capsize=3, **style)
     ax.set(xlabel="measured speedup (×)", ylabel="mean zero-shot accuracy (%)",
-           title=f"{m.name}: accuracy vs speedup (mean ± std over seeds)")
+           title=f"{m.name}: accuracy vs speedup\n({ERROR_BARS.format(' and speedup 95% CI')})")
     ax.grid(alpha=0.3)
     ax.legend()
     return _save(fig, path)
@@ -266,15 +423,16 @@ def plot_time_accuracy(m: ModelResults, path: Path) -> Path | None:
     targets = sorted(runs["target"].unique())
     if not targets:
         return None
+    points = aggregate(runs, ["pruning_time_s", "mean_accuracy"])
     ncols = min(len(targets), 3)
     nrows = math.ceil(len(targets) / ncols)
     fig = Figure(figsize=(4.5 * ncols + 1.6, 3.8 * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True).ravel()
     for ax, target in zip(axes, targets):
-        for method, g in _by_method(runs[runs["target"] == target]):
-            time, acc = g["pruning_time_s"], g["mean_accuracy"]
-            ax.errorbar(time.mean(), acc.mean(), xerr=np.nan_to_num(time.std()), yerr=np.nan_to_num(acc.std()),
-                        ms=8, capsize=3, **_style(method))
+        for method, g in _by_method(points[points["target"] == target]):
+            rows = g.to_dict("records")
+            (x, xerr), (y, yerr) = _bars(rows, "pruning_time_s"), _bars(rows, "mean_accuracy")
+            ax.errorbar(x, y, xerr=xerr, yerr=yerr, ms=8, capsize=3, **_style(method))
         if not m.dense.empty:
             ax.axhline(m.dense["mean_accuracy"].iloc[0], ls="--", color="black", lw=1, label="Dense")
         ax.set(xscale="log", xlabel="pruning time (s, log scale)", title=f"target {_x(target)}")
@@ -288,7 +446,7 @@ def plot_time_accuracy(m: ModelResults, path: Path) -> Path | None:
         ax.set_visible(False)
     handles = {label: h for ax in axes for h, label in zip(*ax.get_legend_handles_labels())}
     fig.legend(handles.values(), handles.keys(), loc="outside right upper")
-    fig.suptitle(f"{m.name}: pruning time vs accuracy (mean ± std over seeds)")
+    fig.suptitle(f"{m.name}: pruning time vs accuracy\n({ERROR_BARS.format('')})")
     return _save(fig, path)
 
 
@@ -361,6 +519,12 @@ def _header(m: ModelResults) -> list[str]:
     latency = "missing" if m.latency is None else (
         f"{lat.get('prompt_len', '?')} prompt + {lat.get('gen_len', '?')} generated tokens on "
         f"{lat.get('device', 'unknown device')}" + (f"; dense {lat['dense_s']:.3f} s" if "dense_s" in lat else ""))
+    spread = lat.get("spread") if isinstance(lat.get("spread"), dict) else {}
+    if spread or "max_spread" in lat:
+        latency += ("; spread (half-width of the 95% CI, relative): "
+                    + ", ".join(f"{k} ±{100 * v:.1f}%" for k, v in spread.items() if isinstance(v, (int, float)))
+                    + (f"; max ±{100 * lat['max_spread']:.1f}%" if isinstance(lat.get("max_spread"), (int, float))
+                       else ""))
     pruned = m.runs.dropna(subset=["num_layers"])
     evaluated = pd.concat([m.dense, m.runs.dropna(subset=["mean_accuracy"])])
     sprint = pruned[pruned["method"].isin(ABLATION)]
@@ -375,9 +539,30 @@ def _header(m: ModelResults) -> list[str]:
         f"targets: {', '.join(map(_x, sorted(m.runs['target'].unique()))) or 'none'}; "
         f"seeds: {_unique(m.runs['seed'])}",
         "- Missing: " + ("; ".join(m.missing) if m.missing else "nothing"), "",
-        "> Numbers are averaged over seeds: **mean ± sample std** (the `seeds` column says over how many; "
-        "no ± with a single seed). Accuracies in %, times in seconds.", "",
+        "> Several seeds: numbers are **mean ± sample std over seeds** (the `seeds` column says how many). "
+        "One seed: each number carries its own uncertainty, accuracy **± its evaluation stderr** (lm-eval; the mean "
+        "accuracy's is sqrt(Σ stderr²) / tasks), perplexity and measured speedup with their **[95% CI]**. "
+        "Accuracies in %, times in seconds.", "",
     ]
+
+
+def _budget_notes(m: ModelResults) -> tuple[list[str], list[str]]:
+    """Markdown lines naming the budget options that depart from the papers' protocol: (pruning, evaluation)."""
+    pruning: list[str] = []
+    evaluation: list[str] = []
+    few = m.runs[m.runs["method"].isin(("sleb", "blockpruner")) & (m.runs["ppl_windows"] < m.runs["calibration_n"])]
+    if not few.empty:
+        windows, methods = few["ppl_windows"].astype(int), _order(few["method"])
+        pruning += [
+            f"_Budget_: {' and '.join(map(_name, methods))} scored perplexity on {_unique(windows)} "
+            f"calibration window{'s' if windows.max() > 1 else ''} of "
+            f"{_unique(few['calibration_seq_len'].astype(int))} tokens (papers: the whole calibration set, "
+            f"{_unique(few['calibration'])}), which makes {'them' if len(methods) > 1 else 'it'} cheaper and "
+            f"handicaps {'their' if len(methods) > 1 else 'its'} choices.", ""]
+    if (pd.concat([m.dense, m.runs.dropna(subset=["mean_accuracy"])])["eval_limit"] != "all").any():
+        evaluation += [f"_Budget_: accuracy on a seeded random subset of each task's documents "
+                       f"({_docs(m, total=True)}; papers: every document).", ""]
+    return pruning, evaluation
 
 
 def _section(title: str, shown: pd.DataFrame, data: pd.DataFrame, csv: Path, out: list[Path], note: str = "",
@@ -391,10 +576,32 @@ def _section(title: str, shown: pd.DataFrame, data: pd.DataFrame, csv: Path, out
 
 
 def _speedup_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per pruned model (method, target, seed): estimated and measured speedup and |est − meas| / meas in %."""
-    speed = runs.dropna(subset=["estimated_speedup", "measured_speedup"])[[*KEYS, "estimated_speedup",
-                                                                           "measured_speedup"]]
+    """Per model (method, target, seed): estimated and measured speedup (95% CI, spread) and |est − meas| / meas."""
+    speed = runs.dropna(subset=["estimated_speedup", "measured_speedup"])[
+        [*KEYS, "estimated_speedup", "measured_speedup", "measured_speedup_lo", "measured_speedup_hi",
+         "speedup_spread"]]
     return speed.assign(rel_error_pct=100 * (speed["estimated_speedup"] / speed["measured_speedup"] - 1).abs())
+
+
+def _ci(value: float, lo: float, hi: float, fmt: str = "{:.3f}") -> str:
+    """``value [lo, hi]``, just the value without a CI, ``–`` without a value."""
+    if math.isnan(value):
+        return "–"
+    return fmt.format(value) + ("" if math.isnan(lo) else f" [{fmt.format(lo)}, {fmt.format(hi)}]")
+
+
+def _spread(value: float) -> str:
+    return "–" if math.isnan(value) else f"±{value:.1f}%"
+
+
+def _speedup_shown(speed: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "method": speed["method"].map(_name), "target": speed["target"].map(_x), "seed": speed["seed"],
+        "estimated (×)": speed["estimated_speedup"].map("{:.3f}".format),
+        "measured (×) [95% CI]": [_ci(*r) for r in speed[["measured_speedup", "measured_speedup_lo",
+                                                           "measured_speedup_hi"]].to_numpy()],
+        "spread": speed["speedup_spread"].map(_spread),
+        "rel. error (%)": speed["rel_error_pct"].map("{:.2f}".format)})
 
 
 def _model_report(m: ModelResults, folder: Path, out: list[Path]) -> list[str]:
@@ -402,38 +609,69 @@ def _model_report(m: ModelResults, folder: Path, out: list[Path]) -> list[str]:
     def path(suffix: str) -> Path:
         return folder / f"{m.name}_{suffix}"
 
+    paired, tests = _paired_section(m, path("paired.csv"), out)
+    prune_budget, eval_budget = _budget_notes(m)
     acc, time = ("mean acc. (%)", "mean_accuracy", "{:.2f}"), ("pruning time (s)", "pruning_time_s", "{:.1f}")
+    ppl = ("WikiText-2 ppl", "wikitext2_ppl", "{:.2f}")
     spec = [("measured speedup (×)", "measured_speedup", "{:.3f}"),
             ("estimated speedup (×)", "estimated_speedup", "{:.3f}"),
-            *((f"{t} (%)", f"task:{t}", "{:.2f}") for t in m.tasks), acc, ("WikiText-2 ppl", "wikitext2_ppl", "{:.2f}"),
-            time]
-    main = aggregate(pd.concat([m.dense, m.runs]), [c for _, c, _ in spec])
+            *((f"{t} (%)", f"task:{t}", "{:.2f}") for t in m.tasks), acc, ppl, time]
+    main = aggregate(pd.concat([m.dense, m.runs]), [c for _, c, _ in spec] + ["speedup_spread", "ppl_tokens"])
+    main_shown = _display(main, spec)
+    main_shown.insert(4, "speedup spread", main["speedup_spread_mean"].map(_spread))
+    main_shown["acc. vs best"] = _marks(tests, main, "acc")
+    perplexity = _display(main, [ppl])
+    perplexity["ppl vs best"] = _marks(tests, main, "ppl")
+    perplexity["tokens"] = main["ppl_tokens_mean"].map(lambda v: "–" if math.isnan(v) else f"{v:.0f}")
     abl_spec = [acc, time, ("tunings", "num_tunings", "{:.1f}"), ("peak RSS (MB)", "peak_rss_mb", "{:.0f}")]
     ablation = _sort(aggregate(m.runs[m.runs["method"].isin(ABLATION)], [c for _, c, _ in abl_spec]),
                      ("target", "method"))
     speed = _speedup_table(m.runs)
-    shown = pd.DataFrame({"method": speed["method"].map(_name), "target": speed["target"].map(_x),
-                          "seed": speed["seed"], "estimated (×)": speed["estimated_speedup"].map("{:.3f}".format),
-                          "measured (×)": speed["measured_speedup"].map("{:.3f}".format),
-                          "rel. error (%)": speed["rel_error_pct"].map("{:.2f}".format)})
+    tokens = _unique(pd.concat([m.dense, m.runs])["ppl_tokens"].dropna().astype(int))
+    compared = tests.dropna(subset=["acc_mark"])
+    inseparable = not compared.empty and not (compared["acc_mark"] == "worse").any()
+    main_lines = _section("Main results", main_shown, main, path("main.csv"), out,
+                          "Measured speedup: median ratio of dense to pruned generation time [95% CI]; spread: the "
+                          "CI's relative half-width (mean over seeds). Dense is timed against a second copy of "
+                          "itself (≈ 1 up to noise). " + VS_BEST) + prune_budget + eval_budget
+    ppl_cols = ["method", "target", "seeds", *(c for c in main if c.startswith(("wikitext2_ppl", "ppl_tokens")))]
+    ppl_lines = _section("Perplexity", perplexity, main[ppl_cols],
+                         path("perplexity.csv"), out,
+                         f"WikiText-2 test perplexity on {tokens} tokens per model (one seed: [95% CI], bootstrap "
+                         "over windows). " + VS_BEST)
     lines = _header(m)
-    lines += _section("Main results", _display(main, spec), main, path("main.csv"), out)
+    if inseparable:
+        lines += ["### Headline: perplexity", "",
+                  f"**Accuracy at this evaluation size ({_docs(m)} documents per task) cannot separate the methods**: at "
+                  "every target the paired 95% CI of every method's difference from the best mean accuracy "
+                  "includes 0. Perplexity is therefore the headline; the accuracy table follows.", ""]
+        lines += ppl_lines + main_lines
+    else:
+        lines += main_lines + ppl_lines
+    lines += paired
     lines += _section("Ablation (paper Table 1)", _display(ablation, abl_spec), ablation, path("ablation.csv"), out,
                       "SPRINT-l: no latency-aware importance; SPRINT-t: no tunability-aware sensitivity; "
                       "SPRINT-e: no activation checkpointing / fast candidate selection.")
-    lines += _section("Estimated vs measured speedup", shown, speed, path("speedup.csv"), out,
+    dense = m.dense.dropna(subset=["measured_speedup"])
+    check = "" if dense.empty else (
+        " Dense against a second copy of itself (a check of the protocol, ≈ 1): "
+        + _ci(*dense[["measured_speedup", "measured_speedup_lo", "measured_speedup_hi"]].iloc[0])
+        + f" (spread {_spread(dense['speedup_spread'].iloc[0])}).")
+    lines += _section("Estimated vs measured speedup", _speedup_shown(speed), speed, path("speedup.csv"), out,
                       "Relative error |est − meas| / meas per pruned model; "
-                      f"mean {speed['rel_error_pct'].mean():.2f}%.")
-    figures = [("Accuracy vs measured speedup (paper Fig. 5)", plot_accuracy_speedup(m, path("accuracy_speedup.png"))),
-               ("Pruning time vs accuracy (paper Fig. 6)", plot_time_accuracy(m, path("time_accuracy.png"))),
-               *((f"Pruning pattern at {_x(t)} (paper Fig. 7)", plot_pattern(m, t, path(f"pattern_x{t:g}.png")))
+                      f"mean {speed['rel_error_pct'].mean():.2f}%." + check)
+    figures = [("Accuracy vs measured speedup (paper Fig. 5)", plot_accuracy_speedup(m, path("accuracy_speedup.png")),
+                eval_budget),
+               ("Pruning time vs accuracy (paper Fig. 6)", plot_time_accuracy(m, path("time_accuracy.png")),
+                prune_budget + eval_budget),
+               *((f"Pruning pattern at {_x(t)} (paper Fig. 7)", plot_pattern(m, t, path(f"pattern_x{t:g}.png")), [])
                  for t in sorted(m.runs["target"].unique())),
-               ("Estimated vs measured speedup", plot_speedup_estimate(m, path("speedup_estimate.png")))]
+               ("Estimated vs measured speedup", plot_speedup_estimate(m, path("speedup_estimate.png")), [])]
     lines += ["### Figures", ""]
-    for caption, png in figures:
+    for caption, png, notes in figures:
         if png is not None:
             out.append(png)
-            lines += [f"![{caption}](report/{png.name})", ""]
+            lines += [f"![{caption}](report/{png.name})", "", *notes]
     return lines
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -20,30 +21,50 @@ def _json(path: Path, obj: dict) -> None:
     path.write_text(json.dumps(obj))
 
 
-def _metrics(method: str, target: float | None, seed: int, acc: float, speedup: float) -> dict:
+def _metrics(method: str, target: float | None, seed: int, acc: float, speedup: float, ppl_factor: float = 1.0) -> dict:
+    """A metrics file: 50 documents per task (``acc`` of them right), perplexity 20 / acc x ``ppl_factor`` on 8
+    windows, measured speedup with a ±0.01 CI."""
+    right = round(50 * acc)
+    ppl = 20.0 / acc * ppl_factor
     return {"method": method, "target_speedup": target, "estimated_speedup": target, "seed": seed,
-            "tasks": {t: {"metric": "acc_norm", "value": acc, "stderr": 0.01, "n": 50} for t in TASKS},
-            "mean_accuracy": acc, "wikitext2_ppl": 20.0 / acc, "latency_s": 1.0 / speedup, "dense_latency_s": 1.0,
-            "measured_speedup": speedup, "eval_params": {"limit": 50, "seed": seed, "data_source": "mirror"}}
+            "tasks": {t: {"metric": "acc_norm", "value": acc, "stderr": 0.01, "n": 50, "total": 1000,
+                          "doc_ids": list(range(0, 100, 2)), "correct": [1] * right + [0] * (50 - right)}
+                      for t in TASKS},
+            "mean_accuracy": acc, "mean_accuracy_stderr": math.sqrt(2 * 0.01**2) / 2,
+            "wikitext2_ppl": ppl, "wikitext2_ppl_ci": [0.99 * ppl, 1.01 * ppl], "wikitext2_tokens": 8 * 255,
+            "wikitext2_window_nll": [math.log(ppl) + d for d in (0.01, -0.01) * 4],
+            "latency_s": 1.0 / speedup, "dense_latency_s": 1.0, "measured_speedup": speedup,
+            "measured_speedup_ci": [speedup - 0.01, speedup + 0.01],
+            "speedup": {"median": speedup, "ci95": [speedup - 0.01, speedup + 0.01], "spread": 0.01 / speedup,
+                        "rounds": 12, "attempts": 1},
+            "eval_params": {"limit": 50, "seed": 0, "data_source": "mirror", "ppl_seq_len": 256}}
 
 
-def _pruning(method: str, target: float, seed: int, removed: list[tuple[int, str]]) -> dict:
+OLD_KEYS = ("mean_accuracy_stderr", "wikitext2_ppl_ci", "wikitext2_tokens", "wikitext2_window_nll",
+            "measured_speedup_ci", "speedup")
+
+
+def _pruning(method: str, target: float, seed: int, removed: list[tuple[int, str]], **params) -> dict:
     return {"method": method, "model": MODEL, "target_speedup": target, "estimated_speedup": target + 0.01,
             "wall_time_s": 100.0 * (seed + 1) * (3 if method == "sprint-e" else 1), "num_tunings": 4 + seed,
             "peak_rss_mb": 900.0, "num_layers": 4,
             "params": {"seed": seed, "alpha": 8, "beta": 5, "tune_ratio": 0.5, "calibration_n": 16,
-                       "calibration_seq_len": 128},
+                       "calibration_seq_len": 128, **params},
             "removed": [{"layer": layer, "kind": kind, "importance": 0.1, "sensitivity": 0.2, "tuned_layer": None}
                         for layer, kind in removed]}
 
 
 @pytest.fixture
 def results(tmp_path: Path) -> Path:
-    """2 methods x 2 targets x 2 seeds; SPRINT at 1.2x has mean accuracies 0.60 and 0.70 -> 65.00 %."""
+    """2 methods x 2 targets x 2 seeds; SPRINT at 1.2x has mean accuracies 0.60 and 0.70 -> 65.00 %.
+
+    SPRINT-e answers every document as SPRINT does (same accuracy) with a 10 % higher perplexity.
+    """
     root = tmp_path / "results"
     m = root / MODEL
     _json(m / "latency.json", {"device": "cpu", "model": MODEL, "prompt_len": 64, "gen_len": 32, "dense_s": 2.5,
-                                "t_attn_s": [0.1] * 4, "t_mlp_s": [0.2] * 4})
+                                "t_attn_s": [0.1] * 4, "t_mlp_s": [0.2] * 4,
+                                "spread": {"dense_s": 0.008, "t_attn_s": 0.021}, "max_spread": 0.021})
     _json(m / "metrics" / "dense.json", _metrics("dense", None, 0, 0.75, 1.0))
     for method in ("sprint", "sprint-e"):
         for target in (1.2, 1.5):
@@ -53,7 +74,7 @@ def results(tmp_path: Path) -> Path:
                 _json(m / "pruned" / method / f"seed{seed}" / f"x{target}" / "pruning.json",
                       _pruning(method, target, seed, removed))
                 _json(m / "metrics" / method / f"seed{seed}" / f"x{target}.json",
-                      _metrics(method, target, seed, acc, target - 0.05))
+                      _metrics(method, target, seed, acc, target - 0.05, 1.1 if method == "sprint-e" else 1.0))
     for rule, rss, s in (("prune", 1500.5, 30.0), ("evaluate", 2100.0, 12.5)):
         path = root / "benchmarks" / rule / MODEL / "sprint" / "seed0.tsv"
         path.parent.mkdir(parents=True)
@@ -66,7 +87,8 @@ def test_full_report(results: Path) -> None:
     written = write_report(results, output)
     assert output in written and all(p.is_file() for p in written)
     names = {p.name for p in written}
-    for stem in ("main.csv", "ablation.csv", "speedup.csv", "accuracy_speedup.png", "time_accuracy.png",
+    for stem in ("main.csv", "perplexity.csv", "paired.csv", "ablation.csv", "speedup.csv", "accuracy_speedup.png",
+                 "time_accuracy.png",
                  "pattern_x1.2.png", "pattern_x1.5.png", "speedup_estimate.png"):
         assert f"{MODEL}_{stem}" in names
     assert "benchmarks.csv" in names
@@ -106,10 +128,94 @@ def test_only_dense_metrics(tmp_path: Path) -> None:
     text = (root / "report.md").read_text()
     assert "| Dense | 1× | 1 |" in text and "latency.json" in text and "no pruned model" in text
     assert "no benchmark TSVs" in text
-    assert {p.name for p in written} == {"report.md", f"{MODEL}_main.csv", f"{MODEL}_accuracy_speedup.png"}
+    assert {p.name for p in written} == {"report.md", f"{MODEL}_main.csv", f"{MODEL}_perplexity.csv",
+                                         f"{MODEL}_accuracy_speedup.png"}
+    assert "| Dense | 1× | 1 | 1.000 [0.990, 1.010] | ±1.0% |" in text and "75.00 ± 0.71" in text
 
 
 def test_partial_run_lists_missing_metrics(results: Path) -> None:
     (results / MODEL / "metrics" / "sprint-e" / "seed1" / "x1.5.json").unlink()
     text = write_report(results, results / "report.md")[-1].read_text()
     assert "metrics of SPRINT-e 1.5× seed 1" in text
+
+
+def _section(text: str, title: str) -> str:
+    return text.split(f"### {title}\n")[1].split("\n### ")[0]
+
+
+def test_uncertainty_and_paired_marks(results: Path) -> None:
+    """± stderr and [CI] for one seed, the paired marks, spreads, and the headline switch (accuracy cannot
+    separate SPRINT from SPRINT-e, perplexity can)."""
+    text = write_report(results, results / "report.md")[-1].read_text()
+    assert "dense_s ±0.8%, t_attn_s ±2.1%; max ±2.1%" in text
+    assert text.index("### Headline: perplexity") < text.index("### Perplexity") < text.index("### Main results")
+    assert "(arc_easy 50, piqa 50 documents per task) cannot separate the methods" in text
+    main = _section(text, "Main results")
+    assert "| Dense | 1× | 1 | 1.000 [0.990, 1.010] | ±1.0% |" in main and "| 75.00 ± 0.71 |" in main
+    assert "| 65.00 ± 7.07 |" in main and "best / best" in main and "≈ best / ≈ best" in main
+    assert "accuracy on a seeded random subset of each task's documents (arc_easy 50 of 1000, piqa 50 of 1000" in main
+    ppl = _section(text, "Perplexity")
+    assert "on 2040 tokens per model" in ppl and "| best / best |" in ppl and "| worse / worse |" in ppl
+    paired = _section(text, "Paired comparisons with the best method")
+    assert "| 1.2× | 0 | SPRINT | 60.00 | +0.00 [+0.00, +0.00] | best | 33.33 |" in paired
+    assert "| 1.2× | 0 | SPRINT-e | 60.00 | +0.00 [+0.00, +0.00] | ≈ best | 36.67 | +3.33 [+3.3" in paired
+    assert paired.count("| worse |") == 4
+    assert "paired bootstrap, 2000 resamples" in paired and "arc_easy 50, piqa 50 per task" in paired
+    speed = _section(text, "Estimated vs measured speedup")
+    assert "| SPRINT | 1.2× | 0 | 1.200 | 1.150 [1.140, 1.160] | ±0.9% | 4.35 |" in speed
+    assert "second copy of itself (a check of the protocol, ≈ 1): 1.000 [0.990, 1.010] (spread ±1.0%)" in speed
+
+
+def test_separable_accuracy_keeps_accuracy_first(results: Path) -> None:
+    path = results / MODEL / "metrics" / "sprint-e" / "seed0" / "x1.2.json"
+    worse = json.loads(path.read_text())
+    for t in worse["tasks"].values():
+        t["correct"] = [0] * 50
+    path.write_text(json.dumps(worse))
+    text = write_report(results, results / "report.md")[-1].read_text()
+    assert "### Headline" not in text and text.index("### Main results") < text.index("### Perplexity")
+    paired = _section(text, "Paired comparisons with the best method")
+    row = next(r for r in paired.splitlines() if r.startswith("| 1.2× | 0 | SPRINT-e |"))
+    assert "| 0.00 | -60.00 [" in row and "] | worse |" in row
+    assert "| worse / ≈ best |" in _section(text, "Main results")
+
+
+def test_mismatched_documents_are_not_compared(results: Path) -> None:
+    path = results / MODEL / "metrics" / "sprint-e" / "seed1" / "x1.5.json"
+    other = json.loads(path.read_text())
+    other["tasks"]["piqa"]["doc_ids"] = list(range(1, 101, 2))
+    path.write_text(json.dumps(other))
+    text = write_report(results, results / "report.md")[-1].read_text()
+    assert "acc at 1.5× seed 1 not compared: paired comparison: the models were evaluated on different items of " \
+           "piqa" in text
+
+
+def test_budget_notes(results: Path) -> None:
+    """SLEB scoring perplexity on 1 calibration window is said next to the main table and the time figure."""
+    m = results / MODEL
+    _json(m / "pruned" / "sleb" / "seed0" / "x1.2" / "pruning.json",
+          _pruning("sleb", 1.2, 0, [(1, "attn"), (1, "mlp")], ppl_windows=1))
+    _json(m / "metrics" / "sleb" / "seed0" / "x1.2.json", _metrics("sleb", 1.2, 0, 0.5, 1.18))
+    text = write_report(results, results / "report.md")[-1].read_text()
+    note = ("SLEB scored perplexity on 1 calibration window of 128 tokens (papers: the whole calibration set, "
+            "16×128), which makes it cheaper and handicaps its choices.")
+    assert note in _section(text, "Main results")
+    assert note in text.split(f"(report/{MODEL}_time_accuracy.png)")[1]
+
+
+def test_old_metrics_files_render(results: Path) -> None:
+    """Metrics files without the uncertainty keys still give every table and figure, without ± / CI / marks."""
+    for path in (results / MODEL / "metrics").rglob("*.json"):
+        d = json.loads(path.read_text())
+        for key in OLD_KEYS:
+            d.pop(key)
+        for t in d["tasks"].values():
+            for key in ("total", "doc_ids", "correct"):
+                t.pop(key)
+        path.write_text(json.dumps(d))
+    written = write_report(results, results / "report.md")
+    text = written[-1].read_text()
+    assert "### Headline" not in text and "| Dense | 1× | 1 | 1.000 | – |" in text
+    assert "no comparison: fewer than two methods with per-document results" in text
+    assert "| SPRINT | 1.2× | 0 | 1.200 | 1.150 | – |" in text
+    assert {f"{MODEL}_accuracy_speedup.png", f"{MODEL}_time_accuracy.png"} <= {p.name for p in written}
