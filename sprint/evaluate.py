@@ -62,11 +62,15 @@ def _hellaswag_query(query: str) -> str:
 
 
 def _hellaswag_docs(dataset: Any) -> Any:
-    """``process_docs`` of the local HellaSwag task: the built-in task's query and ending preprocessing."""
+    """``process_docs`` of the local HellaSwag task: the built-in task's query and ending preprocessing.
+
+    Never from the ``datasets`` cache: its key does not see an edit of the helpers ``clean`` calls, so a cached map
+    would silently evaluate with the old preprocessing.
+    """
     def clean(doc: dict) -> dict:
         return {"query": _hellaswag_query(doc["query"]), "choices": [_hellaswag_clean(c) for c in doc["choices"]]}
 
-    return dataset.map(clean)
+    return dataset.map(clean, load_from_cache_file=False)
 
 
 def local_task_config(task: str, mirror: Path) -> dict[str, Any]:
