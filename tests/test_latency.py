@@ -208,7 +208,9 @@ def test_profile_latency_records_its_precision_and_restores_the_model():
         assert set(table.extra["spread"]) == {"dense_s", "t_attn_s", "t_mlp_s"} == set(table.extra["ci95"])
         times = table.extra["times_s"]
         assert table.dense_s == pytest.approx(statistics.median(times["dense"]))
-        assert table.t_mlp_s == pytest.approx(median_ci([d - m for d, m in zip(times["dense"], times["mlp"])])[0])
+        shares = [1 - m / d for d, m in zip(times["dense"], times["mlp"])]  # n = 1 sublayer removed
+        assert table.t_mlp_s == pytest.approx(statistics.median(shares) * table.dense_s)
+        assert table.extra["guarded"] == ["t_attn_s", "t_mlp_s"]
         assert table.extra["protocol"]["min_rounds"] == 6 and table.extra["num_layers"] == 4
     layers = decoder_layers(model)
     assert not any(any(layer.sprint_skip.values()) for layer in layers)
