@@ -10,7 +10,7 @@ import argparse
 import logging
 import sys
 
-from sprint.latency import Protocol
+from sprint.latency import TIMINGS, Protocol
 from sprint.prune import METHODS
 
 
@@ -28,6 +28,11 @@ def _add_protocol_args(p: argparse.ArgumentParser, defaults: Protocol | None) ->
     def shown(key: str) -> str:
         return f"default {default(key)}" if defaults else "default: as recorded in the latency table"
 
+    p.add_argument("--timing", choices=TIMINGS, default=default("timing"),
+                   help="'generate': one whole HF generate per model and round (the authors' protocol); 'step': the "
+                        f"models' forwards alternate step by step, for noisy CPUs ({shown('timing')})")
+    p.add_argument("--threads", type=int, default=default("threads"),
+                   help=f"torch CPU threads while timing, 0 = unchanged ({shown('threads')})")
     p.add_argument("--warmup", type=int, default=default("warmup"), help=f"untimed generations per model ({shown('warmup')})")
     p.add_argument("--rounds", type=int, default=default("min_rounds"),
                    help=f"interleaved timing rounds taken at least, >= 6 ({shown('min_rounds')})")
@@ -42,7 +47,7 @@ def _add_protocol_args(p: argparse.ArgumentParser, defaults: Protocol | None) ->
 
 def protocol_settings(args: argparse.Namespace) -> dict:
     """The protocol flags as Protocol field names (None where not given)."""
-    return {"warmup": args.warmup, "min_rounds": args.rounds, "max_rounds": args.max_rounds,
+    return {"timing": args.timing, "threads": args.threads, "warmup": args.warmup, "min_rounds": args.rounds, "max_rounds": args.max_rounds,
             "max_spread": args.max_spread, "attempts": args.attempts}
 
 

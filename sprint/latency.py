@@ -8,6 +8,7 @@ candidate model is *estimated* from that table; real speedups are measured after
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import math
@@ -17,7 +18,7 @@ import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 from tqdm.auto import tqdm
@@ -156,6 +157,21 @@ def _pad_id(model) -> int:
     return 0
 
 
+def _timed(device: torch.device, fn: Callable[[], Any]) -> tuple[Any, float]:
+    """(fn(), seconds it took): CUDA events on a GPU (synchronised), ``perf_counter`` elsewhere."""
+    if device.type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        torch.cuda.synchronize(device)
+        start.record()
+        out = fn()
+        end.record()
+        torch.cuda.synchronize(device)
+        return out, start.elapsed_time(end) / 1000.0
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
 @torch.inference_mode()
 def measure_generate_latency(
     model, prompt_len: int, gen_len: int, warmup: int = 1, repeats: int = 3, seed: int = 0
@@ -175,28 +191,40 @@ def measure_generate_latency(
         attention_mask=torch.ones_like(input_ids), max_new_tokens=gen_len, min_new_tokens=gen_len, do_sample=False,
         use_cache=True, pad_token_id=_pad_id(model),
     )
-    cuda = device.type == "cuda"
     times = []
     for i in range(warmup + repeats):
-        if cuda:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            torch.cuda.synchronize(device)
-            start.record()
-            model.generate(input_ids, **kwargs)
-            end.record()
-            torch.cuda.synchronize(device)
-            elapsed = start.elapsed_time(end) / 1000.0
-        else:
-            t0 = time.perf_counter()
-            model.generate(input_ids, **kwargs)
-            elapsed = time.perf_counter() - t0
+        _, elapsed = _timed(device, lambda: model.generate(input_ids, **kwargs))
         if i >= warmup:
             times.append(elapsed)
     return {"median_s": statistics.median(times), "mean_s": statistics.fmean(times), "times_s": times,
             "device": device_name(device)}
 
 
+def decode_steps(subject: Callable[[], Any], prompt_len: int, gen_len: int,
+                 seed: int = 0) -> Iterator[tuple[float, torch.Tensor]]:
+    """Greedy generation of ``gen_len`` tokens after the seeded random prompt, one forward at a time with the KV
+    cache (the prefill, then gen_len - 1 decode steps: the forwards ``generate`` runs), yielding each step's
+    seconds and token, so that several models' steps can be timed alternately.  ``subject()`` is called before
+    every step (outside the timing) and returns the model, ready to run."""
+    from transformers import DynamicCache
+
+    model = subject()
+    device = next(model.parameters()).device
+    x = _random_prompt(model, prompt_len, seed).to(device)
+    cache = DynamicCache(config=model.config)
+    name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"  # 5.24 renamed it
+    for _ in range(gen_len):
+        model = subject()
+        with torch.inference_mode():
+            x, elapsed = _timed(device, lambda: model(input_ids=x, use_cache=True, **{name: cache}).logits[:, -1:]
+                                .argmax(-1))
+        yield elapsed, x
+
+
 # ------------------------------------------------------------------------------------------ the protocol
+
+
+TIMINGS = ("generate", "step")
 
 
 class NoisyLatencyError(SprintError):
@@ -208,9 +236,19 @@ class Protocol:
     """How every latency number of the project is measured: the profile's table, the pipeline's measured speedups
     and the benchmark's latency check all go through :func:`interleaved_rounds`.
 
-    The timed unit is one HF ``generate`` of exactly ``gen_len`` tokens after a seeded random ``prompt_len`` prompt
+    The timed unit is the generation of exactly ``gen_len`` tokens after a seeded random ``prompt_len`` prompt
     (batch 1, greedy, KV cache on). Every subject first runs ``warmup`` untimed generations; then each *round* times
     every subject once, the order rotated from round to round, so a drift of the machine hits all subjects alike.
+    ``timing="generate"`` (the authors' protocol) times one whole HF ``generate`` per subject and round.
+    ``timing="step"`` interleaves finer: the subjects' forwards alternate step by step (prefill, then each decode
+    step, :func:`decode_steps`) and a subject's time is the sum of its steps.  That is for noisy CPUs: on the shared
+    2-core VM this project is developed on, the compute speed itself wanders by ~10% over seconds (no preemption,
+    no page faults: other tenants' load on the host), so two generates a second apart differ by 8-14% while steps
+    35 ms apart share their conditions; the per-round ratio's spread drops about threefold.  It times the model's
+    forwards and the greedy pick, not ``generate``'s own bookkeeping (the same for dense and pruned models), and it
+    synchronises a GPU at every step: GPUs keep ``"generate"``.  ``threads`` > 0 sets torch's CPU threads while
+    timing (0 leaves them): one thread on a 2-core VM halves the per-round spread and keeps a busy second core out
+    of the numbers; the table and the report record it as part of the device.
     A quantity is the median over rounds of a per-round value (a ratio of two times, a difference) with its
     distribution-free 95% confidence interval from order statistics (:func:`median_ci`). Its *spread* is the CI's
     half-width relative to the reference time (the dense model's). ``min_rounds`` rounds are taken, then more, up to
@@ -221,6 +259,8 @@ class Protocol:
 
     prompt_len: int = 64
     gen_len: int = 32
+    timing: str = "generate"
+    threads: int = 0
     warmup: int = 1
     min_rounds: int = 8
     max_rounds: int = 24
@@ -229,12 +269,16 @@ class Protocol:
     seed: int = 0
 
     def validate(self) -> None:
+        if self.timing not in TIMINGS:
+            raise SprintError(f"latency protocol: timing must be one of {', '.join(TIMINGS)}, got {self.timing!r}")
         if self.prompt_len < 1 or self.gen_len < 1 or self.warmup < 0:
             raise SprintError(f"latency protocol needs prompt_len, gen_len >= 1 and warmup >= 0, got "
                               f"prompt_len={self.prompt_len}, gen_len={self.gen_len}, warmup={self.warmup}")
         if not 6 <= self.min_rounds <= self.max_rounds:
             raise SprintError(f"latency protocol needs 6 <= min_rounds <= max_rounds (6 rounds are the fewest with a "
                               f"95% CI of the median), got min_rounds={self.min_rounds}, max_rounds={self.max_rounds}")
+        if self.threads < 0:
+            raise SprintError(f"latency protocol: threads must be >= 0 (0 = torch's setting), got {self.threads}")
         if not 0 < self.max_spread < 1 or self.attempts < 1:
             raise SprintError(f"latency protocol needs 0 < max_spread < 1 and attempts >= 1, got "
                               f"max_spread={self.max_spread}, attempts={self.attempts}")
@@ -276,6 +320,16 @@ def interleaved_rounds(
     summary ({quantity: {"value", "ci95", "spread"}}) and which attempt it was.  Raises NoisyLatencyError.
     """
     protocol.validate()
+    threads = torch.get_num_threads()
+    if protocol.threads:
+        torch.set_num_threads(protocol.threads)
+    try:
+        return _interleaved_rounds(subjects, protocol, summarize, desc)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _interleaved_rounds(subjects, protocol, summarize, desc):
     names = list(subjects)
     worst: tuple[float, str] = (math.inf, "")
     for attempt in range(1, protocol.attempts + 1):
@@ -286,10 +340,9 @@ def interleaved_rounds(
         samples: dict[str, list[float]] = {name: [] for name in names}
         with tqdm(total=protocol.max_rounds, desc=f"{desc} (attempt {attempt})", unit="round", leave=False) as bar:
             for rnd in range(protocol.max_rounds):
-                for name in names[rnd % len(names):] + names[: rnd % len(names)]:
-                    result = measure_generate_latency(subjects[name](), protocol.prompt_len, protocol.gen_len, 0, 1,
-                                                      protocol.seed)
-                    samples[name] += result["times_s"]
+                for name, seconds in _round(subjects, names[rnd % len(names):] + names[: rnd % len(names)],
+                                            protocol).items():
+                    samples[name].append(seconds)
                 bar.update(1)
                 if rnd + 1 < protocol.min_rounds:
                     continue
@@ -308,6 +361,22 @@ def interleaved_rounds(
         f"allow more rounds (latency.max_rounds), or knowingly accept a wider bound (latency.max_spread); nothing "
         f"was written"
     )
+
+
+def _round(subjects: dict[str, Callable[[], Any]], order: list[str], protocol: Protocol) -> dict[str, float]:
+    """One round: every subject's generation time, in ``order``.  ``timing="generate"``: one whole ``generate``
+    each, one after the other; ``"step"``: the subjects' forwards alternate step by step (:func:`decode_steps`),
+    each subject's time the sum of its steps."""
+    if protocol.timing == "generate":
+        return {name: measure_generate_latency(subjects[name](), protocol.prompt_len, protocol.gen_len, 0, 1,
+                                               protocol.seed)["times_s"][0] for name in order}
+    steps = {name: decode_steps(subjects[name], protocol.prompt_len, protocol.gen_len, protocol.seed)
+             for name in order}
+    totals = dict.fromkeys(order, 0.0)
+    for _ in range(protocol.gen_len):
+        for name in order:
+            totals[name] += next(steps[name])[0]
+    return totals
 
 
 def with_removed(model, removed: list) -> Callable[[], Any]:
@@ -337,8 +406,9 @@ def measure_speedup(dense: Callable[[], Any], pruned: Callable[[], Any], protoco
         "ratios": [d / p for d, p in zip(samples["dense"], samples["pruned"])],
         "dense_s": samples["dense"], "pruned_s": samples["pruned"],
         "dense_latency_s": statistics.median(samples["dense"]), "latency_s": statistics.median(samples["pruned"]),
-        "prompt_len": protocol.prompt_len, "gen_len": protocol.gen_len, "warmup": protocol.warmup,
-        "device": device_name(next(pruned().parameters()).device),
+        "protocol": protocol.to_dict(), "prompt_len": protocol.prompt_len, "gen_len": protocol.gen_len,
+        "warmup": protocol.warmup, "device": device_name(next(pruned().parameters()).device),
+        "torch_threads": protocol.threads or torch.get_num_threads(),
     }
 
 
@@ -396,7 +466,7 @@ def profile_latency(model, model_name: str, protocol: Protocol, fraction: float 
              "rounds": len(samples["dense"]), "attempts": attempt,
              "ci95": {k: q["ci95"] for k, q in summary.items()}, "spread": {k: q["spread"] for k, q in summary.items()},
              "guarded": sorted(shares), "max_spread": protocol.max_spread, "times_s": samples, "dtype": str(model.dtype),
-             "torch_threads": torch.get_num_threads()}
+             "torch_threads": protocol.threads or torch.get_num_threads()}
     return LatencyTable(device=device_name(next(model.parameters()).device), model=model_name,
                         prompt_len=protocol.prompt_len, gen_len=protocol.gen_len, dense_s=t1, t_attn_s=t_attn,
                         t_mlp_s=t_mlp, extra=extra)

@@ -235,9 +235,47 @@ def test_the_measured_model_is_the_checkpoint_as_users_load_it(tmp_path):
     pruned, _ = load_model(str(ckpt), device="cpu", dtype="float32", carried_code=True)
     assert type(pruned).__module__.startswith("transformers_modules")  # the checkpoint's own modeling_sprint.py
     table = LatencyTable("cpu", "tiny", 8, 16, dense_s=1.0, t_attn_s=0.01, t_mlp_s=0.01)
-    proto = Protocol(prompt_len=8, gen_len=16, warmup=1, min_rounds=8, max_rounds=24, max_spread=0.5)
+    proto = Protocol(prompt_len=8, gen_len=16, timing="step", warmup=1, min_rounds=12, max_rounds=40,
+                     max_spread=0.2)
     result = measured_speedup(pruned, str(dense_dir), table, proto, device="cpu", dtype="float32")
     assert result["ci95"][0] > 1.0 and result["dense_model"] == str(dense_dir)
     dense, _ = load_model(str(dense_dir), device="cpu", dtype="float32", carried_code=True)
     itself = measured_speedup(dense, str(dense_dir), table, proto, device="cpu", dtype="float32")
     assert itself["ci95"][0] <= 1.0 <= itself["ci95"][1] or abs(itself["median"] - 1) < 0.05
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen3"])
+def test_step_timing_runs_the_forwards_generate_runs(family):
+    """decode_steps, the unit of timing="step", produces exactly HF generate's greedy tokens (with the KV cache, on
+    a pruned model too), one forward per token."""
+    from sprint.latency import _pad_id, _random_prompt, decode_steps
+
+    model = tiny_model(family, layers=4)
+    set_removed(model, [(1, "attn"), (2, "mlp")])
+    prompt = _random_prompt(model, 8, seed=3)
+    expected = model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=6, min_new_tokens=6,
+                              do_sample=False, pad_token_id=_pad_id(model))[0, 8:]
+    steps = list(decode_steps(lambda: model, 8, 6, seed=3))
+    assert len(steps) == 6 and all(seconds > 0 for seconds, _ in steps)
+    assert torch.equal(torch.cat([token.view(-1) for _, token in steps]), expected)
+
+
+def test_step_rounds_interleave_the_subjects_step_by_step():
+    calls = []
+    models = {name: tiny_model("llama", layers=2, seed=i) for i, name in enumerate(("dense", "pruned"))}
+
+    def subject(name):
+        def get():
+            calls.append(name)
+            return models[name]
+        return get
+
+    proto = Protocol(prompt_len=4, gen_len=3, timing="step", warmup=0, min_rounds=6, max_rounds=6, max_spread=0.99)
+    samples, _, _ = interleaved_rounds({n: subject(n) for n in models}, proto,
+                                       lambda s: {"x": {"value": 1.0, "ci95": [1.0, 1.0], "spread": 0.0}})
+    assert [len(v) for v in samples.values()] == [6, 6]
+    # a subject is asked for its model once for the prompt, then before each of its 3 steps; steps alternate
+    d, p = "dense", "pruned"
+    assert calls[:8] == [d, d, p, p, d, p, d, p]
+    assert calls[8:16] == [p, p, d, d, p, d, p, d]  # the next round starts with the other subject
+    assert len(calls) == 6 * 8

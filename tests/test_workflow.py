@@ -320,8 +320,8 @@ def tiny_params(model: Path, target: float) -> dict:
         "base": {"models": {"tiny": str(model)}, "seeds": [0], "device": "cpu", "dtype": "float32",
                  "data_mirror": str(MIRROR)},
         "calibration": {"source": "wikitext2", "n": 4, "seq_len": 32},
-        "latency": {"prompt_len": 8, "gen_len": 16, "warmup": 1, "rounds": 7, "max_rounds": 12, "max_spread": 0.5,
-                    "attempts": 2, "fraction": 0.5},  # a loose noise bound: this test checks the plumbing
+        "latency": {"prompt_len": 8, "gen_len": 16, "timing": "step", "threads": 0, "warmup": 1, "rounds": 7,
+                    "max_rounds": 12, "max_spread": 0.5, "attempts": 2, "fraction": 0.5},  # a loose noise bound: this test checks the plumbing
         "prune": {"methods": ["sprint", "shortgpt"], "target_speedups": [target], "alpha": 2, "beta": 2,
                   "tune_ratio": 1.0, "reference": "dense", "distance": "frobenius", "batch_size": 4,
                   "ppl_windows": None},

@@ -98,7 +98,7 @@ def model_opts(wildcards) -> str:
 def protocol_opts() -> str:
     """The latency protocol's flags (sprint.latency.Protocol), the same for the profile and every speedup."""
     lat = config["latency"]
-    return (f"--warmup {lat['warmup']} --rounds {lat['rounds']} --max-rounds {lat['max_rounds']}"
+    return (f"--timing {lat['timing']} --threads {lat['threads']} --warmup {lat['warmup']} --rounds {lat['rounds']} --max-rounds {lat['max_rounds']}"
             f" --max-spread {lat['max_spread']} --attempts {lat['attempts']}")
 
 
