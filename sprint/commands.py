@@ -60,7 +60,9 @@ def prune(args: argparse.Namespace) -> None:
         tune_ratio=args.tune_ratio, reference=args.reference, distance=args.distance, batch_size=args.batch_size,
         store_dtype=args.store_dtype, ppl_windows=args.ppl_windows,
     )
-    with stage_run("prune", {"model": args.model, **cfg.as_params()}) as run:
+    from sprint.tracking import model_name
+
+    with stage_run("prune", {"model": model_name(args.model), "model_path": args.model, **cfg.as_params()}) as run:
         records = prune_to_checkpoint(
             model=args.model, calibration=args.calibration, latency=args.latency, config=cfg, output=args.output,
             device=args.device, dtype=args.dtype,
@@ -77,8 +79,13 @@ def evaluate(args: argparse.Namespace) -> None:
     from sprint.evaluate import evaluate_to_file
     from sprint.tracking import stage_run
 
-    params = {k: getattr(args, k) for k in ("model", "tasks", "limit", "seed", "ppl_seq_len", "ppl_max_windows",
-                                            "dense_model")}
+    from sprint.evaluate import pruning_summary
+    from sprint.tracking import model_name
+
+    record = pruning_summary(args.model)
+    params = {"model": model_name(args.model), "checkpoint": args.model, "method": record["method"],
+              "target_speedup": record["target_speedup"], "seed": record["prune_seed"], "eval_seed": args.seed,
+              **{k: getattr(args, k) for k in ("tasks", "limit", "ppl_seq_len", "ppl_max_windows", "dense_model")}}
     with stage_run("evaluate", params) as run:
         metrics = evaluate_to_file(
             model=args.model, output=args.output, tasks=args.tasks.split(","), limit=args.limit, seed=args.seed,

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from sprint import data, stats
 from sprint.errors import SprintError
 from sprint.io import atomic_write_json
+from sprint.provenance import provenance
 
 log = logging.getLogger("sprint")
 
@@ -240,7 +241,7 @@ def evaluate_model(
     return metrics
 
 
-def _pruning_record(model: str) -> dict[str, Any]:
+def pruning_summary(model: str) -> dict[str, Any]:
     """Method, target and estimated speedup, pruning seed and source model from ``<model>/pruning.json``
     (dense if absent)."""
     path = Path(model) / "pruning.json"
@@ -299,7 +300,7 @@ def evaluate_to_file(
     if mirror_path is not None:
         for task in tasks:
             data.benchmark_file(task, mirror_path)
-    record = _pruning_record(model)
+    record = pruning_summary(model)
     from sprint.models import load_config, load_model
 
     table = speed = None
@@ -324,6 +325,7 @@ def evaluate_to_file(
         ppl_max_windows=ppl_max_windows, batch_size=batch_size,
     ))
     metrics["eval_params"].update({"device": device, "dtype": dtype, "model_dtype": str(next(lm.parameters()).dtype)})
+    metrics["provenance"] = provenance()
     if speed is not None:
         result = measured_speedup(lm, dense_model, table, speed, device, dtype)
         metrics.update({"measured_speedup": result["median"], "measured_speedup_ci": result["ci95"],

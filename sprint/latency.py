@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from sprint.errors import SprintError
 from sprint.io import atomic_write_json
 from sprint.modeling_sprint import decoder_layers, removed_sublayers, set_removed
+from sprint.provenance import provenance
 
 log = logging.getLogger("sprint")
 
@@ -466,7 +467,7 @@ def profile_latency(model, model_name: str, protocol: Protocol, fraction: float 
              "rounds": len(samples["dense"]), "attempts": attempt,
              "ci95": {k: q["ci95"] for k, q in summary.items()}, "spread": {k: q["spread"] for k, q in summary.items()},
              "guarded": sorted(shares), "max_spread": protocol.max_spread, "times_s": samples, "dtype": str(model.dtype),
-             "torch_threads": protocol.threads or torch.get_num_threads()}
+             "torch_threads": protocol.threads or torch.get_num_threads(), "provenance": provenance()}
     return LatencyTable(device=device_name(next(model.parameters()).device), model=model_name,
                         prompt_len=protocol.prompt_len, gen_len=protocol.gen_len, dense_s=t1, t_attn_s=t_attn,
                         t_mlp_s=t_mlp, extra=extra)

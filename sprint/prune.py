@@ -25,6 +25,7 @@ from sprint.errors import SprintError
 from sprint.latency import LatencyTable, load_latency
 from sprint.models import load_config, load_model
 from sprint.modeling_sprint import adapter_for
+from sprint.provenance import provenance
 from sprint.pruner import Pruner
 from sprint.sublayers import SublayerView, sublayer_name
 
@@ -171,6 +172,7 @@ def pruning_record(model_name: str, cfg: PruneConfig, target: float, pruner: Pru
             "t_mlp_s": latency.t_mlp_s,
         },
         "removed": [r.to_dict() for r in pruner.removed],
+        "provenance": provenance(),
     }
 
 

@@ -39,6 +39,8 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, TypeVar
 
+from sprint import provenance
+
 log = logging.getLogger("sprint")
 
 ENABLE_ENV = "SPRINT_MLFLOW"
@@ -191,6 +193,12 @@ def _env_tags() -> dict[str, str]:
     return tags
 
 
+def model_name(path: str) -> str:
+    """The model's name for comparing runs: the pipeline's name from params.yaml (its ``sprint.model`` tag), else the
+    model folder's or hub id's last part."""
+    return _env_tags().get("sprint.model") or Path(str(path).rstrip("/")).name
+
+
 def run_name(stage: str, params: Mapping[str, Any]) -> str:
     """``SPRINT_MLFLOW_RUN_NAME``, else ``stage[/method][/xTARGET][/seedN]`` or ``stage/<model>``."""
     explicit = os.environ.get(RUN_NAME_ENV)
@@ -323,14 +331,17 @@ def _close_run(handle: StageRun, status: str) -> None:
 def stage_run(stage: str, params: Mapping[str, Any]) -> Iterator[NullRun]:
     """Open an MLflow run for one CLI stage (a child of ``$SPRINT_MLFLOW_PARENT_RUN_ID`` when set).
 
-    Params are logged at once (values stringified, at most 500 characters); the run is FINISHED when the block
-    ends, FAILED (KILLED on KeyboardInterrupt) when it raises, and the exception propagates.
+    Params are logged at once (values stringified, at most 500 characters), the code's provenance (git commit,
+    dirty tree, package versions: :mod:`sprint.provenance`) as tags; the run is FINISHED when the block ends, FAILED (KILLED on KeyboardInterrupt) when it raises, and the exception propagates.
     """
     if not enabled():
         yield NullRun()
         return
     extra = {k: _param_value(params[k]) for k in ("method", "seed", "target_speedup") if params.get(k) is not None}
     extra = {f"sprint.{k}": v for k, v in extra.items()}
+    extra.update({f"sprint.{k}": v for k, v in provenance.flat().items()})
+    if provenance.provenance()["git_commit"]:
+        extra["mlflow.source.git.commit"] = provenance.provenance()["git_commit"]  # MLflow's own column
     extra.update(_env_tags())
     handle = _open_run(stage, params, run_name(stage, params), os.environ.get(PARENT_ENV) or None,
                        os.environ.get(GROUP_ENV) or "standalone", extra)

@@ -414,6 +414,20 @@ def test_end_to_end_on_a_tiny_llama(tmp_path):
     ev = next(r for r in children if r.info.run_name == "evaluate/dense")
     assert "mean_accuracy" in ev.data.metrics and "wikitext2_ppl" in ev.data.metrics
 
+    # 3b. runs compare by params and metrics alone: the method x target table of mean accuracy, built from the store
+    evaluations = client.search_runs([exp.experiment_id], filter_string=(
+        f"tags.`sprint.stage` = 'evaluate' and tags.`mlflow.parentRunId` = '{full.info.run_id}'"))
+    table = {(r.data.params["method"], float(r.data.params["target_speedup"])): r.data.metrics["mean_accuracy"]
+             for r in evaluations}
+    assert set(table) == {("dense", 1.0), ("sprint", target), ("shortgpt", target)}, table
+    for r in evaluations:
+        assert r.data.params["model"] == "tiny" and {"seed", "eval_seed", "limit", "tasks"} <= set(r.data.params)
+        assert {"acc/arc_easy", "acc_stderr/piqa", "wikitext2_ppl", "measured_speedup"} <= set(r.data.metrics)
+        assert r.data.tags["sprint.version.transformers"] and r.data.tags["sprint.git_dirty"] in ("True", "False")
+    metrics = json.loads((work / f"results/tiny/metrics/sprint/seed0/x{target}.json").read_text())
+    assert table[("sprint", target)] == pytest.approx(metrics["mean_accuracy"])
+    assert set(metrics["provenance"]["versions"]) == {"torch", "transformers", "lm_eval", "sprint_prune"}
+
     # 4. nothing changed: nothing to do
     again = snakemake(cwd=work, env=env, check=True)
     assert "Nothing to be done" in again.stdout + again.stderr

