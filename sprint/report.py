@@ -393,25 +393,31 @@ def _bars(rows: list[dict[str, Any]], col: str) -> tuple[np.ndarray, np.ndarray]
     return bars[:, 0], np.nan_to_num(bars[:, 1:].T)
 
 
-def plot_accuracy_speedup(m: ModelResults, path: Path) -> Path | None:
-    """Fig. 5: mean accuracy vs measured speedup, one line per method, dense star at its measured speedup (≈ 1).
+def plot_metric_speedup(m: ModelResults, path: Path, col: str = "mean_accuracy") -> Path | None:
+    """Fig. 5: mean accuracy (or WikiText-2 perplexity, ``col="wikitext2_ppl"``) vs measured speedup, one line per
+    method, dense star at its measured speedup (≈ 1).
 
-    Error bars: accuracy stderr (vertical) and speedup 95 % CI (horizontal) for one seed, std over seeds otherwise.
+    Error bars: accuracy stderr or perplexity 95 % CI (vertical) and speedup 95 % CI (horizontal) for one seed, std
+    over seeds otherwise.
     """
+    ppl = col == "wikitext2_ppl"
     dense = m.dense.fillna({"measured_speedup": 1.0})  # older dense files carry no measured speedup
-    runs = pd.concat([dense, m.runs]).dropna(subset=["measured_speedup", "mean_accuracy"])
+    runs = pd.concat([dense, m.runs]).dropna(subset=["measured_speedup", col])
     if runs.empty:
         return None
     fig = Figure(figsize=(7, 4.5))
     ax = fig.add_subplot()
-    for method, g in _by_method(aggregate(runs, ["measured_speedup", "mean_accuracy"])):
+    for method, g in _by_method(aggregate(runs, ["measured_speedup", col])):
         rows = sorted(g.to_dict("records"), key=lambda r: r["measured_speedup_mean"])
-        (x, xerr), (y, yerr) = _bars(rows, "measured_speedup"), _bars(rows, "mean_accuracy")
+        (x, xerr), (y, yerr) = _bars(rows, "measured_speedup"), _bars(rows, col)
         style = ({"marker": "*", "ms": 16, "color": "black", "label": "Dense"} if method == "dense"
                  else {"ms": 7, **_style(method)})
         ax.errorbar(x, y, xerr=xerr, yerr=yerr, capsize=3, **style)
-    ax.set(xlabel="measured speedup (×)", ylabel="mean zero-shot accuracy (%)",
-           title=f"{m.name}: accuracy vs speedup\n({ERROR_BARS.format(' and speedup 95% CI')})")
+    what = "WikiText-2 perplexity (lower is better)" if ppl else "mean zero-shot accuracy (%)"
+    bars = ("error bars: one seed, perplexity and speedup 95% CI; several seeds, std over seeds" if ppl
+            else ERROR_BARS.format(" and speedup 95% CI"))
+    ax.set(xlabel="measured speedup (×)", ylabel=what,
+           title=f"{m.name}: {'perplexity' if ppl else 'accuracy'} vs speedup\n({bars})")
     ax.grid(alpha=0.3)
     ax.legend()
     return _save(fig, path)
@@ -538,12 +544,36 @@ def _header(m: ModelResults) -> list[str]:
         f"- Methods: {', '.join(map(_name, _order(m.runs['method']))) or 'none'}; "
         f"targets: {', '.join(map(_x, sorted(m.runs['target'].unique()))) or 'none'}; "
         f"seeds: {_unique(m.runs['seed'])}",
-        "- Missing: " + ("; ".join(m.missing) if m.missing else "nothing"), "",
+        "- Missing: " + ("; ".join(m.missing) if m.missing else "nothing"),
+        *_departures(m), "",
         "> Several seeds: numbers are **mean ± sample std over seeds** (the `seeds` column says how many). "
         "One seed: each number carries its own uncertainty, accuracy **± its evaluation stderr** (lm-eval; the mean "
         "accuracy's is sqrt(Σ stderr²) / tasks), perplexity and measured speedup with their **[95% CI]**. "
         "Accuracies in %, times in seconds.", "",
     ]
+
+
+PAPER = {"calibration": "128×2048", "prompt_len": 1024, "gen_len": 512, "ppl_seq_len": 2048}
+
+
+def _departures(m: ModelResults) -> list[str]:
+    """Where this run's protocol departs from the paper's (sizes read from the results), one bullet each."""
+    lat, out = m.latency or {}, []
+    calibration = _unique(m.runs.dropna(subset=["num_layers"])["calibration"])
+    if calibration not in ("unknown", PAPER["calibration"]):
+        out.append(f"calibration {calibration} tokens (paper: {PAPER['calibration']} of WikiText-2 train)")
+    if lat and (lat.get("prompt_len"), lat.get("gen_len")) != (PAPER["prompt_len"], PAPER["gen_len"]):
+        out.append(f"latency of {lat.get('gen_len')} tokens after a {lat.get('prompt_len')}-token prompt (paper: "
+                   f"{PAPER['gen_len']} after {PAPER['prompt_len']}, fp16 on an A100)")
+    protocol = lat.get("protocol") if isinstance(lat.get("protocol"), dict) else {}
+    if protocol.get("timing") == "step" or protocol.get("threads"):
+        out.append(f"timed {'step by step' if protocol.get('timing') == 'step' else 'by whole generate calls'}"
+                   + (f" on {protocol['threads']} CPU thread(s)" if protocol.get("threads") else "")
+                   + " (paper: whole generate calls; see the README's measured-speedup section)")
+    seq = _unique(pd.concat([m.dense, m.runs])["ppl_seq_len"].dropna().astype(int))
+    if seq not in ("unknown", str(PAPER["ppl_seq_len"])):
+        out.append(f"perplexity on {seq}-token windows (paper: {PAPER['ppl_seq_len']})")
+    return ["- Departures from the paper's protocol (budget): " + "; ".join(out)] if out else []
 
 
 def _budget_notes(m: ModelResults) -> tuple[list[str], list[str]]:
@@ -660,7 +690,8 @@ def _model_report(m: ModelResults, folder: Path, out: list[Path]) -> list[str]:
     lines += _section("Estimated vs measured speedup", _speedup_shown(speed), speed, path("speedup.csv"), out,
                       "Relative error |est − meas| / meas per pruned model; "
                       f"mean {speed['rel_error_pct'].mean():.2f}%." + check)
-    figures = [("Accuracy vs measured speedup (paper Fig. 5)", plot_accuracy_speedup(m, path("accuracy_speedup.png")),
+    figures = [("Perplexity vs measured speedup", plot_metric_speedup(m, path("ppl_speedup.png"), "wikitext2_ppl"), []),
+               ("Accuracy vs measured speedup (paper Fig. 5)", plot_metric_speedup(m, path("accuracy_speedup.png")),
                 eval_budget),
                ("Pruning time vs accuracy (paper Fig. 6)", plot_time_accuracy(m, path("time_accuracy.png")),
                 prune_budget + eval_budget),

@@ -88,7 +88,7 @@ def test_full_report(results: Path) -> None:
     assert output in written and all(p.is_file() for p in written)
     names = {p.name for p in written}
     for stem in ("main.csv", "perplexity.csv", "paired.csv", "ablation.csv", "speedup.csv", "accuracy_speedup.png",
-                 "time_accuracy.png",
+                 "ppl_speedup.png", "time_accuracy.png",
                  "pattern_x1.2.png", "pattern_x1.5.png", "speedup_estimate.png"):
         assert f"{MODEL}_{stem}" in names
     assert "benchmarks.csv" in names
@@ -129,7 +129,7 @@ def test_only_dense_metrics(tmp_path: Path) -> None:
     assert "| Dense | 1× | 1 |" in text and "latency.json" in text and "no pruned model" in text
     assert "no benchmark TSVs" in text
     assert {p.name for p in written} == {"report.md", f"{MODEL}_main.csv", f"{MODEL}_perplexity.csv",
-                                         f"{MODEL}_accuracy_speedup.png"}
+                                         f"{MODEL}_accuracy_speedup.png", f"{MODEL}_ppl_speedup.png"}
     assert "| Dense | 1× | 1 | 1.000 [0.990, 1.010] | ±1.0% |" in text and "75.00 ± 0.71" in text
 
 
