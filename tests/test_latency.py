@@ -279,3 +279,14 @@ def test_step_rounds_interleave_the_subjects_step_by_step():
     assert calls[:8] == [d, d, p, p, d, p, d, p]
     assert calls[8:16] == [p, p, d, d, p, d, p, d]  # the next round starts with the other subject
     assert len(calls) == 6 * 8
+
+
+def test_a_profiled_table_is_judged_within_its_own_noise():
+    # medians add up to more than the dense time, the CIs' lower ends do not: a layer-dominated model within noise
+    noisy = LatencyTable("cpu", "m", 8, 4, dense_s=0.18, t_attn_s=0.0157, t_mlp_s=0.0303,
+                         extra={"ci95": {"t_attn_s": [0.012, 0.019], "t_mlp_s": [0.027, 0.034]}})
+    noisy.check_plausible(4, "lat.json")
+    impossible = LatencyTable("cpu", "m", 8, 4, dense_s=0.18, t_attn_s=0.03, t_mlp_s=0.04,
+                              extra={"ci95": {"t_attn_s": [0.025, 0.035], "t_mlp_s": [0.035, 0.045]}})
+    with pytest.raises(SprintError, match="lower ends of their 95% CIs"):
+        impossible.check_plausible(4, "lat.json")
