@@ -39,6 +39,7 @@ include: "workflow/rules/calibrate.smk"
 include: "workflow/rules/profile.smk"
 include: "workflow/rules/prune.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/speedup.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -120,6 +120,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_protocol_args(p, None)
     p.add_argument("--output", required=True)
 
+    p = sub.add_parser("speedup", help="measured speedups of many checkpoints, timed together against the dense model",
+                       description="Time the dense model, a second copy of it and every checkpoint (as "
+                       "from_pretrained loads it) in the same interleaved rounds at the latency table's prompt / "
+                       "generation lengths; write each one's median speedup, 95%% CI and raw samples to --output. "
+                       "Every model is held in memory at once.")
+    p.add_argument("--checkpoints", nargs="+", required=True, help="pruned checkpoint folders (from 'sprint prune')")
+    p.add_argument("--dense-model", required=True, help="the dense model they were pruned from")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: auto)")
+    p.add_argument("--dtype", default="auto", help="float32, float16, bfloat16 or auto (fp32 on CPU, bf16 on GPU)")
+    p.add_argument("--latency", required=True, help="latency.json: its prompt / generation lengths and protocol")
+    _add_protocol_args(p, None)
+    p.add_argument("--output", required=True, help="speedup JSON to write (atomically)")
+
     p = sub.add_parser("report", help="tables and plots over a results folder -> report.md")
     p.add_argument("--results", default="results")
     p.add_argument("--output", default="results/report.md")

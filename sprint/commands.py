@@ -97,6 +97,22 @@ def evaluate(args: argparse.Namespace) -> None:
         run.log_artifact(args.output)
 
 
+def speedup(args: argparse.Namespace) -> None:
+    from sprint.cli import protocol_settings
+    from sprint.evaluate import speedups_to_file
+    from sprint.tracking import model_name, stage_run
+
+    params = {"model": model_name(args.dense_model), "checkpoints": len(args.checkpoints),
+              **{k: v for k, v in protocol_settings(args).items() if v is not None}}
+    with stage_run("speedup", params) as run:
+        document = speedups_to_file(args.checkpoints, args.dense_model, args.latency, args.output, device=args.device,
+                                    dtype=args.dtype, protocol=protocol_settings(args))
+        for name, entry in document["models"].items():
+            tag = "dense" if name == "dense" else f"{entry['method']}/x{entry['target_speedup']:g}/seed{entry['prune_seed']}"
+            run.log_metrics({f"{tag}/{k}": v for k, v in mlflow_metrics(entry).items()})
+        run.log_artifact(args.output)
+
+
 def mlflow_metrics(metrics: dict) -> dict[str, float]:
     """The numbers of a metrics file worth comparing across runs: the top-level ones, every task's accuracy and
     stderr, the perplexity's CI and the measured speedup's CI and spread."""

@@ -257,6 +257,34 @@ def pruning_summary(model: str) -> dict[str, Any]:
         raise SprintError(f"{path}: not a SPRINT pruning record ({type(err).__name__}: {err})") from None
 
 
+def latency_protocol(latency: str | os.PathLike, overrides: dict[str, Any] | None = None) -> tuple[Any, Any]:
+    """(table, protocol): the latency table at ``latency`` and the protocol that measures speedups against it, at
+    the table's prompt / generation lengths; ``overrides`` replace the table's recorded protocol settings (warmup,
+    min_rounds, max_rounds, max_spread, attempts, ...)."""
+    from sprint.latency import Protocol, load_latency
+
+    table = load_latency(latency)
+    if table.prompt_len < 1 or table.gen_len < 1:
+        raise SprintError(f"latency file {latency}: 'prompt_len' and 'gen_len' must be >= 1 to measure latency")
+    recorded = table.extra.get("protocol") if isinstance(table.extra.get("protocol"), dict) else {}
+    fields = set(Protocol.__dataclass_fields__) - {"prompt_len", "gen_len"}
+    settings = {k: v for k, v in {**recorded, **(overrides or {})}.items() if k in fields and v is not None}
+    protocol = Protocol(prompt_len=table.prompt_len, gen_len=table.gen_len, **settings)
+    protocol.validate()
+    return table, protocol
+
+
+def _speedup_record(result: dict[str, Any], dense_model: str, table: Any) -> dict[str, Any]:
+    """The metrics fields of one measured speedup (``result`` from :func:`sprint.latency.measure_speedups`)."""
+    result = {**result, "dense_model": str(dense_model),
+              "latency_table": {"device": table.device, "model": table.model, "dense_s": table.dense_s}}
+    if table.device != result["device"]:
+        log.warning("latency table was measured on %s, this run on %s: estimated and measured speedups compare two "
+                    "machines", table.device, result["device"])
+    return {"measured_speedup": result["median"], "measured_speedup_ci": result["ci95"],
+            "latency_s": result["latency_s"], "dense_latency_s": result["dense_latency_s"], "speedup": result}
+
+
 def measured_speedup(model: Any, dense_model: str, table: Any, protocol: Any, device: str, dtype: str) -> dict:
     """The speedup a user gets: ``model`` (as loaded from its checkpoint, carried code included) timed against a
     fresh load of the dense model ``dense_model`` by the latency protocol (interleaved rounds, median ratio with
@@ -269,15 +297,57 @@ def measured_speedup(model: Any, dense_model: str, table: Any, protocol: Any, de
     from sprint.models import load_model
 
     dense, _ = load_model(dense_model, device=device, dtype=dtype)
-    result = measure_speedup(lambda: dense, lambda: model, protocol, desc="measured speedup")
-    result["dense_model"] = str(dense_model)
-    result["latency_table"] = {"device": table.device, "model": table.model, "dense_s": table.dense_s}
-    if table.device != result["device"]:
-        log.warning("latency table was measured on %s, this run on %s: estimated and measured speedups compare two "
-                    "machines", table.device, result["device"])
-    log.info("measured speedup %.3fx, 95%% CI [%.3f, %.3f] (±%.1f%%, %d rounds)", result["median"], *result["ci95"],
-             100 * result["spread"], result["rounds"])
-    return result
+    record = _speedup_record(measure_speedup(lambda: dense, lambda: model, protocol, desc="measured speedup"),
+                             dense_model, table)
+    log.info("measured speedup %.3fx, 95%% CI [%.3f, %.3f] (±%.1f%%, %d rounds)", record["measured_speedup"],
+             *record["measured_speedup_ci"], 100 * record["speedup"]["spread"], record["speedup"]["rounds"])
+    return record
+
+
+def speedups_to_file(checkpoints: list[str], dense_model: str, latency: str | os.PathLike,
+                     output: str | os.PathLike, device: str, dtype: str,
+                     protocol: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Measured speedups of many checkpoints in one job, written atomically to ``output`` (JSON).
+
+    The dense model, a second copy of it and every checkpoint (each loaded as ``from_pretrained`` loads it, carried
+    code included) are timed in the same interleaved rounds (:func:`sprint.latency.measure_speedups`): the dense
+    model is timed once per round for all of them, every ratio is taken under the same conditions, and the copy's
+    ratio (1 up to noise) checks the protocol.  Every model is held in memory at once; for models too large for
+    that, time each checkpoint apart (``sprint evaluate --latency``).
+
+    ``output`` holds ``{"models": {"dense" | checkpoint: {pruning summary, measured_speedup,
+    measured_speedup_ci, latency_s, dense_latency_s, speedup}}, "provenance": ...}``.
+    """
+    from sprint.latency import measure_speedups
+    from sprint.models import load_config, load_model
+
+    table, speed = latency_protocol(latency, protocol)
+    records = {str(c): pruning_summary(c) for c in checkpoints}
+    for checkpoint, record in records.items():
+        if record["method"] == "dense":
+            raise SprintError(f"{checkpoint}: no pruning.json, so not a pruned checkpoint to time")
+    load_config(dense_model)  # a missing dense model fails before any checkpoint is loaded
+    dense, _ = load_model(dense_model, device=device, dtype=dtype)
+    copy, _ = load_model(dense_model, device=device, dtype=dtype)
+    models = {"dense copy": copy}
+    for checkpoint in records:
+        models[checkpoint], _ = load_model(checkpoint, device=device, dtype=dtype, carried_code=True)
+    results = measure_speedups(lambda: dense, {name: (lambda m=m: m) for name, m in models.items()}, speed,
+                               desc=f"measured speedups ({len(models)} models)")
+    out = {"dense": {**pruning_summary(dense_model), "model": str(dense_model),
+                     **_speedup_record(results["dense copy"], dense_model, table)}}
+    for checkpoint, record in records.items():
+        out[checkpoint] = {**record, "model": checkpoint, **_speedup_record(results[checkpoint], dense_model, table)}
+        log.info("%s: measured speedup %.3fx, 95%% CI [%.3f, %.3f] (estimated %.3fx)", checkpoint,
+                 out[checkpoint]["measured_speedup"], *out[checkpoint]["measured_speedup_ci"],
+                 record["estimated_speedup"])
+    log.info("dense vs a copy of itself: %.3fx, 95%% CI [%.3f, %.3f] (%d rounds)", out["dense"]["measured_speedup"],
+             *out["dense"]["measured_speedup_ci"], out["dense"]["speedup"]["rounds"])
+    document = {"models": out, "latency": str(latency), "dense_model": str(dense_model),
+                "protocol": speed.to_dict(), "provenance": provenance()}
+    atomic_write_json(output, document)
+    log.info("measured speedups -> %s", output)
+    return document
 
 
 def evaluate_to_file(
@@ -305,16 +375,7 @@ def evaluate_to_file(
 
     table = speed = None
     if latency is not None:
-        from sprint.latency import Protocol, load_latency
-
-        table = load_latency(latency)
-        if table.prompt_len < 1 or table.gen_len < 1:
-            raise SprintError(f"latency file {latency}: 'prompt_len' and 'gen_len' must be >= 1 to measure latency")
-        recorded = table.extra.get("protocol") if isinstance(table.extra.get("protocol"), dict) else {}
-        fields = set(Protocol.__dataclass_fields__) - {"prompt_len", "gen_len"}
-        settings = {k: v for k, v in {**recorded, **(protocol or {})}.items() if k in fields and v is not None}
-        speed = Protocol(prompt_len=table.prompt_len, gen_len=table.gen_len, **settings)
-        speed.validate()
+        table, speed = latency_protocol(latency, protocol)
         dense_model = dense_model or record["source_model"]
         load_config(dense_model)  # a missing dense model fails now, not after the accuracy run
 
@@ -327,10 +388,7 @@ def evaluate_to_file(
     metrics["eval_params"].update({"device": device, "dtype": dtype, "model_dtype": str(next(lm.parameters()).dtype)})
     metrics["provenance"] = provenance()
     if speed is not None:
-        result = measured_speedup(lm, dense_model, table, speed, device, dtype)
-        metrics.update({"measured_speedup": result["median"], "measured_speedup_ci": result["ci95"],
-                        "latency_s": result["latency_s"], "dense_latency_s": result["dense_latency_s"],
-                        "speedup": result})
+        metrics.update(measured_speedup(lm, dense_model, table, speed, device, dtype))
     atomic_write_json(output, metrics)
     log.info("metrics -> %s: mean accuracy %.4f, ppl %.3f", output, metrics["mean_accuracy"], metrics["wikitext2_ppl"])
     return metrics

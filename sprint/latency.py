@@ -405,25 +405,42 @@ def with_removed(model, removed: list) -> Callable[[], Any]:
 
 def measure_speedup(dense: Callable[[], Any], pruned: Callable[[], Any], protocol: Protocol,
                     desc: str = "speedup") -> dict[str, Any]:
-    """Measured speedup of ``pruned`` over ``dense`` (subjects as in :func:`interleaved_rounds`): the median over
-    rounds of the per-round ratio dense time / pruned time, its 95% CI, spread and every raw sample."""
+    """Measured speedup of ``pruned`` over ``dense``: :func:`measure_speedups` with one pruned subject."""
+    return measure_speedups(dense, {"pruned": pruned}, protocol, desc)["pruned"]
+
+
+def measure_speedups(dense: Callable[[], Any], pruned: dict[str, Callable[[], Any]], protocol: Protocol,
+                     desc: str = "speedup") -> dict[str, dict[str, Any]]:
+    """Measured speedup of every ``pruned`` subject over ``dense`` (subjects as in :func:`interleaved_rounds`),
+    all timed in the same interleaved rounds: name -> the median over rounds of the per-round ratio dense time /
+    pruned time, its 95% CI, spread and every raw sample.  Rounds continue until every ratio is within
+    ``protocol.max_spread``.  Timing many models together times the dense model once per round for all of them,
+    and takes every ratio under the same conditions; it holds every model in memory at once."""
+    if "dense" in pruned:
+        raise ValueError("measure_speedups: 'dense' names the reference subject; give the pruned ones other names")
+    names = list(pruned)
+
+    def ratios(s: dict[str, list[float]], name: str) -> list[float]:
+        return [d / p for d, p in zip(s["dense"], s[name])]
 
     def summarize(s: dict[str, list[float]]) -> dict:
-        ratios = [d / p for d, p in zip(s["dense"], s["pruned"])]
-        return {"speedup": _estimate(ratios, statistics.median(ratios))}
+        return {name: _estimate(r, statistics.median(r)) for name in names for r in [ratios(s, name)]}
 
-    samples, summary, attempt = interleaved_rounds({"dense": dense, "pruned": pruned}, protocol, summarize, desc)
-    est = summary["speedup"]
-    return {
-        "median": est["value"], "ci95": est["ci95"], "spread": est["spread"], "max_spread": protocol.max_spread,
-        "rounds": len(samples["dense"]), "attempts": attempt,
-        "ratios": [d / p for d, p in zip(samples["dense"], samples["pruned"])],
-        "dense_s": samples["dense"], "pruned_s": samples["pruned"],
-        "dense_latency_s": statistics.median(samples["dense"]), "latency_s": statistics.median(samples["pruned"]),
-        "protocol": protocol.to_dict(), "prompt_len": protocol.prompt_len, "gen_len": protocol.gen_len,
-        "warmup": protocol.warmup, "device": device_name(next(pruned().parameters()).device),
-        "torch_threads": protocol.threads or torch.get_num_threads(),
-    }
+    samples, summary, attempt = interleaved_rounds({"dense": dense, **pruned}, protocol, summarize, desc)
+    device = device_name(next(dense().parameters()).device)
+    out = {}
+    for name in names:
+        est = summary[name]
+        out[name] = {
+            "median": est["value"], "ci95": est["ci95"], "spread": est["spread"], "max_spread": protocol.max_spread,
+            "rounds": len(samples["dense"]), "attempts": attempt, "ratios": ratios(samples, name),
+            "dense_s": samples["dense"], "pruned_s": samples[name],
+            "dense_latency_s": statistics.median(samples["dense"]), "latency_s": statistics.median(samples[name]),
+            "subjects": len(names) + 1,
+            "protocol": protocol.to_dict(), "prompt_len": protocol.prompt_len, "gen_len": protocol.gen_len,
+            "warmup": protocol.warmup, "device": device, "torch_threads": protocol.threads or torch.get_num_threads(),
+        }
+    return out
 
 
 def profile_latency(model, model_name: str, protocol: Protocol, fraction: float = 0.25) -> LatencyTable:

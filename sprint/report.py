@@ -89,8 +89,29 @@ def _task_cols(task: str) -> list[str]:
     return [f"task:{task}", f"task:{task}_se", f"n:{task}", f"total:{task}"]
 
 
-def _metrics_row(path: Path, tasks: dict[str, str]) -> tuple[dict[str, Any], dict[str, stats.Sample]]:
-    """One metrics JSON -> flat row (accuracies in %) and its per-item data for paired tests.
+SPEEDUP_FIELDS = ("measured_speedup", "measured_speedup_ci", "latency_s", "dense_latency_s", "speedup")
+
+
+def _run_key(d: dict[str, Any]) -> tuple[str, float, int]:
+    """(method, target, seed) of a metrics or speedup record."""
+    dense = d["method"] == "dense"
+    return (str(d["method"]), 1.0 if dense else round(_num(d["target_speedup"]), 3),
+            int(d.get("prune_seed", d.get("seed")) or 0))
+
+
+def load_speedups(path: Path) -> dict[tuple[str, float, int], dict[str, Any]]:
+    """``speedup.json`` of ``sprint speedup`` -> (method, target, seed) -> its measured-speedup fields."""
+    try:
+        return {_run_key(e): {k: e[k] for k in SPEEDUP_FIELDS if k in e}
+                for e in _load_json(path)["models"].values()}
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise SprintError(f"{path}: malformed speedup file ({type(e).__name__}: {e})") from e
+
+
+def _metrics_row(path: Path, tasks: dict[str, str], speedups: dict | None = None,
+                 ) -> tuple[dict[str, Any], dict[str, stats.Sample]]:
+    """One metrics JSON -> flat row (accuracies in %) and its per-item data for paired tests.  A metrics file
+    without a measured speedup takes its run's from ``speedups`` (:func:`load_speedups`), if there.
 
     The per-item data (absent from older files) is ``{"acc": {task: (doc_ids, correct)}}`` and
     ``{"ppl": {"wikitext2 (L-token windows)": (window indices, window NLLs)}}``.  Records each task's metric name
@@ -99,6 +120,8 @@ def _metrics_row(path: Path, tasks: dict[str, str]) -> tuple[dict[str, Any], dic
     d = _load_json(path)
     params = d.get("eval_params") or {}
     try:
+        if d.get("measured_speedup") is None and speedups:
+            d = {**d, **speedups.get(_run_key(d), {})}
         dense = d["method"] == "dense"
         speedup_lo, speedup_hi = _pair(d.get("measured_speedup_ci"))
         ppl_lo, ppl_hi = _pair(d.get("wikitext2_ppl_ci"))
@@ -182,11 +205,12 @@ def load_model(folder: Path) -> ModelResults:
     if latency is None:
         missing.append("`latency.json` (no latency profile)")
     tasks: dict[str, str] = {}
+    speedups = load_speedups(folder / "speedup.json") if (folder / "speedup.json").is_file() else {}
     dense_path = folder / "metrics" / "dense.json"
-    dense = [_metrics_row(dense_path, tasks)] if dense_path.is_file() else []
+    dense = [_metrics_row(dense_path, tasks, speedups)] if dense_path.is_file() else []
     if not dense:
         missing.append("`metrics/dense.json` (no dense baseline)")
-    metrics = [_metrics_row(p, tasks) for p in sorted((folder / "metrics").glob("*/seed*/x*.json"))]
+    metrics = [_metrics_row(p, tasks, speedups) for p in sorted((folder / "metrics").glob("*/seed*/x*.json"))]
     samples = {(r["method"], r["target"], r["seed"]): sample for r, sample in dense + metrics}
     dense, metrics = [r for r, _ in dense], [r for r, _ in metrics]
     pruning = [_pruning_row(p) for p in sorted((folder / "pruned").glob("*/seed*/x*/pruning.json"))]

@@ -4,6 +4,7 @@ profile, the speedup of a saved checkpoint loaded as users load it, and tables t
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import random
 import statistics
@@ -238,10 +239,47 @@ def test_the_measured_model_is_the_checkpoint_as_users_load_it(tmp_path):
     proto = Protocol(prompt_len=8, gen_len=16, timing="step", warmup=1, min_rounds=12, max_rounds=40,
                      max_spread=0.2)
     result = measured_speedup(pruned, str(dense_dir), table, proto, device="cpu", dtype="float32")
-    assert result["ci95"][0] > 1.0 and result["dense_model"] == str(dense_dir)
+    assert result["measured_speedup_ci"][0] > 1.0 and result["speedup"]["dense_model"] == str(dense_dir)
     dense, _ = load_model(str(dense_dir), device="cpu", dtype="float32", carried_code=True)
-    itself = measured_speedup(dense, str(dense_dir), table, proto, device="cpu", dtype="float32")
+    itself = measured_speedup(dense, str(dense_dir), table, proto, device="cpu", dtype="float32")["speedup"]
     assert itself["ci95"][0] <= 1.0 <= itself["ci95"][1] or abs(itself["median"] - 1) < 0.05
+
+
+def test_speedups_of_many_checkpoints_are_timed_together(tmp_path):
+    """`sprint speedup`: the dense model, a copy of it and several checkpoints (as users load them) share one
+    set of interleaved rounds: every ratio comes from the same dense samples, the checkpoint with more sublayers
+    removed is faster, the copy is 1 within its CI, and the file carries each checkpoint's pruning summary."""
+    from sprint.evaluate import speedups_to_file
+
+    torch.manual_seed(0)
+    dense_dir = tmp_path / "dense"
+    model = tiny_model("llama", layers=6)
+    model.save_pretrained(dense_dir)
+    tiny_tokenizer().save_pretrained(dense_dir)
+    ckpts = []
+    for name, layers in (("a", range(1, 3)), ("b", range(1, 5))):
+        set_removed(model, [(i, kind) for i in layers for kind in ("attn", "mlp")])
+        ckpts.append(str(tmp_path / name))
+        save_pruned(model, tiny_tokenizer(), ckpts[-1], {"method": "sprint", "model": str(dense_dir),
+                                                         "target_speedup": 1.0 + len(layers) / 10,
+                                                         "estimated_speedup": 1.0 + len(layers) / 10})
+    latency = tmp_path / "latency.json"
+    save_latency(LatencyTable("cpu", "tiny", 8, 16, dense_s=1.0, t_attn_s=0.01, t_mlp_s=0.01), latency)
+    out = tmp_path / "speedup.json"
+    speedups_to_file(ckpts, str(dense_dir), latency, out, device="cpu", dtype="float32",
+                     protocol={"timing": "step", "warmup": 1, "min_rounds": 12, "max_rounds": 40, "max_spread": 0.2})
+    doc = json.loads(out.read_text())
+    models = doc["models"]
+    assert set(models) == {"dense", *ckpts}
+    assert models["dense"]["method"] == "dense" and models[ckpts[0]]["target_speedup"] == pytest.approx(1.2)
+    assert models[ckpts[0]]["speedup"]["dense_s"] == models[ckpts[1]]["speedup"]["dense_s"]  # one set of rounds
+    assert models[ckpts[1]]["measured_speedup"] > models[ckpts[0]]["measured_speedup"] > 1.0
+    lo, hi = models["dense"]["measured_speedup_ci"]
+    assert lo <= 1.0 <= hi or abs(models["dense"]["measured_speedup"] - 1) < 0.05
+    with pytest.raises(SprintError, match="not a pruned checkpoint"):
+        speedups_to_file([str(dense_dir)], str(dense_dir), latency, tmp_path / "x.json", device="cpu",
+                         dtype="float32")
+    assert not (tmp_path / "x.json").exists()
 
 
 @pytest.mark.parametrize("family", ["llama", "qwen3"])

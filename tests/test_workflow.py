@@ -22,7 +22,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 WORKFLOW_FILES = ("Snakefile", "workflow", "params.yaml", "dvc.yaml", ".dvcignore", ".gitignore", "sprint")
-STAGE_RULES = ("datasets", "model", "calibrate", "profile", "prune", "evaluate_dense", "evaluate", "report")
+STAGE_RULES = ("datasets", "model", "calibrate", "profile", "prune", "evaluate_dense", "evaluate", "speedup", "report")
 
 
 # ----------------------------------------------------------------------------------------------- helpers
@@ -118,8 +118,10 @@ def write_config(work: Path, mutate) -> Path:
 def expected_counts(cfg: dict) -> dict[str, int]:
     m, s = len(cfg["base"]["models"]), len(cfg["base"]["seeds"])
     me, t = len(cfg["prune"]["methods"]), len(cfg["prune"]["target_speedups"])
+    together = cfg["latency"].get("speedups", "together") == "together"
     return {"datasets": 1, "model": m, "calibrate": m * s, "profile": m, "prune": m * me * s,
-            "evaluate": m * me * s * t, "evaluate_dense": m, "report": 1, "all": 1}
+            "evaluate": m * me * s * t, "evaluate_dense": m, **({"speedup": m} if together else {}), "report": 1,
+            "all": 1}
 
 
 # ----------------------------------------------------------------------------------------------- fast
@@ -383,12 +385,19 @@ def test_end_to_end_on_a_tiny_llama(tmp_path):
         record = json.loads((ckpt / "pruning.json").read_text())
         assert record["method"] == method and record["estimated_speedup"] >= target
         metrics = json.loads((work / f"results/tiny/metrics/{method}/seed0/x{target}.json").read_text())
-        assert {"mean_accuracy", "wikitext2_ppl", "measured_speedup", "tasks", "method", "target_speedup"} <= set(metrics)
+        assert {"mean_accuracy", "wikitext2_ppl", "tasks", "method", "target_speedup"} <= set(metrics)
         assert set(metrics["tasks"]) == {"arc_easy", "piqa"} and metrics["method"] == method
+    # latency.speedups: together (the default): one job timed every checkpoint and the dense model's copy
+    speedups = json.loads((work / "results/tiny/speedup.json").read_text())["models"]
+    assert set(speedups) == {"dense", *(f"results/tiny/pruned/{m}/seed0/x{target}" for m in ("sprint", "shortgpt"))}
+    assert all(e["speedup"]["rounds"] >= 6 and len(e["speedup"]["ratios"]) == e["speedup"]["rounds"]
+               for e in speedups.values())
+    assert "| SPRINT | " in report and f"{speedups[f'results/tiny/pruned/sprint/seed0/x{target}']['measured_speedup']:.3f}" in report
     dense = json.loads((work / "results/tiny/metrics/dense.json").read_text())
     assert dense["method"] == "dense" and 0 <= dense["mean_accuracy"] <= 1
     for bench in ("datasets.tsv", "model/tiny.tsv", "calibrate/tiny/seed0.tsv", "profile/tiny.tsv",
-                  "prune/tiny/sprint/seed0.tsv", f"evaluate/tiny/shortgpt/seed0/x{target}.tsv", "report.tsv"):
+                  "prune/tiny/sprint/seed0.tsv", f"evaluate/tiny/shortgpt/seed0/x{target}.tsv", "speedup/tiny.tsv",
+                  "report.tsv"):
         assert (work / "results/benchmarks" / bench).is_file(), bench
     assert json.loads((work / "data/models/tiny/source.json").read_text())["kind"] == "local"
 
@@ -402,7 +411,7 @@ def test_end_to_end_on_a_tiny_llama(tmp_path):
     assert full.info.status == "FINISHED"
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == full.info.run_id]
     stages = sorted(r.data.tags["sprint.stage"] for r in children)
-    assert stages == ["calibrate", "evaluate", "evaluate", "evaluate", "prune", "prune", "report"], stages
+    assert stages == ["calibrate", "evaluate", "evaluate", "evaluate", "prune", "prune", "report", "speedup"], stages
     group = full.data.tags["sprint.run_group"]
     assert all(r.data.tags["sprint.run_group"] == group and r.info.status == "FINISHED" for r in children)
     names = {r.info.run_name for r in children}
@@ -422,8 +431,10 @@ def test_end_to_end_on_a_tiny_llama(tmp_path):
     assert set(table) == {("dense", 1.0), ("sprint", target), ("shortgpt", target)}, table
     for r in evaluations:
         assert r.data.params["model"] == "tiny" and {"seed", "eval_seed", "limit", "tasks"} <= set(r.data.params)
-        assert {"acc/arc_easy", "acc_stderr/piqa", "wikitext2_ppl", "measured_speedup"} <= set(r.data.metrics)
+        assert {"acc/arc_easy", "acc_stderr/piqa", "wikitext2_ppl"} <= set(r.data.metrics)
         assert r.data.tags["sprint.version.transformers"] and r.data.tags["sprint.git_dirty"] in ("True", "False")
+    timed = next(r for r in children if r.data.tags["sprint.stage"] == "speedup")
+    assert {f"sprint/x{target:g}/seed0/measured_speedup", "dense/measured_speedup_lo"} <= set(timed.data.metrics)
     metrics = json.loads((work / f"results/tiny/metrics/sprint/seed0/x{target}.json").read_text())
     assert table[("sprint", target)] == pytest.approx(metrics["mean_accuracy"])
     assert set(metrics["provenance"]["versions"]) == {"torch", "transformers", "lm_eval", "sprint_prune"}

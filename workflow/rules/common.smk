@@ -19,6 +19,7 @@ SEEDS = [int(s) for s in BASE["seeds"]]
 METHODS = list(PRUNE["methods"])
 # Targets keep their spelling in params.yaml (1.2 -> x1.2, 2 -> x2): DVC's ${item} renders them the same way.
 TARGET_NAMES = [str(t) for t in sorted(PRUNE["target_speedups"], key=float)]
+SPEEDUPS = config["latency"].get("speedups", "together")
 
 # `sprint` from the environment that runs Snakemake, even when that environment is not activated.
 shell.prefix(f"set -euo pipefail; export PATH={shlex.quote(str(Path(sys.executable).parent))}:\"$PATH\"; ")

@@ -1,7 +1,8 @@
-# Stage 5, evaluation: zero-shot accuracy, WikiText-2 perplexity and the measured speedup, for the dense model and
-# every pruned checkpoint. The speedup times the checkpoint as from_pretrained loads it against the dense model in
-# interleaved rounds (the latency protocol, at the latency table's prompt / generation lengths); the dense model is
-# timed against a second copy of itself, so its speedup checks the protocol on every run.
+# Stage 5, evaluation: zero-shot accuracy and WikiText-2 perplexity for the dense model and every pruned checkpoint.
+# With latency.speedups: apart, also the measured speedup: the checkpoint as from_pretrained loads it is timed
+# against the dense model in interleaved rounds (the latency protocol, at the latency table's prompt / generation
+# lengths), and the dense model against a second copy of itself, a check of the protocol on every run.  With
+# latency.speedups: together (the default) the speedup rule times them all in one job instead (speedup.smk).
 # -> results/{model}/metrics/dense.json, results/{model}/metrics/{method}/seed{seed}/x{target}.json
 # The task subsets use evaluate.seed, the same for every model, method and pruning seed.
 
@@ -17,16 +18,26 @@ def evaluate_opts() -> str:
     return " ".join(opts + [protocol_opts()] + ([MIRROR_OPT] if MIRROR_OPT else []))
 
 
+def timed_apart(wildcards) -> dict:
+    """evaluate's latency input when each job times its own checkpoint (latency.speedups: apart)."""
+    return {"latency": f"results/{wildcards.model}/latency.json"} if SPEEDUPS == "apart" else {}
+
+
+def latency_opt(wildcards, input) -> str:
+    return f"--latency {shlex.quote(input.latency)}" if SPEEDUPS == "apart" else ""
+
+
 rule evaluate_dense:
     input:
+        unpack(timed_apart),
         model=model_dir("{model}"),
-        latency="results/{model}/latency.json",
         datasets=DATASETS,
     output:
         "results/{model}/metrics/dense.json",
     params:
         model=model_opts,
         opts=evaluate_opts(),
+        latency=latency_opt,
         env=lambda wc: mlflow_env("evaluate/dense", wc.model),
     threads: ALL_CORES
     resources:
@@ -36,15 +47,15 @@ rule evaluate_dense:
     benchmark:
         "results/benchmarks/evaluate/{model}/dense.tsv"
     shell:
-        "{params.env} sprint evaluate {params.model} {params.opts} --latency {input.latency:q}"
+        "{params.env} sprint evaluate {params.model} {params.opts} {params.latency}"
         " --output {output:q} > {log:q} 2>&1"
 
 
 rule evaluate:
     input:
+        unpack(timed_apart),
         pruned="results/{model}/pruned/{method}/seed{seed}",
         model=model_dir("{model}"),
-        latency="results/{model}/latency.json",
         datasets=DATASETS,
     output:
         "results/{model}/metrics/{method}/seed{seed}/x{target}.json",
@@ -54,6 +65,7 @@ rule evaluate:
         device=lambda wc: MODELS[wc.model]["device"],
         dtype=lambda wc: MODELS[wc.model]["dtype"],
         opts=evaluate_opts(),
+        latency=latency_opt,
         env=lambda wc: mlflow_env(f"evaluate/{wc.method}/x{wc.target}/seed{wc.seed}", wc.model),
     threads: ALL_CORES
     resources:
@@ -64,5 +76,5 @@ rule evaluate:
         "results/benchmarks/evaluate/{model}/{method}/seed{seed}/x{target}.tsv"
     shell:
         "{params.env} sprint evaluate --model {params.checkpoint:q} --device {params.device} --dtype {params.dtype}"
-        " {params.opts} --latency {input.latency:q} --dense-model {params.dense:q} --output {output:q}"
+        " {params.opts} {params.latency} --dense-model {params.dense:q} --output {output:q}"
         " > {log:q} 2>&1"

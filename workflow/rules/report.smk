@@ -12,6 +12,7 @@ def all_metrics() -> list:
 rule report:
     input:
         metrics=all_metrics(),
+        speedups=[f"results/{m}/speedup.json" for m in MODELS] if SPEEDUPS == "together" else [],
         pruned=[f"results/{m}/pruned/{meth}/seed{s}" for m in MODELS for meth in METHODS for s in SEEDS],
     output:
         md="results/report.md",

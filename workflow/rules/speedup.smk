@@ -1,0 +1,36 @@
+# Stage 5b (latency.speedups: together), measured speedups: one job per model times the dense model, a second copy
+# of it and every pruned checkpoint (as from_pretrained loads it) in the same interleaved rounds, so the dense model
+# is timed once per round for all of them and every ratio is taken under the same conditions; the copy's ratio
+# (1 up to noise) checks the protocol on every run.  Runs alone (all local cores), like the profile.
+# -> results/{model}/speedup.json
+
+
+def checkpoints(model: str) -> list:
+    return [f"results/{model}/pruned/{meth}/seed{s}/x{t}" for meth in METHODS for s in SEEDS for t in TARGET_NAMES]
+
+
+rule speedup:
+    input:
+        pruned=lambda wc: [f"results/{wc.model}/pruned/{meth}/seed{s}" for meth in METHODS for s in SEEDS],
+        model=model_dir("{model}"),
+        latency="results/{model}/latency.json",
+    output:
+        "results/{model}/speedup.json",
+    params:
+        checkpoints=lambda wc: " ".join(shlex.quote(c) for c in checkpoints(wc.model)),
+        dense=lambda wc: model_arg(wc.model),
+        device=lambda wc: MODELS[wc.model]["device"],
+        dtype=lambda wc: MODELS[wc.model]["dtype"],
+        protocol=protocol_opts(),
+        env=lambda wc: mlflow_env("speedup", wc.model),
+    threads: ALL_CORES
+    resources:
+        gpu=model_gpus,
+    log:
+        "results/logs/speedup/{model}.log",
+    benchmark:
+        "results/benchmarks/speedup/{model}.tsv"
+    shell:
+        "{params.env} sprint speedup --checkpoints {params.checkpoints} --dense-model {params.dense:q}"
+        " --device {params.device} --dtype {params.dtype} --latency {input.latency:q} {params.protocol}"
+        " --output {output:q} > {log:q} 2>&1"
