@@ -9,14 +9,25 @@ Library entry points::
     model, tok = load_pruned("out/")                  # or AutoModelForCausalLM.from_pretrained("out/", trust_remote_code=True)
 """
 
-from sprint.checkpoint import load_pruned, save_pruned
-from sprint.latency import LatencyTable, load_latency
-from sprint.models import load_model
-from sprint.modeling_sprint import set_removed
-from sprint.prune import METHODS, PruneConfig, prune_model, prune_to_checkpoint
+import importlib
 
-__all__ = [
-    "METHODS", "LatencyTable", "PruneConfig", "load_latency", "load_model", "load_pruned", "prune_model",
-    "prune_to_checkpoint", "save_pruned", "set_removed",
-]
+# Public names, imported on first use (PEP 562): `import sprint.report` need not load the pruners, so each pipeline
+# stage depends on the modules it runs only (sprint.codedeps).
+_EXPORTS = {
+    "METHODS": "sprint.methods", "LatencyTable": "sprint.latency", "load_latency": "sprint.latency",
+    "load_model": "sprint.models", "load_pruned": "sprint.checkpoint", "save_pruned": "sprint.checkpoint",
+    "set_removed": "sprint.modeling_sprint", "PruneConfig": "sprint.prune", "prune_model": "sprint.prune",
+    "prune_to_checkpoint": "sprint.prune",
+}
+__all__ = sorted(_EXPORTS)
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'sprint' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

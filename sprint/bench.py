@@ -80,7 +80,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from sprint.cli import METHODS
+from sprint.methods import METHODS
 from sprint.errors import SprintError
 from sprint.io import atomic_write_json, atomic_write_text
 

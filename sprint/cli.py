@@ -11,7 +11,7 @@ import logging
 import sys
 
 from sprint.latency import TIMINGS, Protocol
-from sprint.prune import METHODS
+from sprint.methods import METHODS
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:

@@ -23,6 +23,7 @@ from sprint.calibration import load_calibration
 from sprint.checkpoint import save_pruned
 from sprint.errors import SprintError
 from sprint.latency import LatencyTable, load_latency
+from sprint.methods import METHODS
 from sprint.models import load_config, load_model
 from sprint.modeling_sprint import adapter_for
 from sprint.provenance import provenance
@@ -31,7 +32,6 @@ from sprint.sublayers import SublayerView, sublayer_name
 
 log = logging.getLogger("sprint")
 
-METHODS = ("sprint", "sprint-l", "sprint-t", "sprint-e", "shortgpt", "sleb", "blockpruner")
 
 
 @dataclass

@@ -366,11 +366,18 @@ def test_end_to_end_on_a_tiny_llama(tmp_path):
     make_tiny_llama(tmp_path / "tiny-llama")
     env = base_env(SPRINT_MLFLOW="1", SPRINT_MLFLOW_EXPERIMENT="e2e", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
     (work / "params.yaml").write_text(yaml.safe_dump(tiny_params(tmp_path / "tiny-llama", 1.2), sort_keys=False))
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    run(["git", "init", "-q"], work, env, check=True)
+    run([sys.executable, "-m", "dvc", "init", "-q"], work, env, check=True)
+    dvc = [str(BIN / "dvc")] if (BIN / "dvc").exists() else [sys.executable, "-m", "dvc"]
 
-    # 1. the latency table first, to pick a target speedup this tiny model can reach
+    # 1. the latency table first, to pick a target speedup this tiny model can reach; DVC then holds the stages
+    #    this partial run made, and only those
     _, profile_runs = retry_noisy_timing(
         lambda: snakemake("results/tiny/latency.json", cwd=work, env=env, check=True, timeout=900))
     latency = json.loads((work / "results/tiny/latency.json").read_text())
+    changed = _changed_stages(run([*dvc, "status", "--json"], work, env, check=True).stdout)
+    assert "profile@tiny" not in changed and "model@tiny" not in changed and "report" in changed, changed
     target = reachable_target(latency)
     cfg = tiny_params(tmp_path / "tiny-llama", target)
     (work / "params.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -443,14 +450,12 @@ def test_end_to_end_on_a_tiny_llama(tmp_path):
     again = snakemake(cwd=work, env=env, check=True)
     assert "Nothing to be done" in again.stdout + again.stderr
 
-    # 5. DVC runs the same DAG; an evaluation-only change reruns only evaluation and the report
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
-    run(["git", "init", "-q"], work, env, check=True)
-    run([sys.executable, "-m", "dvc", "init", "-q"], work, env, check=True)
-    dvc = [str(BIN / "dvc")] if (BIN / "dvc").exists() else [sys.executable, "-m", "dvc"]
-    retry_noisy_timing(lambda: run([*dvc, "repro"], work, env, check=True, timeout=1800))
+    # 5. one state: after the Snakemake run DVC has nothing to do either; an evaluation-only change makes DVC rerun
+    #    only evaluation and the report, after which Snakemake has nothing to do
     status = run([*dvc, "status", "--json"], work, env, check=True)
     assert _changed_stages(status.stdout) == set(), status.stdout
+    nothing = run([*dvc, "repro"], work, env, check=True, timeout=1800)
+    assert "Running stage" not in nothing.stdout + nothing.stderr, nothing.stdout
     assert (work / "dvc.lock").is_file() and (work / "results/report.md").is_file()
     plots = json.loads(run([*dvc, "plots", "show", "--json"], work, env, check=True).stdout)
     assert not plots.get("errors") and any(p.endswith(".png") for p in plots["data"]), plots.get("errors")
@@ -464,6 +469,8 @@ def test_end_to_end_on_a_tiny_llama(tmp_path):
     assert ran == changed | {"report"}, rerun.stdout
     metrics = json.loads((work / f"results/tiny/metrics/sprint/seed0/x{target}.json").read_text())
     assert metrics["eval_params"]["limit"] == 3
+    after = snakemake("-n", cwd=work, env=env, check=True)
+    assert "Nothing to be done" in after.stdout + after.stderr, after.stdout[-3000:]
 
     # 6. an experiment with one evaluation parameter set from the command line: back to limit 4, which DVC's
     #    run cache already holds (restored, not recomputed), and nothing upstream of evaluation is touched
@@ -477,3 +484,33 @@ def test_end_to_end_on_a_tiny_llama(tmp_path):
     assert yaml.safe_load((work / "params.yaml").read_text())["evaluate"]["limit"] == 4
     metrics = json.loads((work / f"results/tiny/metrics/sprint/seed0/x{target}.json").read_text())
     assert metrics["eval_params"]["limit"] == 4
+
+
+def test_stages_depend_on_the_library_code_they_run(tmp_path):
+    """dvc.yaml's library dependencies and the Snakemake rules' code inputs are each stage's import closure
+    (sprint.codedeps): pruning code is not a dependency of the report, and the report's is not of pruning."""
+    from sprint.codedeps import stage_files
+
+    if MIRROR is None:
+        pytest.skip("no mirror")
+    work = make_workdir(tmp_path / "w")
+    run(["git", "init", "-q"], work, check=True)
+    run([sys.executable, "-m", "dvc", "init", "-q"], work, check=True)
+    stage_rule = {"evaluate-dense": "evaluate_dense"}
+    for st in _dvc_stages(work):
+        base = st["name"].split("@")[0]
+        code = {d for d in st["deps"] if d.startswith("sprint/")}
+        expected = set(stage_files(stage_rule.get(base, base))) if base != "datasets" else set()
+        assert code == expected, (st["name"], sorted(code ^ expected))
+    jobs = planned_jobs(snakemake("-n", "-p", cwd=work, check=True).stdout)
+    rule_inputs = {}
+    for block in snakemake("-n", cwd=work, check=True).stdout.split("\n\n"):
+        m = re.search(r"^rule (\w+):", block, flags=re.M)
+        inp = re.search(r"^    input: (.*)$", block, flags=re.M)
+        if m and inp:
+            rule_inputs[m.group(1)] = {f for f in inp.group(1).split(", ") if f.startswith("sprint/")}
+    assert {j["rule"] for j in jobs} - {"all", "datasets"} <= set(rule_inputs)
+    for rule, files in rule_inputs.items():
+        assert files == set(stage_files(rule)), rule
+    assert "sprint/tuning.py" in stage_files("prune") and "sprint/tuning.py" not in stage_files("report")
+    assert "sprint/report.py" not in stage_files("prune") and "sprint/data.py" in stage_files("evaluate")

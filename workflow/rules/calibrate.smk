@@ -4,6 +4,7 @@
 
 rule calibrate:
     input:
+        code=stage_files("calibrate"),
         model=model_dir("{model}"),
         datasets=DATASETS,
         source=calibration_inputs,

@@ -30,6 +30,7 @@ def latency_opt(wildcards, input) -> str:
 rule evaluate_dense:
     input:
         unpack(timed_apart),
+        code=stage_files("evaluate_dense"),
         model=model_dir("{model}"),
         datasets=DATASETS,
     output:
@@ -54,6 +55,7 @@ rule evaluate_dense:
 rule evaluate:
     input:
         unpack(timed_apart),
+        code=stage_files("evaluate"),
         pruned="results/{model}/pruned/{method}/seed{seed}",
         model=model_dir("{model}"),
         datasets=DATASETS,

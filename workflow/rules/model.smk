@@ -7,6 +7,7 @@
 rule model:
     input:
         lambda wc: [MODELS[wc.model]["local"]] if MODELS[wc.model]["kind"] == "local" else [],
+        code=stage_files("model"),
     output:
         directory(model_dir("{model}")),
     params:

@@ -7,6 +7,7 @@
 
 rule profile:
     input:
+        code=stage_files("profile"),
         model=model_dir("{model}"),
     output:
         "results/{model}/latency.json",

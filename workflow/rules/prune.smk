@@ -9,6 +9,7 @@ def prune_outputs(wildcards, output) -> str:
 
 rule prune:
     input:
+        code=stage_files("prune"),
         model=model_dir("{model}"),
         calibration="data/calibration/{model}/seed{seed}.pt",
         latency="results/{model}/latency.json",

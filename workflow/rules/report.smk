@@ -11,6 +11,7 @@ def all_metrics() -> list:
 
 rule report:
     input:
+        code=stage_files("report"),
         metrics=all_metrics(),
         speedups=[f"results/{m}/speedup.json" for m in MODELS] if SPEEDUPS == "together" else [],
         pruned=[f"results/{m}/pruned/{meth}/seed{s}" for m in MODELS for meth in METHODS for s in SEEDS],

@@ -11,6 +11,7 @@ def checkpoints(model: str) -> list:
 
 rule speedup:
     input:
+        code=stage_files("speedup"),
         pruned=lambda wc: [f"results/{wc.model}/pruned/{meth}/seed{s}" for meth in METHODS for s in SEEDS],
         model=model_dir("{model}"),
         latency="results/{model}/latency.json",
