@@ -54,6 +54,7 @@ onstart:
 
 onsuccess:
     stop_tracking("FINISHED")
+    record_in_dvc()
 
 
 onerror:
