@@ -135,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="tables and plots over a results folder -> report.md")
     p.add_argument("--results", default="results")
+    p.add_argument("--metrics", nargs="+", default=None,
+                   help="the metrics files to report (default: every one under --results)")
     p.add_argument("--output", default="results/report.md")
     return parser
 

@@ -135,7 +135,8 @@ def report(args: argparse.Namespace) -> None:
     from sprint.tracking import stage_run
 
     with stage_run("report", {"results": args.results}) as run:
-        written = write_report(Path(args.results), Path(args.output))
+        written = write_report(Path(args.results), Path(args.output),
+                               None if args.metrics is None else [Path(m) for m in args.metrics])
         for path in written:
             run.log_artifact(str(path))
     log.info("report written to %s", args.output)

@@ -198,22 +198,33 @@ def _typed(df: pd.DataFrame) -> pd.DataFrame:
     return df.astype({"seed": int})
 
 
-def load_model(folder: Path) -> ModelResults:
-    """Read ``latency.json``, ``metrics/**`` and ``pruned/**`` of one model folder; note what is missing."""
+def load_model(folder: Path, metrics_files: list[Path] | None = None) -> ModelResults:
+    """Read ``latency.json``, ``metrics/**`` and ``pruned/**`` of one model folder; note what is missing.
+
+    With ``metrics_files`` (what the pipeline's DAG made for this model), only those metrics files and the pruning
+    records of their runs are read: leftovers of an earlier configuration in the folder stay out of the report."""
     missing: list[str] = []
     latency = _load_json(folder / "latency.json") if (folder / "latency.json").is_file() else None
     if latency is None:
         missing.append("`latency.json` (no latency profile)")
     tasks: dict[str, str] = {}
     speedups = load_speedups(folder / "speedup.json") if (folder / "speedup.json").is_file() else {}
-    dense_path = folder / "metrics" / "dense.json"
-    dense = [_metrics_row(dense_path, tasks, speedups)] if dense_path.is_file() else []
+    if metrics_files is None:
+        dense_paths = [folder / "metrics" / "dense.json"]
+        metric_paths = sorted((folder / "metrics").glob("*/seed*/x*.json"))
+    else:
+        dense_paths = [p for p in metrics_files if p.name == "dense.json"]
+        metric_paths = sorted(p for p in metrics_files if p.name != "dense.json")
+    dense = [_metrics_row(p, tasks, speedups) for p in dense_paths if p.is_file()]
     if not dense:
         missing.append("`metrics/dense.json` (no dense baseline)")
-    metrics = [_metrics_row(p, tasks, speedups) for p in sorted((folder / "metrics").glob("*/seed*/x*.json"))]
+    metrics = [_metrics_row(p, tasks, speedups) for p in metric_paths]
     samples = {(r["method"], r["target"], r["seed"]): sample for r, sample in dense + metrics}
     dense, metrics = [r for r, _ in dense], [r for r, _ in metrics]
     pruning = [_pruning_row(p) for p in sorted((folder / "pruned").glob("*/seed*/x*/pruning.json"))]
+    if metrics_files is not None:
+        runs_made = {(r["method"], r["target"], r["seed"]) for r in metrics}
+        pruning = [r for r in pruning if (r["method"], r["target"], r["seed"]) in runs_made]
     if not pruning:
         missing.append("`pruned/*/seed*/x*/pruning.json` (no pruned model)")
     cols = METRIC_COLS + [c for t in tasks for c in _task_cols(t)]
@@ -730,20 +741,41 @@ def _model_report(m: ModelResults, folder: Path, out: list[Path]) -> list[str]:
     return lines
 
 
-def write_report(results: Path, output: Path) -> list[Path]:
-    """Write ``output`` (Markdown) plus its CSVs and PNGs in ``output.parent / "report"``; return every file written."""
+def _model_folder(metrics_file: Path) -> Path:
+    """results/<model> of results/<model>/metrics/(dense.json | <method>/seed<s>/x<t>.json)."""
+    for parent in metrics_file.parents:
+        if parent.name == "metrics":
+            return parent.parent
+    raise SprintError(f"{metrics_file}: not a metrics file under <results>/<model>/metrics/")
+
+
+def write_report(results: Path, output: Path, metrics: list[Path] | None = None) -> list[Path]:
+    """Write ``output`` (Markdown) plus its CSVs and PNGs in ``output.parent / "report"``; return every file written.
+
+    ``metrics``: the metrics files to report (the pipeline passes those its DAG made); by default every model
+    folder under ``results`` with a latency.json, metrics/ or pruned/ and every metrics file in it."""
     results, output = Path(results), Path(output)
     if not results.is_dir():
         raise SprintError(f"{results}: results folder not found")
     folder = output.parent / "report"
-    models = [d for d in sorted(results.iterdir())
-              if d.is_dir() and any((d / n).exists() for n in ("latency.json", "metrics", "pruned"))]
+    chosen: dict[Path, list[Path]] | None = None
+    if metrics is not None:
+        for path in map(Path, metrics):
+            if not path.is_file():
+                raise SprintError(f"{path}: metrics file not found")
+        chosen = {}
+        for path in map(Path, metrics):
+            chosen.setdefault(_model_folder(path), []).append(path)
+        models = sorted(chosen)
+    else:
+        models = [d for d in sorted(results.iterdir())
+                  if d.is_dir() and any((d / n).exists() for n in ("latency.json", "metrics", "pruned"))]
     written: list[Path] = []
     lines = ["# SPRINT report", "", f"Results folder: `{results}`.", ""]
     if not models:
         lines += [f"No model results found (expected `{results}/<model>/` with latency.json, metrics/ or pruned/).", ""]
     for d in models:
-        lines += _model_report(load_model(d), folder, written)
+        lines += _model_report(load_model(d, None if chosen is None else chosen[d]), folder, written)
     bench = load_benchmarks(results / "benchmarks", [d.name for d in models])
     lines += _section("Pipeline stages (Snakemake benchmarks)", bench.round(1), bench, folder / "benchmarks.csv",
                       written, "Per rule (and model): number of jobs, summed wall and CPU seconds, max RSS (MB)."

@@ -219,3 +219,35 @@ def test_old_metrics_files_render(results: Path) -> None:
     assert "no comparison: fewer than two methods with per-document results" in text
     assert "| SPRINT | 1.2× | 0 | 1.200 | 1.150 | – |" in text
     assert {f"{MODEL}_accuracy_speedup.png", f"{MODEL}_time_accuracy.png"} <= {p.name for p in written}
+
+
+def test_only_the_metrics_the_dag_made_are_reported(results: Path) -> None:
+    """With the metrics files the pipeline made (the report rule passes them), leftovers of an earlier
+    configuration (here SPRINT-e's runs, and a benchmark's stray latency.json) stay out of the report."""
+    _json(results / "bench" / "latency.json", {"dense_s": 1.0, "t_attn_s": 0.1, "t_mlp_s": 0.1})
+    made = [results / MODEL / "metrics" / "dense.json",
+            *sorted((results / MODEL / "metrics" / "sprint").glob("seed*/x*.json"))]
+    text = (write_report(results, results / "report.md", made), (results / "report.md").read_text())[1]
+    assert "| SPRINT-e |" not in text and "## bench" not in text and "| SPRINT | 1.2× | 2 |" in text
+    assert "Missing: nothing" in text
+    everything = write_report(results, results / "all.md") and (results / "all.md").read_text()
+    assert "| SPRINT-e |" in everything and "## bench" in everything
+    with pytest.raises(SprintError, match="not found"):
+        write_report(results, results / "x.md", [results / MODEL / "metrics" / "nope.json"])
+
+
+def test_measured_speedups_timed_together_fill_the_metrics(results: Path) -> None:
+    """latency.speedups: together: metrics files carry no speedup; the report takes each run's from speedup.json."""
+    for path in (results / MODEL / "metrics").rglob("*.json"):
+        d = json.loads(path.read_text())
+        for key in ("measured_speedup", "measured_speedup_ci", "speedup", "latency_s", "dense_latency_s"):
+            d.pop(key)
+        path.write_text(json.dumps(d))
+    entry = {"method": "sprint", "target_speedup": 1.2, "prune_seed": 0, "measured_speedup": 1.234,
+             "measured_speedup_ci": [1.2, 1.25], "speedup": {"median": 1.234, "ci95": [1.2, 1.25], "spread": 0.013,
+                                                             "rounds": 20, "attempts": 1}}
+    dense = {**entry, "method": "dense", "target_speedup": 1.0, "prune_seed": None, "measured_speedup": 0.996,
+             "measured_speedup_ci": [0.98, 1.01]}
+    _json(results / MODEL / "speedup.json", {"models": {"dense": dense, "results/x/sprint/seed0/x1.2": entry}})
+    text = (write_report(results, results / "report.md"), (results / "report.md").read_text())[1]
+    assert "1.234 [1.200, 1.250]" in text and "0.996 [0.980, 1.010]" in text

@@ -472,6 +472,20 @@ def test_end_to_end_on_a_tiny_llama(tmp_path):
     after = snakemake("-n", cwd=work, env=env, check=True)
     assert "Nothing to be done" in after.stdout + after.stderr, after.stdout[-3000:]
 
+    # 5b. a library edit makes stale exactly the stages that run the edited module, for both tools
+    for module, dvc_stale, smk_rules in (
+        ("sprint/report.py", {"report"}, {"report"}),
+        ("sprint/tuning.py", {"prune@tiny-sprint-0", "prune@tiny-shortgpt-0"}, {"prune", "evaluate", "speedup", "report"}),
+    ):
+        path = work / module
+        text, stat = path.read_text(), path.stat()
+        path.write_text(text + "\n# an edit\n")
+        assert _changed_stages(run([*dvc, "status", "--json"], work, env, check=True).stdout) == dvc_stale, module
+        dry = snakemake("-n", cwd=work, env=env, check=True)
+        assert {j["rule"] for j in planned_jobs(dry.stdout)} - {"all"} == smk_rules, (module, dry.stdout[-3000:])
+        path.write_text(text)
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
     # 6. an experiment with one evaluation parameter set from the command line: back to limit 4, which DVC's
     #    run cache already holds (restored, not recomputed), and nothing upstream of evaluation is touched
     run([*git, "add", "-A"], work, env, check=True)

@@ -15,7 +15,8 @@ def evaluate_opts() -> str:
         opts.append(f"--limit {e['limit']}")
     if e.get("ppl_max_windows") is not None:
         opts.append(f"--ppl-max-windows {e['ppl_max_windows']}")
-    return " ".join(opts + [protocol_opts()] + ([MIRROR_OPT] if MIRROR_OPT else []))
+    timing = [protocol_opts()] if SPEEDUPS == "apart" else []
+    return " ".join(opts + timing + ([MIRROR_OPT] if MIRROR_OPT else []))
 
 
 def timed_apart(wildcards) -> dict:

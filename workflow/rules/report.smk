@@ -1,4 +1,5 @@
-# Stage 6, report over results/: tables (mean ± std over seeds), figures and the Snakemake benchmarks of every
+# Stage 6, report over the metrics files the DAG made (and their runs' pruning records, latency tables and
+# speedups; leftovers of an earlier configuration under results/ stay out): tables (mean ± std over seeds), figures and the Snakemake benchmarks of every
 # stage -> results/report.md and results/report/ (CSVs, PNGs)
 
 
@@ -25,4 +26,4 @@ rule report:
     benchmark:
         "results/benchmarks/report.tsv"
     shell:
-        "{params.env} sprint report --results results --output {output.md:q} > {log:q} 2>&1"
+        "{params.env} sprint report --results results --metrics {input.metrics:q} --output {output.md:q} > {log:q} 2>&1"
