@@ -35,7 +35,7 @@ def main() -> None:
             t0 = time.perf_counter()
             r = measure_speedup(lambda: first, lambda: second, proto, desc=f"{timing}/{threads}")
             print(f"| {timing} | {threads} | {r['rounds']} | {statistics.stdev(r['ratios']):.3f} | "
-                  f"{r['median']:.3f} [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}] | {time.perf_counter() - t0:.0f} |",
+                  f"{r['estimate']:.3f} [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}] | {time.perf_counter() - t0:.0f} |",
                   flush=True)
 
 

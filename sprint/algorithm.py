@@ -129,9 +129,20 @@ class SprintPruner(Pruner):
                 "Use more calibration windows or longer ones.", tokens, inner,
             )
 
+    @classmethod
+    def from_config(cls, view, calibration, latency, cfg, *, progress: bool = True, variant: str = "sprint"):
+        store = getattr(torch, cfg.store_dtype) if cfg.store_dtype else None
+        return cls(view, calibration, latency, variant=variant, alpha=cfg.alpha, beta=cfg.beta,
+                   tune_ratio=cfg.tune_ratio, reference=cfg.reference, distance=cfg.distance, store_dtype=store,
+                   progress=progress)
+
     # -- structure ----------------------------------------------------------------------------------------------
+    @staticmethod
+    def allowed(num_sublayers: int, **settings) -> list[int]:
+        return list(range(num_sublayers - 1))  # every sublayer but the last MLP
+
     def admissible(self) -> list[int]:
-        return list(range(self.view.num_sublayers - 1))  # every sublayer but the last MLP
+        return self.allowed(self.view.num_sublayers)
 
     def candidates(self) -> list[int]:
         gone = self.removed_set

@@ -36,8 +36,12 @@ class ShortGPTPruner(Pruner):
         self.progress = progress
         self._order: list[tuple[float, int]] | None = None
 
+    @staticmethod
+    def allowed(num_sublayers: int, **settings) -> list[int]:
+        return list(range(num_sublayers))
+
     def admissible(self) -> list[int]:
-        return list(range(self.view.num_sublayers))
+        return self.allowed(self.view.num_sublayers)
 
     @torch.inference_mode()
     def block_influence(self) -> list[float]:
@@ -73,10 +77,20 @@ class PerplexityGreedyPruner(Pruner):
         self.unit, self.progress = unit, progress
         self.embeddings = view.embed(calibration)
 
+    @classmethod
+    def from_config(cls, view, calibration, latency, cfg, *, progress: bool = True, unit: str = "layer"):
+        """``cfg.ppl_windows``: score perplexity on the first N calibration windows only (a budget option)."""
+        scored = calibration[: cfg.ppl_windows] if cfg.ppl_windows else calibration
+        return cls(view, scored, latency, unit=unit, progress=progress)
+
+    @staticmethod
+    def allowed(num_sublayers: int, *, unit: str = "layer", **settings) -> list[int]:
+        if unit == "sublayer":
+            return list(range(num_sublayers))
+        return list(range(2, num_sublayers - 2))  # SLEB keeps the first and the last layer
+
     def admissible(self) -> list[int]:
-        if self.unit == "sublayer":
-            return list(range(self.view.num_sublayers))
-        return list(range(2, self.view.num_sublayers - 2))  # SLEB keeps the first and the last layer
+        return self.allowed(self.view.num_sublayers, unit=self.unit)
 
     def units(self) -> list[tuple[int, ...]]:
         gone = self.removed_set

@@ -10,7 +10,7 @@ import argparse
 import logging
 import sys
 
-from sprint.latency import TIMINGS, Protocol
+from sprint.latency import ESTIMATORS, TIMINGS, Protocol
 from sprint.methods import METHODS
 
 
@@ -41,14 +41,18 @@ def _add_protocol_args(p: argparse.ArgumentParser, defaults: Protocol | None) ->
     p.add_argument("--max-spread", type=float, default=default("max_spread"),
                    help="noise bound: the CI half-width relative to the dense time; a measurement still wider after "
                         f"--attempts tries fails ({shown('max_spread')})")
+    p.add_argument("--estimator", choices=tuple(ESTIMATORS), default=default("estimator"),
+                   help="location estimate over rounds and its 95%% CI: hodges-lehmann (Wilcoxon CI; assumes "
+                        f"symmetric noise, ~1.5x narrower) or median (order statistics) ({shown('estimator')})")
     p.add_argument("--attempts", type=int, default=default("attempts"),
                    help=f"fresh measurements tried before failing as too noisy ({shown('attempts')})")
 
 
 def protocol_settings(args: argparse.Namespace) -> dict:
     """The protocol flags as Protocol field names (None where not given)."""
-    return {"timing": args.timing, "threads": args.threads, "warmup": args.warmup, "min_rounds": args.rounds, "max_rounds": args.max_rounds,
-            "max_spread": args.max_spread, "attempts": args.attempts}
+    return {"timing": args.timing, "threads": args.threads, "warmup": args.warmup, "min_rounds": args.rounds,
+            "max_rounds": args.max_rounds, "max_spread": args.max_spread, "attempts": args.attempts,
+            "estimator": args.estimator}
 
 
 def build_parser() -> argparse.ArgumentParser:

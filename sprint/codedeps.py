@@ -24,6 +24,8 @@ STAGE_COMMANDS = {
     "evaluate": "evaluate", "evaluate_dense": "evaluate", "speedup": "speedup", "report": "report",
 }
 ENTRY = ("__init__", "cli", "commands")
+# Methods of sprint.methods.Method that import a pruner module by name: a module calling them runs the pruners.
+REGISTRY_LOADERS = {"pruner_class", "admissible"}
 
 
 def _sprint_imports(nodes: list[ast.AST]) -> set[str]:
@@ -53,7 +55,13 @@ def _module_imports(module: str) -> set[str]:
         return _sprint_imports([n for n in tree.body if not isinstance(n, ast.FunctionDef)])
     if module == "__init__":  # lazy exports (PEP 562): nothing is imported until a name is used
         return set()
-    return _sprint_imports([tree])
+    found = _sprint_imports([tree])
+    if module != "methods" and any(isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr in REGISTRY_LOADERS
+           for n in ast.walk(tree)):  # builds pruners through the registry, which imports their modules by name
+        from sprint.methods import REGISTRY
+
+        found |= {m.pruner.split(":")[0].split(".")[1] for m in REGISTRY.values()}
+    return found
 
 
 def _command_imports(command: str) -> set[str]:

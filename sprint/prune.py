@@ -17,13 +17,11 @@ from pathlib import Path
 
 import torch
 
-from sprint.algorithm import VARIANTS, SprintPruner
-from sprint.baselines import PerplexityGreedyPruner, ShortGPTPruner
 from sprint.calibration import load_calibration
 from sprint.checkpoint import save_pruned
 from sprint.errors import SprintError
 from sprint.latency import LatencyTable, load_latency
-from sprint.methods import METHODS
+from sprint.methods import METHODS, method
 from sprint.models import load_config, load_model
 from sprint.modeling_sprint import adapter_for
 from sprint.provenance import provenance
@@ -84,28 +82,14 @@ class PruneConfig:
 
 def build_pruner(view: SublayerView, calibration: torch.Tensor, latency: LatencyTable, cfg: PruneConfig,
                  progress: bool = True) -> Pruner:
-    if cfg.method in VARIANTS:
-        store = getattr(torch, cfg.store_dtype) if cfg.store_dtype else None
-        return SprintPruner(
-            view, calibration, latency, variant=cfg.method, alpha=cfg.alpha, beta=cfg.beta,
-            tune_ratio=cfg.tune_ratio, reference=cfg.reference, distance=cfg.distance, store_dtype=store,
-            progress=progress,
-        )
-    if cfg.method == "shortgpt":
-        return ShortGPTPruner(view, calibration, latency, progress=progress)
-    unit = "layer" if cfg.method == "sleb" else "sublayer"
-    scored = calibration[: cfg.ppl_windows] if cfg.ppl_windows else calibration
-    return PerplexityGreedyPruner(view, scored, latency, unit=unit, progress=progress)
+    """The pruner of ``cfg.method`` (its registry entry, :mod:`sprint.methods`), configured from ``cfg``."""
+    entry = method(cfg.method)
+    return entry.pruner_class().from_config(view, calibration, latency, cfg, progress=progress, **entry.settings)
 
 
-def admissible_sublayers(method: str, num_layers: int) -> list[int]:
+def admissible_sublayers(method_name: str, num_layers: int) -> list[int]:
     """Sublayers a method may ever remove (SPRINT: all but the last MLP; SLEB: all but the first/last layer)."""
-    s_total = 2 * num_layers
-    if method in VARIANTS:
-        return list(range(s_total - 1))
-    if method == "sleb":
-        return list(range(2, s_total - 2))
-    return list(range(s_total))
+    return method(method_name).admissible(num_layers)
 
 
 def check_reachable(method: str, num_layers: int, latency: LatencyTable, targets: list[float]) -> None:

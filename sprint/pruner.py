@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 
@@ -54,7 +55,19 @@ class Pruner:
         self.removed.extend(removals)
         set_removed(self.view.model, [(r.layer, r.kind) for r in self.removed])
 
+    @classmethod
+    def from_config(cls, view: SublayerView, calibration: torch.Tensor, latency: LatencyTable, cfg: Any, *,
+                    progress: bool = True, **settings: Any) -> "Pruner":
+        """The pruner for a :class:`sprint.prune.PruneConfig` (``settings``: its registry entry's fixed arguments)."""
+        return cls(view, calibration, latency, progress=progress, **settings)
+
+    @staticmethod
+    def allowed(num_sublayers: int, **settings: Any) -> list[int]:
+        """The sublayers the method may ever remove, for a model of ``num_sublayers`` (its registry settings)."""
+        raise NotImplementedError
+
     def admissible(self) -> list[int]:
+        """:meth:`allowed` for this pruner's model and settings."""
         raise NotImplementedError
 
     def step(self) -> list[Removal]:

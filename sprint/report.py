@@ -25,11 +25,11 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from sprint import stats
+from sprint.methods import REGISTRY
 from sprint.errors import SprintError
 from sprint.io import atomic_write_bytes, atomic_write_text
 
-NAMES = {"dense": "Dense", "sprint": "SPRINT", "sprint-l": "SPRINT-l", "sprint-t": "SPRINT-t", "sprint-e": "SPRINT-e",
-         "shortgpt": "ShortGPT", "sleb": "SLEB", "blockpruner": "BlockPruner"}
+NAMES = {"dense": "Dense", **{m.name: m.label for m in REGISTRY.values()}}  # also the paper order of methods
 ABLATION = ("sprint-l", "sprint-t", "sprint-e", "sprint")
 KEYS = ["method", "target", "seed"]
 PRUNE_COLS = [*KEYS, "est_pruning", "pruning_time_s", "num_tunings", "peak_rss_mb", "num_layers", "removed",
@@ -696,7 +696,8 @@ def _model_report(m: ModelResults, folder: Path, out: list[Path]) -> list[str]:
     compared = tests.dropna(subset=["acc_mark"])
     inseparable = not compared.empty and not (compared["acc_mark"] == "worse").any()
     main_lines = _section("Main results", main_shown, main, path("main.csv"), out,
-                          "Measured speedup: median ratio of dense to pruned generation time [95% CI]; spread: the "
+                          "Measured speedup: the per-round ratio of dense to pruned generation time over interleaved "
+                          "rounds, its Hodges-Lehmann estimate (the median with `estimator: median`) [95% CI]; spread: the "
                           "CI's relative half-width (mean over seeds). Dense is timed against a second copy of "
                           "itself (≈ 1 up to noise). " + VS_BEST) + prune_budget + eval_budget
     ppl_cols = ["method", "target", "seeds", *(c for c in main if c.startswith(("wikitext2_ppl", "ppl_tokens")))]

@@ -26,6 +26,7 @@ from sprint.latency import (
     load_latency,
     measure_generate_latency,
     measure_speedup,
+    hodges_lehmann_ci,
     median_ci,
     profile_latency,
     save_latency,
@@ -120,6 +121,49 @@ def test_median_ci_is_the_tightest_order_statistic_interval_with_95_percent_cove
         assert (lo, hi) == (x[0], x[-1])  # too few rounds for 95%: the range
 
 
+def _signed_rank_cdf(n: int) -> list[float]:
+    """P(T <= t) of Wilcoxon's signed-rank statistic for n, by enumerating all 2^n sign patterns (small n)."""
+    m = n * (n + 1) // 2
+    counts = [0] * (m + 1)
+    for signs in itertools.product((0, 1), repeat=n):
+        counts[sum(r for r, s in zip(range(1, n + 1), signs) if s)] += 1
+    return list(itertools.accumulate(c / 2**n for c in counts))
+
+
+@pytest.mark.parametrize("n", range(1, 15))
+def test_hodges_lehmann_ci_is_the_tightest_wilcoxon_interval_with_95_percent_coverage(n):
+    """The estimate is the median of the Walsh averages; the CI's rank c is the largest whose exact coverage
+    1 - 2 P(T <= c - 1) (T enumerated here by brute force) is >= 95%."""
+    values = [float(v) for v in random.Random(n).sample(range(1000), n)]
+    est, lo, hi = hodges_lehmann_ci(values)
+    walsh = sorted((a + b) / 2 for i, a in enumerate(values) for b in values[i:])
+    assert est == pytest.approx(statistics.median(walsh))
+    cdf = _signed_rank_cdf(n)
+    if n >= 6:
+        c = walsh.index(lo) + 1
+        assert hi == walsh[len(walsh) - c]
+        assert 1 - 2 * cdf[c - 1] >= 0.95 and 1 - 2 * cdf[c] < 0.95  # one rank tighter would not cover
+    else:
+        assert (lo, hi) == (walsh[0], walsh[-1])  # too few rounds for 95%: the range
+
+
+def test_hodges_lehmann_ci_covers_and_is_narrower_than_the_medians():
+    """On symmetric noise (normal, heavy-tailed t3, Laplace), the CI holds the centre in ~95% of 2000 simulated
+    15-round measurements and is narrower than the median's order-statistic CI on average."""
+    rng = random.Random(0)
+    for draw in (lambda: rng.gauss(0, 1),
+                 lambda: rng.gauss(0, 1) / math.sqrt(sum(rng.gauss(0, 1) ** 2 for _ in range(3)) / 3),
+                 lambda: rng.expovariate(1) * rng.choice((-1, 1))):
+        hits, widths = 0, []
+        for _ in range(2000):
+            x = [1.2 + 0.05 * draw() for _ in range(15)]
+            _, lo, hi = hodges_lehmann_ci(x)
+            _, mlo, mhi = median_ci(x)
+            hits += lo <= 1.2 <= hi
+            widths.append((hi - lo) / (mhi - mlo))
+        assert 0.93 <= hits / 2000 <= 0.975 and statistics.mean(widths) < 0.99
+
+
 def test_speedup_of_known_times_and_rotated_order():
     dense, pruned = SleepyModel(itertools.repeat(0.02)), SleepyModel(itertools.repeat(0.01))
     order = []
@@ -132,8 +176,8 @@ def test_speedup_of_known_times_and_rotated_order():
 
     proto = Protocol(prompt_len=4, gen_len=2, warmup=1, min_rounds=6, max_rounds=10, max_spread=0.2)
     result = measure_speedup(subject(dense, "d"), subject(pruned, "p"), proto)
-    assert result["median"] == pytest.approx(2.0, rel=0.1)
-    assert result["ci95"][0] <= result["median"] <= result["ci95"][1] and result["spread"] <= 0.2
+    assert result["estimate"] == pytest.approx(2.0, rel=0.1) and result["estimator"] == "hodges-lehmann"
+    assert result["ci95"][0] <= result["estimate"] <= result["ci95"][1] and result["spread"] <= 0.2
     assert result["rounds"] == 6 and result["attempts"] == 1 and len(result["ratios"]) == 6
     assert result["ratios"] == pytest.approx([d / p for d, p in zip(result["dense_s"], result["pruned_s"])])
     assert dense.calls == pruned.calls == 1 + 6
@@ -161,10 +205,10 @@ def test_a_quiet_retry_is_accepted():
     jumpy = [0.004, 0.02] * 4
     pruned = SleepyModel(itertools.chain(jumpy, itertools.repeat(0.005)))
     dense = SleepyModel(itertools.repeat(0.01))
-    proto = Protocol(prompt_len=4, gen_len=2, warmup=0, min_rounds=6, max_rounds=8, max_spread=0.1, attempts=2)
+    proto = Protocol(prompt_len=4, gen_len=2, warmup=0, min_rounds=6, max_rounds=8, max_spread=0.3, attempts=2)  # jumpy: ±99%
     result = measure_speedup(lambda: dense, lambda: pruned, proto)
     assert result["attempts"] == 2 and result["rounds"] == 6
-    assert result["median"] == pytest.approx(2.0, rel=0.15)
+    assert result["estimate"] == pytest.approx(2.0, rel=0.15)
 
 
 def test_more_rounds_are_taken_until_the_ci_is_narrow_enough():
@@ -174,7 +218,7 @@ def test_more_rounds_are_taken_until_the_ci_is_narrow_enough():
     proto = Protocol(prompt_len=4, gen_len=2, warmup=0, min_rounds=6, max_rounds=40, max_spread=0.05, attempts=1)
     result = measure_speedup(lambda: dense, lambda: pruned, proto)
     assert result["spread"] <= 0.05 and 6 <= result["rounds"] <= 40
-    _, lo, hi = median_ci(result["ratios"])
+    _, lo, hi = hodges_lehmann_ci(result["ratios"])
     assert result["ci95"] == [lo, hi]
 
 
@@ -242,7 +286,7 @@ def test_the_measured_model_is_the_checkpoint_as_users_load_it(tmp_path):
     assert result["measured_speedup_ci"][0] > 1.0 and result["speedup"]["dense_model"] == str(dense_dir)
     dense, _ = load_model(str(dense_dir), device="cpu", dtype="float32", carried_code=True)
     itself = measured_speedup(dense, str(dense_dir), table, proto, device="cpu", dtype="float32")["speedup"]
-    assert itself["ci95"][0] <= 1.0 <= itself["ci95"][1] or abs(itself["median"] - 1) < 0.05
+    assert itself["ci95"][0] <= 1.0 <= itself["ci95"][1] or abs(itself["estimate"] - 1) < 0.05
 
 
 def test_speedups_of_many_checkpoints_are_timed_together(tmp_path):

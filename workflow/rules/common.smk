@@ -21,12 +21,12 @@ except ImportError:  # the package is not installed: use the checkout beside thi
     sys.path.insert(0, str(BASEDIR))
     from sprint.codedeps import stage_files
 BASE, PRUNE, EVALUATE = config["base"], config["prune"], config["evaluate"]
-ALL_METHODS = ("sprint", "sprint-l", "sprint-t", "sprint-e", "shortgpt", "sleb", "blockpruner")
+from sprint.methods import METHODS as ALL_METHODS  # the registry of methods
 SEEDS = [int(s) for s in BASE["seeds"]]
 METHODS = list(PRUNE["methods"])
 # Targets keep their spelling in params.yaml (1.2 -> x1.2, 2 -> x2): DVC's ${item} renders them the same way.
 TARGET_NAMES = [str(t) for t in sorted(PRUNE["target_speedups"], key=float)]
-SPEEDUPS = config["latency"].get("speedups", "together")
+SPEEDUPS = config["latency"].get("speedups", "apart")
 
 # `sprint` from the environment that runs Snakemake, even when that environment is not activated.
 shell.prefix(f"set -euo pipefail; export PATH={shlex.quote(str(Path(sys.executable).parent))}:\"$PATH\"; ")
@@ -107,7 +107,7 @@ def protocol_opts() -> str:
     """The latency protocol's flags (sprint.latency.Protocol), the same for the profile and every speedup."""
     lat = config["latency"]
     return (f"--timing {lat['timing']} --threads {lat['threads']} --warmup {lat['warmup']} --rounds {lat['rounds']} --max-rounds {lat['max_rounds']}"
-            f" --max-spread {lat['max_spread']} --attempts {lat['attempts']}")
+            f" --max-spread {lat['max_spread']} --attempts {lat['attempts']} --estimator {lat['estimator']}")
 
 
 def model_gpus(wildcards) -> int:

@@ -2,7 +2,7 @@
 # With latency.speedups: apart, also the measured speedup: the checkpoint as from_pretrained loads it is timed
 # against the dense model in interleaved rounds (the latency protocol, at the latency table's prompt / generation
 # lengths), and the dense model against a second copy of itself, a check of the protocol on every run.  With
-# latency.speedups: together (the default) the speedup rule times them all in one job instead (speedup.smk).
+# latency.speedups: together the speedup rule times them all in one job instead (speedup.smk).
 # -> results/{model}/metrics/dense.json, results/{model}/metrics/{method}/seed{seed}/x{target}.json
 # The task subsets use evaluate.seed, the same for every model, method and pruning seed.
 

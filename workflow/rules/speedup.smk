@@ -1,4 +1,4 @@
-# Stage 5b (latency.speedups: together), measured speedups: one job per model times the dense model, a second copy
+# Stage 5b (latency.speedups: together; the default is apart, see params.yaml), measured speedups: one job per model times the dense model, a second copy
 # of it and every pruned checkpoint (as from_pretrained loads it) in the same interleaved rounds, so the dense model
 # is timed once per round for all of them and every ratio is taken under the same conditions; the copy's ratio
 # (1 up to noise) checks the protocol on every run.  Runs alone (all local cores), like the profile.

@@ -1,0 +1,49 @@
+"""The registry of methods (sprint.methods) is the one list the pruning code, CLI, workflow and report read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import tiny_model
+from sprint.cli import build_parser
+from sprint.latency import LatencyTable
+from sprint.methods import METHODS, REGISTRY, method
+from sprint.prune import PruneConfig, build_pruner
+from sprint.pruner import Pruner
+from sprint.sublayers import SublayerView
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_every_entry_builds_its_pruner_from_a_config():
+    import torch
+
+    model = tiny_model("llama", layers=4)
+    ids = torch.randint(0, model.config.vocab_size, (2, 8))
+    table = LatencyTable("cpu", "tiny", 8, 8, dense_s=1.0, t_attn_s=0.01, t_mlp_s=0.02)
+    for name, entry in REGISTRY.items():
+        pruner = build_pruner(SublayerView(model, batch_size=2), ids, table, PruneConfig(name, 1.1, ppl_windows=1),
+                              progress=False)
+        assert isinstance(pruner, Pruner) and isinstance(pruner, entry.pruner_class())
+        assert pruner.admissible() == entry.admissible(4), name  # the instance and the registry agree
+
+
+def test_admissible_sublayers_are_the_papers():
+    assert method("sprint").admissible(4) == list(range(7))  # every sublayer but the last MLP
+    assert method("sleb").admissible(4) == [2, 3, 4, 5]  # SLEB keeps the first and the last layer
+    assert method("blockpruner").admissible(4) == list(range(8)) == method("shortgpt").admissible(4)
+    with pytest.raises(KeyError, match="expected one of sprint"):
+        method("wanda")
+
+
+def test_the_cli_the_schema_and_the_workflow_read_the_registry():
+    prune = next(a for a in build_parser()._subparsers._group_actions[0].choices["prune"]._actions
+                 if a.dest == "method")
+    assert tuple(prune.choices) == METHODS
+    schema = yaml.safe_load((REPO / "workflow/schemas/params.schema.yaml").read_text())
+    enum = schema["properties"]["prune"]["properties"]["methods"]["items"]["enum"]
+    assert tuple(enum) == METHODS, "workflow/schemas/params.schema.yaml: prune.methods enum != sprint.methods"
+    assert "from sprint.methods import METHODS" in (REPO / "workflow/rules/common.smk").read_text()
