@@ -1,5 +1,5 @@
 """How noisy is latency timing on this machine?  The dense model against a second copy of itself, by the latency
-protocol, for each timing mode and thread count: the per-round ratio's standard deviation, the median ratio and its
+protocol, for each timing mode and thread count: the per-round ratio's standard deviation, the Hodges-Lehmann ratio and its
 95% CI.  What the README's choice of `timing: step, threads: 1` for the CPU default rests on.
 
     python scripts/timing_noise.py --model data/models/smollm2-135m --rounds 12
@@ -26,7 +26,7 @@ def main() -> None:
     args = parser.parse_args()
     first, _ = load_model(args.model, device="cpu", dtype="float32")
     second, _ = load_model(args.model, device="cpu", dtype="float32")
-    print("| timing | threads | rounds | ratio sd | median ratio [95% CI] | seconds |")
+    print("| timing | threads | rounds | ratio sd | speedup (Hodges-Lehmann) [95% CI] | seconds |")
     print("|---|---|---|---|---|---|")
     for timing in args.timings:
         for threads in args.threads:

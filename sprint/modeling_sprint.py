@@ -18,16 +18,7 @@ from typing import Callable, Iterable
 
 import torch
 from torch import nn
-from transformers import (
-    LlamaConfig,
-    LlamaForCausalLM,
-    MistralConfig,
-    MistralForCausalLM,
-    Qwen2Config,
-    Qwen2ForCausalLM,
-    Qwen3Config,
-    Qwen3ForCausalLM,
-)
+from transformers import LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM
 
 KINDS = ("attn", "mlp")
 
@@ -48,6 +39,7 @@ class Adapter:
     mlp: str = "mlp"
     mlp_norm: str = "post_attention_layernorm"
     down_proj: str = "down_proj"
+    final_norm: str = "model.norm"  # applied to the last layer's output, before the LM head
     mlp_hidden: Callable[[nn.Module, torch.Tensor], torch.Tensor] = _gated_mlp_hidden
 
     def module(self, kind: str) -> str:
@@ -183,25 +175,14 @@ class _SprintPrunedMixin:
         strip_removed(self)
 
 
-class SprintLlamaForCausalLM(_SprintPrunedMixin, LlamaForCausalLM):
-    config_class = LlamaConfig
+def _pruned_class(adapter: Adapter) -> type:
+    """``Sprint<Family>ForCausalLM``: the family's causal LM that drops its removed sublayers when built."""
+    base = adapter.causal_lm
+    return type(f"Sprint{base.__name__}", (_SprintPrunedMixin, base),
+                {"config_class": base.config_class, "__module__": __name__})
 
 
-class SprintMistralForCausalLM(_SprintPrunedMixin, MistralForCausalLM):
-    config_class = MistralConfig
-
-
-class SprintQwen2ForCausalLM(_SprintPrunedMixin, Qwen2ForCausalLM):
-    config_class = Qwen2Config
-
-
-class SprintQwen3ForCausalLM(_SprintPrunedMixin, Qwen3ForCausalLM):
-    config_class = Qwen3Config
-
-
-PRUNED_CLASSES = {
-    "llama": SprintLlamaForCausalLM,
-    "mistral": SprintMistralForCausalLM,
-    "qwen2": SprintQwen2ForCausalLM,
-    "qwen3": SprintQwen3ForCausalLM,
-}
+# model_type -> pruned class, derived from ADAPTERS; module attributes, since a checkpoint's config.json names its
+# class in ``auto_map`` ("modeling_sprint.SprintLlamaForCausalLM").
+PRUNED_CLASSES = {model_type: _pruned_class(adapter) for model_type, adapter in ADAPTERS.items()}
+globals().update({cls.__name__: cls for cls in PRUNED_CLASSES.values()})

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import resource
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -47,7 +47,6 @@ class PruneConfig:
     # SLEB / BlockPruner only: score candidates' perplexity on the first N calibration windows (None = all, as in
     # their papers).  A budget option for small machines: their greedy search costs ~S²/2 sublayer passes per step.
     ppl_windows: int | None = None
-    extra: dict = field(default_factory=dict)
 
     @property
     def targets(self) -> list[float]:
@@ -74,8 +73,6 @@ class PruneConfig:
 
     def as_params(self) -> dict:
         d = asdict(self)
-        d.pop("extra")
-        d.update(self.extra)
         d["target_speedup"] = ",".join(f"{t:g}" for t in self.targets)
         return d
 

@@ -122,8 +122,7 @@ class SublayerView:
     @torch.inference_mode()
     def nll(self, X: torch.Tensor, input_ids: torch.Tensor) -> float:
         """Mean next-token negative log-likelihood of the final hidden states X (final norm + LM head)."""
-        base = getattr(self.model, self.model.base_model_prefix)
-        norm, head = base.norm, self.model.get_output_embeddings()
+        norm, head = self.model.get_submodule(self.adapter.final_norm), self.model.get_output_embeddings()
         total, count = 0.0, 0
         norm_device = next(norm.parameters()).device
         for c in self.chunks(X.shape[0]):
