@@ -527,7 +527,8 @@ def plot_pattern(m: ModelResults, target: float, path: Path) -> Path | None:
 
 
 def plot_speedup_estimate(m: ModelResults, path: Path) -> Path | None:
-    """Estimated vs measured speedup of every pruned model (all seeds), with the y = x line."""
+    """Estimated vs measured speedup of every pruned model (all seeds; vertical bars: the measured 95% CI), with the
+    y = x line."""
     runs = m.runs.dropna(subset=["estimated_speedup", "measured_speedup"])
     runs = runs[np.isfinite(runs[["estimated_speedup", "measured_speedup"]].to_numpy(dtype=float)).all(axis=1)]
     if runs.empty:
@@ -535,8 +536,14 @@ def plot_speedup_estimate(m: ModelResults, path: Path) -> Path | None:
     fig = Figure(figsize=(5.5, 5))
     ax = fig.add_subplot()
     for method, g in _by_method(runs):
-        ax.scatter(g["estimated_speedup"], g["measured_speedup"], s=45, alpha=0.7, **_style(method))
-    values = runs[["estimated_speedup", "measured_speedup"]].to_numpy()
+        y = g["measured_speedup"].to_numpy(dtype=float)
+        yerr = np.nan_to_num(np.abs(np.vstack([y - g["measured_speedup_lo"].to_numpy(dtype=float),
+                                               g["measured_speedup_hi"].to_numpy(dtype=float) - y])))
+        ax.errorbar(g["estimated_speedup"], y, yerr=yerr, fmt="none", capsize=3, alpha=0.6,
+                    color=_style(method).get("color"))
+        ax.scatter(g["estimated_speedup"], y, s=45, alpha=0.7, **_style(method))
+    values = runs[["estimated_speedup", "measured_speedup_lo", "measured_speedup_hi", "measured_speedup"]].to_numpy()
+    values = values[np.isfinite(values)]
     lo, hi = values.min() * 0.97, values.max() * 1.03
     ax.plot([lo, hi], [lo, hi], "--", color="grey", label="y = x")
     ax.set(xlim=(lo, hi), ylim=(lo, hi), aspect="equal", xlabel="estimated speedup (×)",
