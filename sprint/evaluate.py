@@ -268,7 +268,8 @@ def latency_protocol(latency: str | os.PathLike, overrides: dict[str, Any] | Non
         raise SprintError(f"latency file {latency}: 'prompt_len' and 'gen_len' must be >= 1 to measure latency")
     recorded = table.extra.get("protocol") if isinstance(table.extra.get("protocol"), dict) else {}
     fields = set(Protocol.__dataclass_fields__) - {"prompt_len", "gen_len"}
-    settings = {k: v for k, v in {**recorded, **(overrides or {})}.items() if k in fields and v is not None}
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}  # a flag not given keeps the table's
+    settings = {k: v for k, v in {**recorded, **given}.items() if k in fields and v is not None}
     protocol = Protocol(prompt_len=table.prompt_len, gen_len=table.gen_len, **settings)
     protocol.validate()
     return table, protocol

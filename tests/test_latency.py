@@ -372,3 +372,22 @@ def test_a_profiled_table_is_judged_within_its_own_noise():
                               extra={"ci95": {"t_attn_s": [0.025, 0.035], "t_mlp_s": [0.035, 0.045]}})
     with pytest.raises(SprintError, match="lower ends of their 95% CIs"):
         impossible.check_plausible(4, "lat.json")
+
+
+def test_flags_not_given_keep_the_protocol_recorded_in_the_latency_table(tmp_path):
+    """`sprint evaluate --latency T` without protocol flags (argparse: None each) times by T's recorded protocol,
+    not by Protocol's defaults; a flag given overrides that one setting."""
+    from sprint.cli import build_parser, protocol_settings
+    from sprint.evaluate import latency_protocol
+
+    recorded = {"timing": "step", "threads": 1, "warmup": 1, "min_rounds": 10, "max_rounds": 50, "max_spread": 0.035,
+                "attempts": 2, "estimator": "median"}
+    path = tmp_path / "latency.json"
+    save_latency(LatencyTable("cpu", "m", 64, 16, dense_s=1.0, t_attn_s=0.01, t_mlp_s=0.02,
+                              extra={"protocol": {"prompt_len": 64, "gen_len": 16, "seed": 0, **recorded}}), path)
+    args = build_parser().parse_args(["evaluate", "--model", "m", "--output", "o"])
+    _, proto = latency_protocol(path, protocol_settings(args))
+    assert {k: getattr(proto, k) for k in recorded} == recorded
+    args = build_parser().parse_args(["evaluate", "--model", "m", "--output", "o", "--max-spread", "0.05"])
+    _, proto = latency_protocol(path, protocol_settings(args))
+    assert proto.max_spread == 0.05 and proto.timing == "step" and proto.threads == 1
