@@ -270,7 +270,7 @@ class Protocol:
     distribution-free; Hodges-Lehmann's assumes the per-round values are symmetric about their centre (timing
     noise on interleaved rounds hits both sides of a ratio alike) and in exchange is narrower: 0.82-0.99 of the
     median's width on simulated symmetric noise (tests/test_latency.py), and 0.6-0.8 on this project's recorded
-    rounds (9 measured speedups of SmolLM2 on its 2-core VM: half-widths ±4.4 / 3.3 / 2.6 / 2.4% after 10 / 15 /
+    rounds (scripts/estimator_widths.py on 9 measured speedups of SmolLM2 here: ±4.4 / 3.3 / 2.5 / 2.4% after 10 / 15 /
     20 / 25 rounds, against ±7.4 / 4.8 / 3.7 / 3.1% for the median), so the same precision takes about half the
     rounds there.  The median's needs no symmetry.  Its *spread* is the CI's
     half-width relative to the reference time (the dense model's). ``min_rounds`` rounds are taken, then more, up to
