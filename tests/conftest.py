@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny random-weight models of every supported family, a tiny tokenizer, the data mirror."""
+"""Shared fixtures: tiny random-weight model folders (built by sprint.tiny), the data mirror, the embedded SmolLM2."""
 
 from __future__ import annotations
 
@@ -6,57 +6,12 @@ import os
 from pathlib import Path
 
 import pytest
-import torch
-from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import (
-    LlamaConfig,
-    LlamaForCausalLM,
-    MistralConfig,
-    MistralForCausalLM,
-    PreTrainedTokenizerFast,
-    Qwen2Config,
-    Qwen2ForCausalLM,
-    Qwen3Config,
-    Qwen3ForCausalLM,
-)
+
+from sprint.tiny import save_tiny_model
 
 REPO = Path(__file__).resolve().parents[1]
 MIRROR = Path(os.environ.get("SPRINT_DATA_MIRROR", REPO.parent / "shared" / "data"))
 SMOLLM2 = REPO / "data" / "models" / "smollm2-135m"
-
-FAMILIES = {
-    "llama": (LlamaConfig, LlamaForCausalLM),
-    "mistral": (MistralConfig, MistralForCausalLM),
-    "qwen2": (Qwen2Config, Qwen2ForCausalLM),
-    "qwen3": (Qwen3Config, Qwen3ForCausalLM),
-}
-VOCAB = 96
-
-
-def tiny_model(family: str = "llama", layers: int = 4, seed: int = 0):
-    """A random-weight decoder of ``family``: GQA (4 query / 2 KV heads), fp32, eval mode, SDPA attention."""
-    config_cls, model_cls = FAMILIES[family]
-    config = config_cls(
-        vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=layers, num_attention_heads=4,
-        num_key_value_heads=2, head_dim=8, max_position_embeddings=256, tie_word_embeddings=False,
-        attn_implementation="sdpa", bos_token_id=1, eos_token_id=2, pad_token_id=0,
-    )
-    torch.manual_seed(seed)
-    model = model_cls(config).eval()
-    with torch.no_grad():  # larger-than-default weights so that every sublayer matters
-        for p in model.parameters():
-            if p.dim() == 2:
-                p.normal_(0, 0.2)
-    return model
-
-
-def tiny_tokenizer() -> PreTrainedTokenizerFast:
-    """A word-level tokenizer over a fixed vocabulary: offline, deterministic, VOCAB tokens."""
-    words = ["<pad>", "<s>", "</s>", "<unk>"] + [f"w{i}" for i in range(VOCAB - 4 - 26)] + list("abcdefghijklmnopqrstuvwxyz")
-    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
-                                   unk_token="<unk>")
 
 
 @pytest.fixture
@@ -64,10 +19,7 @@ def tiny_model_dir(tmp_path):
     """Factory: save a tiny model of a family (+ tokenizer) as a local HF folder."""
 
     def make(family: str = "llama", layers: int = 4) -> Path:
-        path = tmp_path / f"tiny-{family}"
-        tiny_model(family, layers).save_pretrained(path)
-        tiny_tokenizer().save_pretrained(path)
-        return path
+        return save_tiny_model(tmp_path / f"tiny-{family}", family, layers)
 
     return make
 

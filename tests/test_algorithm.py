@@ -3,10 +3,11 @@
 import pytest
 import torch
 
-from conftest import tiny_model
+from sprint.tiny import tiny_model
 from sprint.errors import SprintError
 from sprint.latency import LatencyTable
-from sprint.prune import METHODS, PruneConfig, check_reachable, prune_model
+from sprint.methods import METHODS, PruneConfig
+from sprint.prune import check_reachable, prune_model
 from sprint.tuning import TuningStats, gram, solve_normal_equations, tune_rows
 
 LATENCY = LatencyTable(device="cpu", model="tiny", prompt_len=8, gen_len=4, dense_s=1.0, t_attn_s=0.05, t_mlp_s=0.08)

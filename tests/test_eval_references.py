@@ -15,7 +15,8 @@ import lm_eval
 import pytest
 import torch
 
-from conftest import tiny_model, tiny_tokenizer
+from sprint.tiny import tiny_model
+from sprint.tiny import word_tokenizer as tiny_tokenizer
 from sprint import data
 from sprint.evaluate import LOCAL_PREFIX, TASK_METRIC, local_task_config, wikitext2_perplexity
 

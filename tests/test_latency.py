@@ -15,7 +15,8 @@ import pytest
 import torch
 from scipy.stats import binom
 
-from conftest import tiny_model, tiny_tokenizer
+from sprint.tiny import tiny_model
+from sprint.tiny import word_tokenizer as tiny_tokenizer
 from sprint.checkpoint import save_pruned
 from sprint.errors import SprintError
 from sprint.latency import (

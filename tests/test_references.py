@@ -13,13 +13,15 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from conftest import FAMILIES, tiny_model, tiny_tokenizer
+from sprint.tiny import FAMILIES, tiny_model
+from sprint.tiny import word_tokenizer as tiny_tokenizer
 from sprint.algorithm import SprintPruner
 from sprint.baselines import PerplexityGreedyPruner, ShortGPTPruner
 from sprint.checkpoint import save_pruned
 from sprint.latency import LatencyTable
 from sprint.modeling_sprint import decoder_layers, set_removed
-from sprint.prune import METHODS, PruneConfig, prune_model
+from sprint.methods import METHODS, PruneConfig
+from sprint.prune import prune_model
 from sprint.sublayers import SublayerView
 
 FAMS = list(FAMILIES)

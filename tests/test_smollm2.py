@@ -9,7 +9,8 @@ from transformers import AutoModelForCausalLM
 from sprint.calibration import build_calibration
 from sprint.latency import LatencyTable
 from sprint.models import load_model
-from sprint.prune import METHODS, PruneConfig, prune_to_checkpoint
+from sprint.methods import METHODS, PruneConfig
+from sprint.prune import prune_to_checkpoint
 
 # A hand-written latency table (the shape the field notes measured: one MLP ~1.5x one attention) that can be true:
 # all 60 sublayers save 0.9 of the 1.0 s; profiling itself is tested elsewhere and too noisy to gate on here.

@@ -4,7 +4,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from conftest import FAMILIES, tiny_model, tiny_tokenizer
+from sprint.tiny import FAMILIES, tiny_model
+from sprint.tiny import word_tokenizer as tiny_tokenizer
 from sprint.checkpoint import load_pruned, save_pruned
 from sprint.modeling_sprint import UnsupportedModelError, adapter_for, set_removed
 
