@@ -28,10 +28,8 @@ def sample_windows(ids: torch.Tensor, n: int, seq_len: int, seed: int) -> torch.
     return torch.stack([ids[s : s + seq_len] for s in starts.tolist()]).long()
 
 
-def build_calibration(
-    tokenizer, source: str, n: int, seq_len: int, seed: int, mirror: str | os.PathLike | None
-) -> tuple[torch.Tensor, dict[str, Any]]:
-    """Tokenize the source once and sample windows.
+def source_ids(tokenizer, source: str, mirror: str | os.PathLike | None) -> tuple[torch.Tensor, str]:
+    """The calibration source tokenized once: (1-D LongTensor of its ids, a label naming it).
 
     ``source`` is "wikitext2" (hub train split; the mirror's validation split when a mirror is configured) or a
     path to a local UTF-8 text file.
@@ -49,10 +47,21 @@ def build_calibration(
         text, label = path.read_text(encoding="utf-8"), str(path)
     ids = torch.tensor(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"], dtype=torch.long)
     log.info("calibration source %s: %d tokens", label, ids.numel())
-    tokens = sample_windows(ids, n, seq_len, seed)
-    meta = {"source": label, "source_tokens": ids.numel(), "tokenizer": getattr(tokenizer, "name_or_path", ""),
+    return ids, label
+
+
+def build_calibration(
+    tokenizer, source: str, n: int, seq_len: int, seed: int, mirror: str | os.PathLike | None
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Tokenize the source once (:func:`source_ids`) and sample windows: (tokens [n, seq_len], meta)."""
+    ids, label = source_ids(tokenizer, source, mirror)
+    return sample_windows(ids, n, seq_len, seed), calibration_meta(tokenizer, label, ids, seed)
+
+
+def calibration_meta(tokenizer, label: str, ids: torch.Tensor, seed: int) -> dict[str, Any]:
+    """The sidecar record of windows sampled from ``ids``."""
+    return {"source": label, "source_tokens": ids.numel(), "tokenizer": getattr(tokenizer, "name_or_path", ""),
             "seed": seed}
-    return tokens, meta
 
 
 def save_calibration(tokens: torch.Tensor, path: str | os.PathLike, meta: dict[str, Any]) -> None:

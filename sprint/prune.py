@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import resource
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -21,7 +20,7 @@ from sprint.calibration import load_calibration
 from sprint.checkpoint import save_pruned
 from sprint.errors import SprintError
 from sprint.latency import LatencyTable, load_latency
-from sprint.methods import METHODS, method
+from sprint.methods import PruneConfig, method  # noqa: F401 - PruneConfig: part of sprint.prune's API
 from sprint.models import load_config, load_model
 from sprint.modeling_sprint import adapter_for
 from sprint.provenance import provenance
@@ -30,51 +29,6 @@ from sprint.sublayers import SublayerView, sublayer_name
 
 log = logging.getLogger("sprint")
 
-
-
-@dataclass
-class PruneConfig:
-    method: str
-    target_speedup: float | list[float]
-    seed: int = 0
-    alpha: int = 8
-    beta: int = 5
-    tune_ratio: float = 1.0
-    reference: str = "dense"
-    distance: str = "frobenius"
-    batch_size: int = 8
-    store_dtype: str | None = None  # dtype of checkpoints / dense reference (default: the model's)
-    # SLEB / BlockPruner only: score candidates' perplexity on the first N calibration windows (None = all, as in
-    # their papers).  A budget option for small machines: their greedy search costs ~S²/2 sublayer passes per step.
-    ppl_windows: int | None = None
-
-    @property
-    def targets(self) -> list[float]:
-        t = self.target_speedup
-        return sorted(t) if isinstance(t, (list, tuple)) else [float(t)]
-
-    def validate(self) -> None:
-        if self.method not in METHODS:
-            raise SprintError(f"unknown method {self.method!r}: expected one of {', '.join(METHODS)}")
-        for t in self.targets:
-            if not t > 1.0:
-                raise SprintError(f"target speedup {t} must be > 1 (it divides the dense latency)")
-        if self.ppl_windows is not None and self.ppl_windows < 1:
-            raise SprintError(f"ppl_windows must be >= 1 (or unset for all windows), got {self.ppl_windows}")
-        for key in ("alpha", "beta", "batch_size"):
-            if getattr(self, key) < 1:
-                raise SprintError(f"{key} must be >= 1, got {getattr(self, key)}")
-        if not 0.0 < self.tune_ratio <= 1.0:
-            raise SprintError(f"tune_ratio must be in (0, 1], got {self.tune_ratio}")
-        if self.reference not in ("dense", "current"):
-            raise SprintError(f"reference must be 'dense' or 'current', got {self.reference!r}")
-        if self.distance not in ("frobenius", "l1"):
-            raise SprintError(f"distance must be 'frobenius' or 'l1', got {self.distance!r}")
-
-    def as_params(self) -> dict:
-        d = asdict(self)
-        d["target_speedup"] = ",".join(f"{t:g}" for t in self.targets)
-        return d
 
 
 def build_pruner(view: SublayerView, calibration: torch.Tensor, latency: LatencyTable, cfg: PruneConfig,
@@ -107,8 +61,13 @@ def peak_rss_mb() -> float:
 
 
 def prune_model(model, calibration: torch.Tensor, latency: LatencyTable, cfg: PruneConfig, on_target=None,
-                progress: bool = True) -> Pruner:
-    """Prune ``model`` in place until every target is met; ``on_target(target, pruner, elapsed_s)`` per target."""
+                progress: bool = True, on_step=None) -> Pruner:
+    """Prune ``model`` in place until every target is met.
+
+    Callbacks: ``on_target(target, pruner, elapsed_s)`` when a target is reached; ``on_step(pruner, step_s,
+    elapsed_s)`` once the pruner is built (``step_s`` None: ``elapsed_s`` is its set-up time) and after every
+    removal step (an exception it raises stops pruning and propagates: the benchmark's step limit).
+    """
     cfg.validate()
     torch.manual_seed(cfg.seed)
     view = SublayerView(model, batch_size=cfg.batch_size)
@@ -116,6 +75,8 @@ def prune_model(model, calibration: torch.Tensor, latency: LatencyTable, cfg: Pr
     check_reachable(cfg.method, view.num_layers, latency, cfg.targets)
     start = time.perf_counter()
     pruner = build_pruner(view, calibration, latency, cfg, progress=progress)
+    if on_step is not None:
+        on_step(pruner, None, time.perf_counter() - start)
     pending = list(cfg.targets)
     with torch.inference_mode():
         while pending:
@@ -126,7 +87,11 @@ def prune_model(model, calibration: torch.Tensor, latency: LatencyTable, cfg: Pr
             if pending:
                 log.info("%s: iteration %d (est. speedup %.3fx -> %.3gx)", cfg.method, len(pruner.removed) + 1,
                          latency.speedup(*pruner.counts()), pending[0])
+                t0 = time.perf_counter()
                 pruner.step()
+                if on_step is not None:
+                    now = time.perf_counter()
+                    on_step(pruner, now - t0, now - start)
     return pruner
 
 

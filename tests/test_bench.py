@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import math
 
-from sprint.bench import fit_exponent, main, median_run, parse_shape, render_markdown
+from sprint.bench.cases import fit_exponent, median_run, parse_shape
+from sprint.bench.cli import main
+from sprint.bench.render import render_markdown
 
 
 def _finite(x) -> bool:

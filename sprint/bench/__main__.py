@@ -1,0 +1,5 @@
+import sys
+
+from sprint.bench.cli import main
+
+sys.exit(main())
