@@ -5,35 +5,33 @@ Used by ``sprint.commands``::
     with stage_run("prune", {"method": "sprint", ...}) as run:
         run.log_metrics({...}); run.log_params({...}); run.log_artifact(path)
 
-and by the Snakefile (``start_pipeline_run`` in ``onstart``, ``end_pipeline_run`` in ``onsuccess`` / ``onerror``).
+and by the Snakefile (``open_pipeline_run`` in ``onstart``, ``close_pipeline_run`` in ``onsuccess`` / ``onerror``).
+Runs go through MLflow's fluent API: ``mlflow.start_run(parent_run_id=...)`` as a context manager, which marks a
+run FAILED when its block raises (the error is also tagged ``sprint.error``) and FINISHED otherwise.
 
-Environment:
+Environment (MLflow's own variables where it has them):
 
-- ``SPRINT_MLFLOW=0``: tracking off; ``stage_run`` yields a run object that accepts every call and does nothing.
-- ``MLFLOW_TRACKING_URI``: where runs go (default ``sqlite:///mlflow.db`` in the current folder).
-- ``SPRINT_MLFLOW_EXPERIMENT``: experiment name (default ``sprint``).
-- ``SPRINT_MLFLOW_PARENT_RUN_ID``: the pipeline run that stage runs nest under (exported by the Snakefile).
-- ``SPRINT_RUN_GROUP``: id of one pipeline invocation, tag ``sprint.run_group`` on the parent and every stage run.
-- ``SPRINT_MLFLOW_RUN_NAME``: the stage run's name (the Snakefile sets it per job, e.g. ``prune/sprint/x1.4/seed0``);
-  without it the name is derived from the stage and its parameters.
+- ``MLFLOW_TRACKING_URI``: where runs go (default ``sqlite:///mlflow.db`` in the current folder);
+- ``MLFLOW_EXPERIMENT_NAME``: the experiment (default ``sprint``);
+- ``SPRINT_MLFLOW=0``: tracking off; ``stage_run`` yields a run object that accepts every call and does nothing;
+- ``SPRINT_MLFLOW_PARENT_RUN_ID``: the pipeline run that stage runs nest under (exported by the Snakefile);
+- ``SPRINT_RUN_GROUP``: id of one pipeline invocation, tag ``sprint.run_group`` on the parent and every stage run;
 - ``SPRINT_MLFLOW_TAGS``: extra tags ``key=value;key=value`` (the Snakefile adds ``sprint.model``).
 
-Tracking never breaks a stage: a tracking backend that stays unavailable after retries (SQLite's "database is
-locked" under parallel jobs is retried with backoff) costs a warning, not the pruned model.  An exception raised
-inside the ``with`` block marks the run FAILED (KILLED for Ctrl-C) and propagates unchanged.
+Runs are named by one scheme, :func:`run_name` (``prune/sprint/x1.2/seed0``, ``evaluate/dense``, ...).
+
+Tracking never breaks a stage: a store that cannot be reached costs a warning, not the pruned model.  Parallel
+Snakemake jobs share one SQLite file: every call into MLflow holds a file lock (``filelock``) beside the database,
+so a new store's schema migration never races, and ``tenacity`` retries "database is locked" from other readers
+(``mlflow ui``) with backoff.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
-import math
 import numbers
 import os
-import random
-import re
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -44,22 +42,13 @@ from sprint import provenance
 log = logging.getLogger("sprint")
 
 ENABLE_ENV = "SPRINT_MLFLOW"
-EXPERIMENT_ENV = "SPRINT_MLFLOW_EXPERIMENT"
 PARENT_ENV = "SPRINT_MLFLOW_PARENT_RUN_ID"
 GROUP_ENV = "SPRINT_RUN_GROUP"
-RUN_NAME_ENV = "SPRINT_MLFLOW_RUN_NAME"
 TAGS_ENV = "SPRINT_MLFLOW_TAGS"
 DEFAULT_URI = "sqlite:///mlflow.db"
 DEFAULT_EXPERIMENT = "sprint"
-MAX_PARAM_CHARS = 500
-RETRIES = 12
 
 _T = TypeVar("_T")
-_TRANSIENT = ("database is locked", "database table is locked", "database schema has changed", "busy")
-_BAD_KEY_CHARS = re.compile(r"[^\w\-. /]")
-
-
-# ------------------------------------------------------------------------------------------------ settings
 
 
 def enabled() -> bool:
@@ -71,117 +60,36 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
 
 
-def experiment_name() -> str:
-    return os.environ.get(EXPERIMENT_ENV) or DEFAULT_EXPERIMENT
-
-
 def new_group_id() -> str:
     """A sortable, unique id for one pipeline invocation: ``20250101-120000-1a2b3c``."""
     return time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
 
 
-# ------------------------------------------------------------------------------------------------ plumbing
+def _locked(fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+    """``fn(*args, **kwargs)`` holding the store's file lock (local SQLite only), retried on transient lock errors."""
+    import tenacity
+    from filelock import FileLock
+
+    uri = tracking_uri()
+    path = uri[len("sqlite:///"):].split("?", 1)[0] if uri.startswith("sqlite:///") else ""
+    lock = FileLock(f"{Path(path).resolve()}.lock") if path not in ("", ":memory:") else contextlib.nullcontext()
+
+    def call() -> _T:
+        with lock:
+            return fn(*args, **kwargs)
+
+    transient = tenacity.retry_if_exception(lambda err: "database is locked" in str(err).lower())
+    retrying = tenacity.Retrying(retry=transient, stop=tenacity.stop_after_attempt(8), reraise=True,
+                                 wait=tenacity.wait_random_exponential(multiplier=0.2, max=5))
+    return retrying(call)
 
 
-def _transient(err: BaseException) -> bool:
-    text = str(err).lower()
-    return any(t in text for t in _TRANSIENT)
+def _use_store() -> None:
+    """Point MLflow's fluent API at the configured store and experiment (creating them on first use)."""
+    import mlflow
 
-
-def _sqlite_file(uri: str) -> Path | None:
-    """The database file of a ``sqlite:///`` URI (None for other backends and in-memory databases)."""
-    if not uri.startswith("sqlite:///"):
-        return None
-    path = uri[len("sqlite:///"):].split("?", 1)[0]
-    return None if path in ("", ":memory:") else Path(path).resolve()
-
-
-@contextlib.contextmanager
-def _db_lock(uri: str) -> Iterator[None]:
-    """Serialise writers of one local SQLite file across processes (an flock in the temp folder).
-
-    Parallel Snakemake jobs otherwise race on the first schema migration and on "database is locked".
-    Where flock is unavailable the retries in ``_call`` are the only guard.
-    """
-    db = _sqlite_file(uri)
-    if db is None:
-        yield
-        return
-    try:
-        import fcntl
-    except ImportError:  # not POSIX
-        yield
-        return
-    key = hashlib.sha1(str(db).encode()).hexdigest()[:16]
-    lock_path = Path(tempfile.gettempdir()) / f"sprint-mlflow-{key}.lock"
-    with open(lock_path, "a+") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
-def _call(uri: str, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
-    """``fn(*args, **kwargs)`` under the SQLite lock, retried with jittered backoff on transient lock errors."""
-    delay = 0.2
-    for attempt in range(RETRIES):
-        try:
-            with _db_lock(uri):
-                return fn(*args, **kwargs)
-        except Exception as err:  # noqa: BLE001 - MLflow wraps SQLAlchemy errors in its own types
-            if attempt == RETRIES - 1 or not _transient(err):
-                raise
-            log.debug("mlflow: %s; retrying in %.1fs", err, delay)
-            time.sleep(delay * (1 + random.random()))
-            delay = min(delay * 2, 5.0)
-    raise AssertionError("unreachable")
-
-
-def _client(uri: str):
-    """An MlflowClient whose store is built now, under the lock (a new SQLite file is migrated on first use)."""
-    from mlflow import MlflowClient
-
-    return _call(uri, MlflowClient, tracking_uri=uri)  # the constructor builds the store
-
-
-def _experiment_id(client, uri: str, name: str) -> str:
-    exp = _call(uri, client.get_experiment_by_name, name)
-    if exp is not None:
-        return exp.experiment_id
-    try:
-        return _call(uri, client.create_experiment, name)
-    except Exception:  # created meanwhile by a parallel job
-        exp = _call(uri, client.get_experiment_by_name, name)
-        if exp is None:
-            raise
-        return exp.experiment_id
-
-
-def _clean_key(key: Any) -> str:
-    """MLflow keys allow word characters, - . space and /; anything else becomes _."""
-    return _BAD_KEY_CHARS.sub("_", str(key))[:250] or "_"
-
-
-def _param_value(value: Any) -> str:
-    if isinstance(value, (list, tuple)):
-        value = ",".join(map(str, value))
-    text = str(value)
-    return text if len(text) <= MAX_PARAM_CHARS else text[: MAX_PARAM_CHARS - 3] + "..."
-
-
-def _metric_value(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return float(value)
-    if isinstance(value, numbers.Real):
-        return float(value)
-    item = getattr(value, "item", None)  # numpy / torch scalars
-    if callable(item):
-        with contextlib.suppress(Exception):
-            v = item()
-            if isinstance(v, numbers.Real):
-                return float(v)
-    return None
+    mlflow.set_tracking_uri(tracking_uri())
+    mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT)
 
 
 def _env_tags() -> dict[str, str]:
@@ -189,7 +97,7 @@ def _env_tags() -> dict[str, str]:
     for part in os.environ.get(TAGS_ENV, "").split(";"):
         key, sep, value = part.partition("=")
         if sep and key.strip():
-            tags[_clean_key(key.strip())] = _param_value(value.strip())
+            tags[key.strip()] = value.strip()
     return tags
 
 
@@ -200,161 +108,118 @@ def model_name(path: str) -> str:
 
 
 def run_name(stage: str, params: Mapping[str, Any]) -> str:
-    """``SPRINT_MLFLOW_RUN_NAME``, else ``stage[/method][/xTARGET][/seedN]`` or ``stage/<model>``."""
-    explicit = os.environ.get(RUN_NAME_ENV)
-    if explicit:
-        return explicit
+    """``stage[/method[/xTARGET]][/seedN]``: prune/sprint/x1.4/seed0 (the largest target of the run),
+    evaluate/sprint/x1.2/seed0 (the pruning seed), evaluate/dense, calibrate/seed0, profile, report."""
     parts = [stage]
-    if params.get("method"):
-        parts.append(str(params["method"]))
+    method = params.get("method") or ("dense" if stage == "evaluate" else None)
+    if method:
+        parts.append(str(method))
     target = params.get("target_speedup")
-    if target not in (None, ""):
+    if method and method != "dense" and target not in (None, ""):
         values = target if isinstance(target, (list, tuple)) else str(target).split(",")
         with contextlib.suppress(ValueError):
             parts.append(f"x{max(float(v) for v in values):g}")
-    if len(parts) == 1 and params.get("model"):
-        model = Path(str(params["model"]))
-        parts.append("/".join(model.parts[-3:]) if "pruned" in model.parts else model.name)
-    if params.get("seed") is not None and stage != "evaluate":
+    if params.get("seed") is not None and (stage == "calibrate" or method not in (None, "dense")):
         parts.append(f"seed{params['seed']}")
     return "/".join(parts)
 
 
-# ------------------------------------------------------------------------------------------------ run objects
+def _text(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
 
-class NullRun:
-    """The run when tracking is off (or unavailable): accepts every call, records nothing."""
+class StageRun:
+    """The active MLflow run of a stage (``run_id`` None: tracking off or unavailable, and every call does nothing).
+    A call the store refuses costs a warning, never the stage."""
 
-    run_id: str | None = None
-
-    def log_params(self, params: Mapping[str, Any]) -> None:
-        pass
-
-    def log_metrics(self, metrics: Mapping[str, Any], step: int = 0) -> None:
-        pass
-
-    def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
-        pass
-
-    def set_tags(self, tags: Mapping[str, Any]) -> None:
-        pass
-
-
-class StageRun(NullRun):
-    """An open MLflow run; every method logs a warning instead of raising when the backend fails."""
-
-    def __init__(self, client, uri: str, run_id: str):
-        self._client, self._uri, self.run_id = client, uri, run_id
-        self._params: dict[str, str] = {}
+    def __init__(self, run_id: str | None = None):
+        self.run_id = run_id
 
     def _safely(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        if self.run_id is None:
+            return
         try:
-            _call(self._uri, fn, *args, **kwargs)
+            _locked(fn, *args, **kwargs)
         except Exception as err:  # noqa: BLE001 - tracking must not break a stage
             log.warning("mlflow: could not %s for run %s: %s", what, self.run_id, err)
 
     def log_params(self, params: Mapping[str, Any]) -> None:
-        from mlflow.entities import Param
+        import mlflow
 
-        new, clashes = [], {}
-        for key, value in params.items():
-            key, value = _clean_key(key), _param_value(value)
-            if key in self._params:
-                if self._params[key] != value:  # MLflow params are immutable: keep the new value as a tag
-                    clashes[f"param.{key}"] = value
-                continue
-            self._params[key] = value
-            new.append(Param(key, value))
-        for i in range(0, len(new), 100):
-            self._safely("log params", self._client.log_batch, self.run_id, params=new[i : i + 100])
-        if clashes:
-            self.set_tags(clashes)
+        self._safely("log params", mlflow.log_params, {k: _text(v) for k, v in params.items()})
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int = 0) -> None:
-        from mlflow.entities import Metric
+        """Numbers only (bools as 0/1); other values are skipped."""
+        import mlflow
 
-        now = int(time.time() * 1000)
-        batch = []
-        for key, value in metrics.items():
-            v = _metric_value(value)
-            if v is None:
-                log.debug("mlflow: metric %s=%r is not a number, not logged", key, value)
-                continue
-            batch.append(Metric(_clean_key(key), v if not math.isinf(v) else math.copysign(1e308, v), now, step))
-        for i in range(0, len(batch), 500):
-            self._safely("log metrics", self._client.log_batch, self.run_id, metrics=batch[i : i + 500])
+        numeric = {k: float(v) for k, v in metrics.items() if isinstance(v, numbers.Real)}
+        if numeric:
+            self._safely("log metrics", mlflow.log_metrics, numeric, step=step)
 
     def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
+        import mlflow
+
         p = Path(path)
-        if p.is_dir():
-            self._safely(f"log artifacts {p}", self._client.log_artifacts, self.run_id, str(p), artifact_path or p.name)
-        elif p.is_file():
-            self._safely(f"log artifact {p}", self._client.log_artifact, self.run_id, str(p), artifact_path)
-        else:
+        if self.run_id is None:
+            return
+        if not p.exists():
             log.warning("mlflow: artifact %s does not exist, not logged", p)
+        elif p.is_dir():
+            self._safely(f"log artifacts {p}", mlflow.log_artifacts, str(p), artifact_path or p.name)
+        else:
+            self._safely(f"log artifact {p}", mlflow.log_artifact, str(p), artifact_path)
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
-        from mlflow.entities import RunTag
+        import mlflow
 
-        batch = [RunTag(_clean_key(k), _param_value(v)) for k, v in tags.items()]
-        if batch:
-            self._safely("set tags", self._client.log_batch, self.run_id, tags=batch)
-
-
-# ------------------------------------------------------------------------------------------------ public API
-
-
-def _open_run(stage: str, params: Mapping[str, Any], name: str, parent: str | None, group: str,
-              extra_tags: Mapping[str, str]) -> StageRun | None:
-    uri = tracking_uri()
-    try:
-        client = _client(uri)
-        exp_id = _experiment_id(client, uri, experiment_name())
-        tags = {"sprint.stage": stage, "sprint.run_group": group, **extra_tags}
-        if parent:
-            tags["mlflow.parentRunId"] = parent
-        run = _call(uri, client.create_run, exp_id, tags=tags, run_name=name)
-    except Exception as err:  # noqa: BLE001
-        log.warning("mlflow: tracking unavailable at %s (%s: %s); continuing without it", uri, type(err).__name__, err)
-        return None
-    handle = StageRun(client, uri, run.info.run_id)
-    handle.log_params(params)
-    return handle
-
-
-def _close_run(handle: StageRun, status: str) -> None:
-    handle._safely(f"mark run {status}", handle._client.set_terminated, handle.run_id, status)
+        if tags:
+            self._safely("set tags", mlflow.set_tags, {k: _text(v) for k, v in tags.items()})
 
 
 @contextlib.contextmanager
-def stage_run(stage: str, params: Mapping[str, Any]) -> Iterator[NullRun]:
-    """Open an MLflow run for one CLI stage (a child of ``$SPRINT_MLFLOW_PARENT_RUN_ID`` when set).
+def stage_run(stage: str, params: Mapping[str, Any]) -> Iterator[StageRun]:
+    """The MLflow run of one CLI stage (a child of ``$SPRINT_MLFLOW_PARENT_RUN_ID`` when set).
 
-    Params are logged at once (values stringified, at most 500 characters), the code's provenance (git commit,
-    dirty tree, package versions: :mod:`sprint.provenance`) as tags; the run is FINISHED when the block ends, FAILED (KILLED on KeyboardInterrupt) when it raises, and the exception propagates.
+    Params are logged at once (lists joined by commas; MLflow truncates long values), the code's provenance (git
+    commit, dirty tree, package versions: :mod:`sprint.provenance`) as tags.  The run is FINISHED when the block
+    ends and FAILED when it raises (KeyboardInterrupt included); the exception propagates unchanged.
     """
     if not enabled():
-        yield NullRun()
+        yield StageRun()
         return
-    extra = {k: _param_value(params[k]) for k in ("method", "seed", "target_speedup") if params.get(k) is not None}
-    extra = {f"sprint.{k}": v for k, v in extra.items()}
-    extra.update({f"sprint.{k}": v for k, v in provenance.flat().items()})
+    import mlflow
+
+    tags = {"sprint.stage": stage, "sprint.run_group": os.environ.get(GROUP_ENV) or "standalone"}
+    tags.update({f"sprint.{k}": _text(params[k]) for k in ("method", "seed", "target_speedup")
+                 if params.get(k) is not None})
+    tags.update({f"sprint.{k}": v for k, v in provenance.flat().items()})
     if provenance.provenance()["git_commit"]:
-        extra["mlflow.source.git.commit"] = provenance.provenance()["git_commit"]  # MLflow's own column
-    extra.update(_env_tags())
-    handle = _open_run(stage, params, run_name(stage, params), os.environ.get(PARENT_ENV) or None,
-                       os.environ.get(GROUP_ENV) or "standalone", extra)
-    if handle is None:
-        yield NullRun()
-        return
+        tags["mlflow.source.git.commit"] = provenance.provenance()["git_commit"]  # MLflow's own column
+    tags.update(_env_tags())
     try:
-        yield handle
-    except BaseException as err:
-        handle.set_tags({"sprint.error": f"{type(err).__name__}: {err}"})
-        _close_run(handle, "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
-        raise
-    _close_run(handle, "FINISHED")
+        _locked(_use_store)
+        active = _locked(mlflow.start_run, run_name=run_name(stage, params), tags=tags, nested=True,
+                         parent_run_id=os.environ.get(PARENT_ENV) or None)
+    except Exception as err:  # noqa: BLE001
+        log.warning("mlflow: tracking unavailable at %s (%s: %s); continuing without it", tracking_uri(),
+                    type(err).__name__, err)
+        yield StageRun()
+        return
+    run = StageRun(active.info.run_id)
+    run.log_params(params)
+    body_done = False
+    try:
+        with active:
+            try:
+                yield run
+            except BaseException as err:
+                run.set_tags({"sprint.error": f"{type(err).__name__}: {err}"})
+                raise
+            body_done = True
+    except Exception as err:
+        if not body_done:
+            raise
+        log.warning("mlflow: could not close run %s: %s", run.run_id, err)
 
 
 def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -371,39 +236,69 @@ def start_pipeline_run(config: Mapping[str, Any] | None = None, group: str | Non
     """Open (or resume) the parent run of one pipeline invocation; return ``(run_id or None, group)``.
 
     A parent run already tagged with this ``group`` is resumed, so several invocations (e.g. the Snakemake calls
-    of one ``SPRINT_RUN_GROUP=... dvc repro``) share one parent. ``config`` is logged flattened as params.
+    of one ``SPRINT_RUN_GROUP=... dvc repro``) share one parent. ``config`` is logged flattened as params.  The run
+    stays active in this process until :func:`end_pipeline_run`.
     """
     group = group or new_group_id()
     if not enabled():
         return None, group
-    uri = tracking_uri()
+    import mlflow
+
     try:
-        client = _client(uri)
-        exp_id = _experiment_id(client, uri, experiment_name())
-        found = _call(uri, client.search_runs, [exp_id],
-                      filter_string=f"tags.`sprint.run_group` = '{group}' and tags.`sprint.stage` = 'pipeline'",
-                      max_results=1)
+        _locked(_use_store)
+        found = _locked(mlflow.search_runs, output_format="list", max_results=1,
+                        filter_string=f"tags.`sprint.run_group` = '{group}' and tags.`sprint.stage` = 'pipeline'")
         if found:
             run_id = found[0].info.run_id
-            _call(uri, client.update_run, run_id, status="RUNNING")
+            current = mlflow.active_run()
+            if current is None or current.info.run_id != run_id:
+                _locked(mlflow.start_run, run_id=run_id, nested=current is not None)
             return run_id, group
-        run = _call(uri, client.create_run, exp_id, run_name=f"pipeline/{group}",
-                    tags={"sprint.stage": "pipeline", "sprint.run_group": group})
+        active = _locked(mlflow.start_run, run_name=f"pipeline/{group}",
+                         tags={"sprint.stage": "pipeline", "sprint.run_group": group})
     except Exception as err:  # noqa: BLE001
-        log.warning("mlflow: tracking unavailable at %s (%s: %s); continuing without it", uri, type(err).__name__, err)
+        log.warning("mlflow: tracking unavailable at %s (%s: %s); continuing without it", tracking_uri(),
+                    type(err).__name__, err)
         return None, group
-    handle = StageRun(client, uri, run.info.run_id)
     if config:
-        handle.log_params(_flatten(config))
-    return run.info.run_id, group
+        StageRun(active.info.run_id).log_params(_flatten(config))
+    return active.info.run_id, group
 
 
 def end_pipeline_run(run_id: str | None, status: str = "FINISHED") -> None:
     """Mark the parent run FINISHED / FAILED (no-op for None or when tracking is off)."""
     if not run_id or not enabled():
         return
-    uri = tracking_uri()
+    import mlflow
+
     try:
-        _call(uri, _client(uri).set_terminated, run_id, status)
+        active = mlflow.active_run()
+        if active is not None and active.info.run_id == run_id:
+            _locked(mlflow.end_run, status)
+        else:
+            _locked(mlflow.MlflowClient().set_terminated, run_id, status)
     except Exception as err:  # noqa: BLE001
         log.warning("mlflow: could not mark pipeline run %s %s: %s", run_id, status, err)
+
+
+_PIPELINE: dict[str, str] = {}  # the parent run this process opened
+
+
+def open_pipeline_run(config: Mapping[str, Any]) -> None:
+    """Snakemake's ``onstart``: open the parent run and export its id and the run group, so every job's ``sprint``
+    command nests its run under it.  A parent id already in the environment (an outer orchestrator's) is kept."""
+    if not enabled():
+        return
+    if os.environ.get(PARENT_ENV):
+        os.environ.setdefault(GROUP_ENV, os.environ[PARENT_ENV])
+        return
+    run_id, group = start_pipeline_run(config, os.environ.get(GROUP_ENV) or None)
+    os.environ[GROUP_ENV] = group
+    if run_id:
+        os.environ[PARENT_ENV] = _PIPELINE["id"] = run_id
+
+
+def close_pipeline_run(status: str) -> None:
+    """Snakemake's ``onsuccess`` (FINISHED) / ``onerror`` (FAILED): close the parent run this process opened."""
+    if _PIPELINE.get("id"):
+        end_pipeline_run(_PIPELINE.pop("id"), status)

@@ -17,7 +17,7 @@ rule calibrate:
         n=config["calibration"]["n"],
         seq_len=config["calibration"]["seq_len"],
         mirror=MIRROR_OPT,
-        env=lambda wc: mlflow_env(f"calibrate/seed{wc.seed}", wc.model),
+        env=lambda wc: model_tag(wc.model),
     log:
         "results/logs/calibrate/{model}/seed{seed}.log",
     benchmark:

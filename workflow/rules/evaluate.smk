@@ -40,7 +40,7 @@ rule evaluate_dense:
         model=model_opts,
         opts=evaluate_opts(),
         latency=latency_opt,
-        env=lambda wc: mlflow_env("evaluate/dense", wc.model),
+        env=lambda wc: model_tag(wc.model),
     threads: ALL_CORES
     resources:
         gpu=model_gpus,
@@ -69,7 +69,7 @@ rule evaluate:
         dtype=lambda wc: MODELS[wc.model]["dtype"],
         opts=evaluate_opts(),
         latency=latency_opt,
-        env=lambda wc: mlflow_env(f"evaluate/{wc.method}/x{wc.target}/seed{wc.seed}", wc.model),
+        env=lambda wc: model_tag(wc.model),
     threads: ALL_CORES
     resources:
         gpu=model_gpus,

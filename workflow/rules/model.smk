@@ -12,7 +12,7 @@ rule model:
         directory(model_dir("{model}")),
     params:
         source=lambda wc: MODELS[wc.model]["source"],
-        env=lambda wc: mlflow_env(f"model/{wc.model}", wc.model),
+        env=lambda wc: model_tag(wc.model),
     log:
         "results/logs/model/{model}.log",
     benchmark:

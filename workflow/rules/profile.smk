@@ -15,7 +15,7 @@ rule profile:
         model=model_opts,
         lat=config["latency"],
         protocol=protocol_opts(),
-        env=lambda wc: mlflow_env("profile", wc.model),
+        env=lambda wc: model_tag(wc.model),
     threads: ALL_CORES
     resources:
         gpu=model_gpus,

@@ -26,7 +26,7 @@ rule prune:
         distance=PRUNE["distance"],
         batch_size=PRUNE["batch_size"],
         ppl_windows=f"--ppl-windows {PRUNE['ppl_windows']}" if PRUNE.get("ppl_windows") else "",
-        env=lambda wc: mlflow_env(f"prune/{wc.method}/x{TARGET_NAMES[-1]}/seed{wc.seed}", wc.model),
+        env=lambda wc: model_tag(wc.model),
     threads: ALL_CORES
     resources:
         gpu=model_gpus,

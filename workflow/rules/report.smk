@@ -20,10 +20,9 @@ rule report:
         md="results/report.md",
         folder=directory("results/report"),
     params:
-        env=mlflow_env("report"),
     log:
         "results/logs/report.log",
     benchmark:
         "results/benchmarks/report.tsv"
     shell:
-        "{params.env} sprint report --results results --metrics {input.metrics:q} --output {output.md:q} > {log:q} 2>&1"
+        "sprint report --results results --metrics {input.metrics:q} --output {output.md:q} > {log:q} 2>&1"

@@ -23,7 +23,7 @@ rule speedup:
         device=lambda wc: MODELS[wc.model]["device"],
         dtype=lambda wc: MODELS[wc.model]["dtype"],
         protocol=protocol_opts(),
-        env=lambda wc: mlflow_env("speedup", wc.model),
+        env=lambda wc: model_tag(wc.model),
     threads: ALL_CORES
     resources:
         gpu=model_gpus,
