@@ -41,6 +41,7 @@ include: "workflow/rules/prune.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/speedup.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/dvc.smk"
 
 
 rule all:
@@ -49,13 +50,13 @@ rule all:
 
 
 onstart:
-    start_tracking()
+    open_pipeline_run(config)
 
 
 onsuccess:
-    stop_tracking("FINISHED")
+    close_pipeline_run("FINISHED")
     record_in_dvc()
 
 
 onerror:
-    stop_tracking("FAILED")
+    close_pipeline_run("FAILED")

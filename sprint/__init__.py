@@ -16,7 +16,7 @@ import importlib
 _EXPORTS = {
     "METHODS": "sprint.methods", "LatencyTable": "sprint.latency", "load_latency": "sprint.latency",
     "load_model": "sprint.models", "load_pruned": "sprint.checkpoint", "save_pruned": "sprint.checkpoint",
-    "set_removed": "sprint.modeling_sprint", "PruneConfig": "sprint.prune", "prune_model": "sprint.prune",
+    "set_removed": "sprint.modeling_sprint", "PruneConfig": "sprint.methods", "prune_model": "sprint.prune",
     "prune_to_checkpoint": "sprint.prune",
 }
 __all__ = sorted(_EXPORTS)

@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 
 from sprint.latency import LatencyTable
 from sprint.pruner import Pruner, Removal
-from sprint.sublayers import CheckpointStore, SublayerView, sublayer_index, sublayer_name
+from sprint.sublayers import CheckpointStore, SublayerView, sublayer_name
 from sprint.tuning import TuningStats, tune_rows
 
 log = logging.getLogger("sprint")

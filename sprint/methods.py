@@ -1,17 +1,20 @@
-"""The registry of pruning methods: one entry per method, read by the pruning code, the CLI, the workflow (its rules
-and schema check) and the report.  Importing it loads no pruner: each entry names its pruner class, imported on
-use, so the CLI and the Snakefile read the names without torch.
+"""The registry of pruning methods and their settings (:class:`PruneConfig`): read by the pruning code, the CLI
+(``sprint prune``'s flags and defaults are PruneConfig's fields), the workflow (its rules and configuration check)
+and the report.  Importing it loads no pruner and no torch: each entry names its pruner class, imported on use.
 
 Adding a method: write its pruner (a :class:`sprint.pruner.Pruner` with ``from_config`` and ``allowed``) and add
-one entry here; the CLI's ``--method``, the workflow's method wildcard, the configuration check and the report's
+one entry to :data:`REGISTRY`, or, from another package, point an entry point of group ``sprint.methods`` at a
+:class:`Method`; the CLI's ``--method``, the workflow's method wildcard, the configuration check and the report's
 names follow.
 """
 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from sprint.errors import SprintError
 
 # PruneConfig fields every method reads.
 COMMON_OPTIONS = ("method", "target_speedup", "seed", "batch_size")
@@ -57,6 +60,26 @@ REGISTRY: dict[str, Method] = {m.name: m for m in (
            "greedy sublayer removal by calibration perplexity (Zhong et al. 2024)", {"unit": "sublayer"},
            ("ppl_windows",)),
 )}
+ENTRY_POINT_GROUP = "sprint.methods"
+
+
+def _registered_elsewhere() -> list[Method]:
+    """Methods other packages register: entry points of group ``sprint.methods``, each naming a :class:`Method`."""
+    from importlib.metadata import entry_points
+
+    found = []
+    for point in entry_points(group=ENTRY_POINT_GROUP):
+        entry = point.load()
+        if not isinstance(entry, Method):
+            raise TypeError(f"entry point {point.name} = {point.value} (group {ENTRY_POINT_GROUP}) is not a "
+                            f"sprint.methods.Method but a {type(entry).__name__}")
+        if entry.name in REGISTRY:
+            raise ValueError(f"entry point {point.name} = {point.value} registers method {entry.name!r} again")
+        found.append(entry)
+    return found
+
+
+REGISTRY.update({m.name: m for m in _registered_elsewhere()})
 METHODS = tuple(REGISTRY)
 
 
@@ -66,3 +89,60 @@ def method(name: str) -> Method:
         return REGISTRY[name]
     except KeyError:
         raise KeyError(f"unknown method {name!r}: expected one of {', '.join(METHODS)}") from None
+
+
+def _option(default: Any, help: str, **cli: Any) -> Any:
+    """A PruneConfig field with its ``sprint prune`` help (and argparse extras such as ``choices``)."""
+    return field(default=default, metadata={"help": help, **cli})
+
+
+@dataclass
+class PruneConfig:
+    """Every setting of a pruning run; ``sprint prune`` has one flag per field (``--tune-ratio`` for tune_ratio) with
+    the field's default and help, and each method reads the fields its registry entry names."""
+
+    method: str
+    target_speedup: float | list[float]
+    seed: int = _option(0, "torch seed set before pruning")
+    alpha: int = _option(8, "number of activation checkpoints (SPRINT)")
+    beta: int = _option(5, "number of candidates tuned per iteration (SPRINT)")
+    tune_ratio: float = _option(1.0, "c: share of down_proj rows tuned (SPRINT)")
+    reference: str = _option("dense", "reference activations: the dense model (paper) or the current pruned model "
+                             "(authors' code)", choices=("dense", "current"))
+    distance: str = _option("frobenius", "sensitivity distance: relative Frobenius (paper Eq. 5) or per-sample "
+                            "relative L1 (authors' code)", choices=("frobenius", "l1"))
+    batch_size: int = _option(8, "calibration windows per forward batch")
+    store_dtype: str | None = _option(None, "dtype of activation checkpoints and dense reference (default: the "
+                                      "model's)", choices=("float32", "float16", "bfloat16"))
+    # SLEB / BlockPruner only: score candidates' perplexity on the first N calibration windows (None = all, as in
+    # their papers).  A budget option for small machines: their greedy search costs ~S²/2 sublayer passes per step.
+    ppl_windows: int | None = _option(None, "sleb/blockpruner: score perplexity on the first N calibration windows "
+                                      "(default: all)")
+
+    @property
+    def targets(self) -> list[float]:
+        t = self.target_speedup
+        return sorted(t) if isinstance(t, (list, tuple)) else [float(t)]
+
+    def validate(self) -> None:
+        if self.method not in METHODS:
+            raise SprintError(f"unknown method {self.method!r}: expected one of {', '.join(METHODS)}")
+        for t in self.targets:
+            if not t > 1.0:
+                raise SprintError(f"target speedup {t} must be > 1 (it divides the dense latency)")
+        if self.ppl_windows is not None and self.ppl_windows < 1:
+            raise SprintError(f"ppl_windows must be >= 1 (or unset for all windows), got {self.ppl_windows}")
+        for key in ("alpha", "beta", "batch_size"):
+            if getattr(self, key) < 1:
+                raise SprintError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if not 0.0 < self.tune_ratio <= 1.0:
+            raise SprintError(f"tune_ratio must be in (0, 1], got {self.tune_ratio}")
+        if self.reference not in ("dense", "current"):
+            raise SprintError(f"reference must be 'dense' or 'current', got {self.reference!r}")
+        if self.distance not in ("frobenius", "l1"):
+            raise SprintError(f"distance must be 'frobenius' or 'l1', got {self.distance!r}")
+
+    def as_params(self) -> dict:
+        d = asdict(self)
+        d["target_speedup"] = ",".join(f"{t:g}" for t in self.targets)
+        return d

@@ -6,7 +6,6 @@ Every test works on a copy of the workflow files in a temporary folder: the user
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import re
@@ -221,6 +220,30 @@ def test_the_environment_mirror_wins_over_the_config(tmp_path):
     snakemake("-n", "--configfile", str(cfg), cwd=work, env=base_env(SPRINT_DATA_MIRROR=str(MIRROR)), check=True)
 
 
+def test_a_method_registered_elsewhere_is_offered_everywhere(tmp_path):
+    """A throwaway method, registered by an entry point of another (installed) package and no edit here: `sprint
+    prune --help` offers it, the configuration check accepts it and `snakemake -n` plans its jobs."""
+    plugin = tmp_path / "plugin"
+    (plugin / "throwaway-0.1.dist-info").mkdir(parents=True)
+    (plugin / "throwaway-0.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: throwaway\nVersion: 0.1\n")
+    (plugin / "throwaway-0.1.dist-info" / "entry_points.txt").write_text(
+        "[sprint.methods]\nthrowaway = throwaway_method:METHOD\n")
+    (plugin / "throwaway_method.py").write_text(
+        "from sprint.methods import Method\n"
+        "METHOD = Method('throwaway', 'Throwaway', 'sprint.baselines:ShortGPTPruner', 'ShortGPT by another name')\n")
+    env = base_env(PYTHONPATH=os.pathsep.join([str(plugin), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
+    helped = run([sys.executable, "-m", "sprint", "prune", "--help"], cwd=tmp_path, env=env, check=True).stdout
+    assert "throwaway" in helped
+    work = make_workdir(tmp_path / "w")
+    cfg = write_config(work, lambda c: c["prune"].__setitem__("methods", ["sprint", "throwaway"]))
+    planned = snakemake("-n", "--configfile", str(cfg), cwd=work, env=env, check=True).stdout
+    prunes = [j for j in planned_jobs(planned) if j["rule"] == "prune"]
+    assert any("--method throwaway" in j["shell"] for j in prunes), planned[-3000:]
+    refused = snakemake("-n", "--configfile", str(cfg), cwd=work)  # without the package: a clear error
+    assert refused.returncode != 0
+    assert "invalid configuration at prune.methods: 'throwaway' is not a method" in refused.stdout + refused.stderr
+
+
 @needs_mirror
 def test_paper_configuration_dry_runs_on_the_slurm_profile(tmp_path):
     work = make_workdir(tmp_path / "w")
@@ -318,26 +341,13 @@ def test_only_evaluation_stages_read_the_evaluate_section(tmp_path):
 
 def make_tiny_llama(path: Path) -> None:
     """A random 4-layer Llama (~40M parameters) with a 512-token byte-level BPE tokenizer trained on WikiText-2."""
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from sprint.tiny import bpe_tokenizer, save_tiny_model
 
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=512, special_tokens=["<unk>", "<s>", "</s>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     text = (MIRROR / "wikitext2" / "wiki.valid.tokens").read_text(encoding="utf-8")[:300_000]
-    tok.train_from_iterator(text.splitlines(), trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
-                                   pad_token="</s>")
-    fast.save_pretrained(path)
     # wide enough that one sublayer's time stands out of HF generate's per-token overhead on a busy CPU
-    cfg = LlamaConfig(vocab_size=len(fast), hidden_size=768, intermediate_size=3072, num_hidden_layers=4,
-                      num_attention_heads=12, num_key_value_heads=4, max_position_embeddings=256,
-                      bos_token_id=1, eos_token_id=2, pad_token_id=2, tie_word_embeddings=False)
-    torch.manual_seed(0)
-    LlamaForCausalLM(cfg).save_pretrained(path)
+    save_tiny_model(path, "llama", layers=4, tokenizer=bpe_tokenizer(text.splitlines()), weight_std=None,
+                    hidden_size=768, intermediate_size=3072, num_attention_heads=12, num_key_value_heads=4,
+                    head_dim=64)
 
 
 def tiny_params(model: Path, target: float) -> dict:
@@ -387,7 +397,7 @@ def test_end_to_end_on_a_tiny_llama(tmp_path):
 
     work = make_workdir(tmp_path / "w")
     make_tiny_llama(tmp_path / "tiny-llama")
-    env = base_env(SPRINT_MLFLOW="1", SPRINT_MLFLOW_EXPERIMENT="e2e", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    env = base_env(SPRINT_MLFLOW="1", MLFLOW_EXPERIMENT_NAME="e2e", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
     (work / "params.yaml").write_text(yaml.safe_dump(tiny_params(tmp_path / "tiny-llama", 1.2), sort_keys=False))
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
     run(["git", "init", "-q"], work, env, check=True)
@@ -406,7 +416,7 @@ def test_end_to_end_on_a_tiny_llama(tmp_path):
     (work / "params.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
 
     # 2. the whole pipeline
-    proc = snakemake(cwd=work, env=env, check=True, timeout=1800)
+    snakemake(cwd=work, env=env, check=True, timeout=1800)
     report = (work / "results/report.md").read_text()
     assert report.startswith("# SPRINT report") and "## tiny" in report
     assert any((work / "results/report").glob("*.png"))
@@ -530,17 +540,17 @@ def test_stages_depend_on_the_library_code_they_run(tmp_path):
     for st in _dvc_stages(work):
         base = st["name"].split("@")[0]
         code = {d for d in st["deps"] if d.startswith("sprint/")}
-        expected = set(stage_files(stage_rule.get(base, base))) if base != "datasets" else set()
+        expected = set(stage_files(stage_rule.get(base, base)))
         assert code == expected, (st["name"], sorted(code ^ expected))
     jobs = planned_jobs(snakemake("-n", "-p", cwd=work, check=True).stdout)
     rule_inputs = {}
     for block in snakemake("-n", cwd=work, check=True).stdout.split("\n\n"):
-        m = re.search(r"^rule (\w+):", block, flags=re.M)
+        m = re.search(r"^(?:local)?rule (\w+):", block, flags=re.M)
         inp = re.search(r"^    input: (.*)$", block, flags=re.M)
         if m and inp:
             rule_inputs[m.group(1)] = {f for f in inp.group(1).split(", ") if f.startswith("sprint/")}
-    assert {j["rule"] for j in jobs} - {"all", "datasets"} <= set(rule_inputs)
+    assert {j["rule"] for j in jobs} - {"all"} <= set(rule_inputs)
     for rule, files in rule_inputs.items():
-        assert files == (set(stage_files(rule)) if rule not in ("all", "datasets") else set()), rule
+        assert files == (set(stage_files(rule)) if rule != "all" else set()), rule
     assert "sprint/tuning.py" in stage_files("prune") and "sprint/tuning.py" not in stage_files("report")
     assert "sprint/report.py" not in stage_files("prune") and "sprint/data.py" in stage_files("evaluate")

@@ -1,27 +1,28 @@
-# Shared by every stage: the model table, the data source, the command prefix and the MLflow parent run.
+# Shared by every stage: the model table, the data source and small helpers of the rules. The checks and the
+# work are the library's (Snakemake puts the Snakefile's folder first on sys.path, so `sprint` is this checkout's).
 # Included by the Snakefile after the configuration has passed schema validation.
 
 import json
 import os
 import re
 import shlex
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
-from snakemake.logging import logger
+
+from sprint.codedeps import stage_files
+from sprint.data import check_source
+from sprint.errors import SprintError
+from sprint.methods import METHODS as ALL_METHODS  # the registry of methods
+from sprint.tracking import close_pipeline_run, open_pipeline_run  # the Snakefile's onstart / onsuccess
 
 BASEDIR = Path(workflow.basedir)
-
-try:
-    from sprint.codedeps import stage_files
-except ImportError:  # the package is not installed: use the checkout beside this Snakefile
-    sys.path.insert(0, str(BASEDIR))
-    from sprint.codedeps import stage_files
 BASE, PRUNE, EVALUATE = config["base"], config["prune"], config["evaluate"]
-from sprint.methods import METHODS as ALL_METHODS  # the registry of methods
+_unknown = [m for m in PRUNE["methods"] if m not in ALL_METHODS]
+if _unknown:
+    raise WorkflowError(f"invalid configuration at prune.methods: {', '.join(map(repr, _unknown))} is not a method of "
+                        f"the registry (sprint.methods): expected some of {', '.join(ALL_METHODS)}")
 SEEDS = [int(s) for s in BASE["seeds"]]
 METHODS = list(PRUNE["methods"])
 # Targets keep their spelling in params.yaml (1.2 -> x1.2, 2 -> x2): DVC's ${item} renders them the same way.
@@ -144,11 +145,6 @@ def _data_mirror() -> tuple[Path | None, str]:
     return None, "base.data_mirror"
 
 
-def _hub_offline() -> bool:
-    truthy = {"1", "true", "yes", "on"}
-    return any(os.environ.get(k, "").strip().lower() in truthy for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
-
-
 MIRROR, MIRROR_ORIGIN = _data_mirror()
 DATASETS = "data/datasets"
 # Offline, every stage reads the snapshot of the mirror in data/datasets (a DVC-tracked output); online, the hub.
@@ -156,43 +152,18 @@ MIRROR_OPT = f"--mirror {DATASETS}" if MIRROR else ""
 
 
 def check_data_source() -> None:
-    """Fail before any job when the configured data source cannot work; the message names base.data_mirror."""
+    """Fail before any job when the configured data source cannot work; the message names the configuration key."""
     hint = ("set base.data_mirror (in the configuration) or $SPRINT_DATA_MIRROR to the offline data mirror "
             "(e.g. ../shared/data), or base.data_mirror: null to use the Hugging Face hub")
-    if MIRROR is None:
-        if _hub_offline():
-            raise WorkflowError(
-                "invalid configuration at base.data_mirror: no data mirror is set and the Hugging Face hub is "
-                f"offline (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE): {hint}")
-        return
-    if not MIRROR.is_dir():
-        raise WorkflowError(
-            f"invalid configuration at base.data_mirror: the data mirror {MIRROR} (from {MIRROR_ORIGIN}) does not "
-            f"exist or is not a folder: {hint}")
-    if not (MIRROR / "wikitext2").is_dir():
-        raise WorkflowError(
-            f"invalid configuration at base.data_mirror: {MIRROR} (from {MIRROR_ORIGIN}) has no wikitext2/ folder, "
-            f"so it is not a data mirror: {hint}")
-    missing = [t for t in EVALUATE["tasks"] if not (MIRROR / "benchmarks" / f"{t}.jsonl").is_file()]
-    if missing:
-        raise WorkflowError(
-            f"invalid configuration at evaluate.tasks: the data mirror {MIRROR} has no benchmarks/<task>.jsonl for "
-            f"{', '.join(missing)}")
-
-
-def snapshot_datasets(out: str) -> None:
-    """Copy the mirror's WikiText-2 and benchmark files into ``out`` (or note that the hub is used)."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    record = {"source": "hub"}
-    if MIRROR is not None:
-        files = sorted([*MIRROR.glob("wikitext2/*.tokens"), *MIRROR.glob("benchmarks/*.jsonl"), *MIRROR.glob("*.md")])
-        for src in files:
-            dst = out / src.relative_to(MIRROR)
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, dst)  # contents only: the mirror's read-only modes would block later deletion
-        record = {"source": "mirror", "mirror": str(MIRROR), "files": [str(f.relative_to(MIRROR)) for f in files]}
-    (out / "SOURCE.json").write_text(json.dumps(record, indent=2) + "\n")
+    try:
+        check_source(MIRROR)
+    except SprintError as err:
+        origin = f" (from {MIRROR_ORIGIN})" if MIRROR else ""
+        raise WorkflowError(f"invalid configuration at base.data_mirror: {err}{origin}: {hint}") from None
+    try:
+        check_source(MIRROR, EVALUATE["tasks"])
+    except SprintError as err:
+        raise WorkflowError(f"invalid configuration at evaluate.tasks: {err}") from None
 
 
 def calibration_inputs(wildcards) -> list:
@@ -204,94 +175,6 @@ def calibration_inputs(wildcards) -> list:
 # ----------------------------------------------------------------------------------------------- MLflow
 
 
-def mlflow_env(name: str, model: str = "") -> str:
-    """Environment for one CLI call: its MLflow run name and the sprint.model tag (shell-quoted)."""
-    env = f"SPRINT_MLFLOW_RUN_NAME={shlex.quote(name)}"
-    return env + (f" SPRINT_MLFLOW_TAGS={shlex.quote('sprint.model=' + model)}" if model else "")
-
-
-_PIPELINE_RUN = {}
-
-
-def start_tracking() -> None:
-    """onstart (main process, real runs only): open the parent MLflow run and export its id and the run group,
-    so every job's `sprint` command nests its run under it. A parent id already in the environment is kept."""
-    if os.environ.get("SPRINT_MLFLOW", "1").strip().lower() in {"0", "false", "no", "off"}:
-        return
-    if os.environ.get("SPRINT_MLFLOW_PARENT_RUN_ID"):  # an outer orchestrator owns the parent run
-        os.environ.setdefault("SPRINT_RUN_GROUP", os.environ["SPRINT_MLFLOW_PARENT_RUN_ID"])
-        return
-    try:
-        from sprint.tracking import start_pipeline_run
-
-        run_id, group = start_pipeline_run(config, os.environ.get("SPRINT_RUN_GROUP") or None)
-    except Exception as err:  # tracking must never stop the pipeline
-        logger.warning(f"MLflow tracking disabled for this run: {type(err).__name__}: {err}")
-        return
-    os.environ["SPRINT_RUN_GROUP"] = group
-    if run_id:
-        os.environ["SPRINT_MLFLOW_PARENT_RUN_ID"] = run_id
-        _PIPELINE_RUN["id"] = run_id
-
-
-def stop_tracking(status: str) -> None:
-    if _PIPELINE_RUN.get("id"):
-        from sprint.tracking import end_pipeline_run
-
-        end_pipeline_run(_PIPELINE_RUN["id"], status)
-
-
-# ----------------------------------------------------------------------------------------------- DVC
-
-
-DVC_STAGE_ENV = "SPRINT_DVC_STAGE"  # set by dvc.yaml's commands: Snakemake runs inside `dvc repro`
-
-
-def _pending_outputs() -> set[str] | None:
-    """Outputs Snakemake would still (re)make for the default target, from a nested `snakemake --summary`
-    (None if it cannot tell)."""
-    env = {**os.environ, DVC_STAGE_ENV: "1", "SPRINT_MLFLOW": "0"}
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "--summary", "--nolock", "--cores", "1"], cwd=BASEDIR,
-                          env=env, capture_output=True, text=True, timeout=600)
-    if proc.returncode != 0:
-        return None
-    rows = [line.split("\t") for line in proc.stdout.splitlines()]
-    header = next((r for r in rows if r and r[0] == "output_file"), None)
-    if header is None or "plan" not in header:
-        return None
-    plan = header.index("plan")
-    return {r[0] for r in rows if r is not header and len(r) > plan and r[plan] != "no update"}
-
-
-def record_in_dvc() -> None:
-    """onsuccess: record in dvc.lock every DVC stage whose outputs Snakemake now holds up to date, so that
-    `dvc status` agrees with Snakemake after a run (one pipeline state; see workflow/README.md).
-
-    A stage is recorded when all its outputs exist and none is one Snakemake would still remake (a nested
-    `snakemake --summary`): after a partial run (a single target) the stages left to do stay to do for DVC too.
-    Skipped inside `dvc repro` (DVC records its own stages), without a DVC repository, and with --configfile (the
-    stages of dvc.yaml are generated from params.yaml, not from the run's configuration).  Never fails the pipeline.
-    """
-    if os.environ.get(DVC_STAGE_ENV) or not (BASEDIR / ".dvc").is_dir() or not (BASEDIR / "dvc.yaml").is_file():
-        return
-    if workflow.overwrite_configfiles:
-        logger.info("dvc.lock not updated: this run's --configfile is not params.yaml, which dvc.yaml reads")
-        return
-    try:
-        pending = _pending_outputs()
-        if pending is None:
-            raise RuntimeError("`snakemake --summary` failed, so the jobs left to do are unknown")
-        from dvc.repo import Repo
-
-        def done(path: str) -> bool:
-            return Path(path).exists() and not any(p == path or p.startswith(path.rstrip("/") + "/")
-                                                   for p in pending)
-
-        with Repo(str(BASEDIR)) as repo:
-            complete = [st for st in repo.index.stages
-                        if st.cmd and all(done(os.path.relpath(out.fs_path, BASEDIR)) for out in st.outs)]
-            for st in complete:
-                repo.commit(st.addressing, force=True)
-        logger.info(f"dvc.lock: recorded {len(complete)} DVC stage(s) whose outputs Snakemake holds up to date")
-    except Exception as err:  # the pipeline's results stand; only DVC's record of them is missing
-        logger.warning(f"dvc.lock not updated ({type(err).__name__}: {err}); `dvc commit -f` records it")
+def model_tag(model: str) -> str:
+    """Environment of one CLI call: the sprint.model tag of its MLflow run (the run's name follows its parameters)."""
+    return f"SPRINT_MLFLOW_TAGS={shlex.quote('sprint.model=' + model)}"
