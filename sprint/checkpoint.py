@@ -1,4 +1,5 @@
-"""Pruned checkpoints: safetensors without the removed sublayers, the tokenizer, our modeling code, pruning.json.
+"""Pruned checkpoints: safetensors without the removed sublayers, the tokenizer, our modeling code, pruning.json
+(:func:`save_dense`: a dense-shaped model whose weights were zeroed in place, as an ordinary HF folder).
 
 The folder loads with ``sprint.load_pruned(dir)`` and with plain
 ``AutoModelForCausalLM.from_pretrained(dir, trust_remote_code=True)`` (the code it trusts is
@@ -50,6 +51,17 @@ def save_pruned(model, tokenizer, output: str | Path, record: dict) -> Path:
             (tmp / RECORD).write_text(json.dumps(record, indent=2) + "\n")
     finally:
         config.architectures, config.auto_map = saved
+    return Path(output)
+
+
+def save_dense(model, tokenizer, output: str | Path, record: dict) -> Path:
+    """Write a checkpoint that keeps the dense architecture (weights zeroed in place, e.g. Wanda / SparseGPT): an
+    ordinary Hugging Face folder, no carried code, plus pruning.json; atomically."""
+    with atomic_dir(output) as tmp:
+        model.save_pretrained(tmp)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        (tmp / RECORD).write_text(json.dumps(record, indent=2) + "\n")
     return Path(output)
 
 

@@ -12,7 +12,7 @@ import sys
 from dataclasses import fields
 
 from sprint.latency import ESTIMATORS, TIMINGS, Protocol
-from sprint.methods import METHODS, PruneConfig
+from sprint.methods import KINDS, METHODS, REGISTRY, PruneConfig
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -112,13 +112,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output", required=True)
 
-    p = sub.add_parser("prune", help="prune sublayers until the estimated speedup reaches the target")
+    p = sub.add_parser("prune", help="prune sublayers until the estimated speedup reaches the target (or weights, at "
+                       "a sparsity)", description="Methods: " + "; ".join(
+                           f"{m.name}: {m.summary} [{m.kind}]" for m in REGISTRY.values()) + ". Kinds: " + "; ".join(
+                           f"{k}: {v}" for k, v in KINDS.items()) + ".")
     _add_model_args(p)
     p.add_argument("--calibration", required=True, help=".pt file from 'sprint calibrate' (LongTensor [n, seq_len])")
-    p.add_argument("--latency", required=True, help="latency.json from 'sprint profile' (or hand-written)")
+    p.add_argument("--latency", default=None,
+                   help="latency.json from 'sprint profile' (or hand-written); sublayer methods only")
     p.add_argument("--method", required=True, choices=METHODS, metavar="METHOD", help=f"one of {', '.join(METHODS)}")
-    p.add_argument("--target-speedup", type=float, nargs="+", required=True,
-                   help="X > 1: latency bound tau = dense_s / X; several targets share one greedy run")
+    p.add_argument("--target-speedup", type=float, nargs="+", default=None,
+                   help="X > 1: latency bound tau = dense_s / X; several targets share one greedy run (sublayer "
+                        "methods only)")
     _add_prune_config_args(p)
     p.add_argument("--output", nargs="+", required=True,
                    help="checkpoint folder to write (atomically); one per target speedup, in the same order")

@@ -72,11 +72,13 @@ def prune(args: argparse.Namespace) -> None:
             model=args.model, calibration=args.calibration, latency=args.latency, config=cfg, output=args.output,
             device=args.device, dtype=args.dtype,
         )
+        keys = ("estimated_speedup", "wall_time_s", "num_tunings", "peak_rss_mb", "sparsity")
         for target, record in records.items():
-            keys = ("estimated_speedup", "wall_time_s", "num_tunings", "peak_rss_mb")
-            run.log_metrics({f"x{target:g}/{k}": record[k] for k in keys} | {f"x{target:g}/num_removed": len(record["removed"])})
-        for target, out in zip(args.target_speedup, args.output):  # one pruning.json per target, kept apart
-            run.log_artifact(str(Path(out) / "pruning.json"), artifact_path=f"x{target:g}")
+            prefix = f"x{target:g}/" if target is not None else ""
+            run.log_metrics({f"{prefix}{k}": record[k] for k in keys if record.get(k) is not None}
+                            | {f"{prefix}num_removed": len(record["removed"])})
+        for target, out in zip(args.target_speedup or [None], args.output):  # one pruning.json per target, apart
+            run.log_artifact(str(Path(out) / "pruning.json"), artifact_path=f"x{target:g}" if target else None)
 
 
 def evaluate(args: argparse.Namespace) -> None:

@@ -99,3 +99,45 @@ def lowest_mask(scores: torch.Tensor, sparsity: float, pattern: str) -> torch.Te
     groups = scores.reshape(rows, cols // m, m)
     drop = groups.topk(m - n, dim=2, largest=False).indices
     return mask.reshape(rows, cols // m, m).scatter_(2, drop, True).reshape(rows, cols)
+
+
+class WeightPruner:
+    """A method of kind "weights" (:mod:`sprint.methods`): ``run()`` zeroes weights inside every decoder linear of
+    ``view.model`` in one shot and returns each linear's share of zeros; no sublayer is removed, so ``removed`` stays
+    empty and the latency table plays no part.  Subclasses implement :meth:`prune`."""
+
+    def __init__(self, view: SublayerView, calibration: torch.Tensor, sparsity: float = 0.5,
+                 pattern: str = "unstructured", progress: bool = True):
+        parse_pattern(pattern)
+        self.view, self.calibration, self.sparsity, self.pattern, self.progress = (view, calibration, sparsity,
+                                                                                   pattern, progress)
+        self.removed: list = []
+        self.num_tunings = 0
+        self.zeros: dict[str, float] = {}
+
+    @classmethod
+    def from_config(cls, view: SublayerView, calibration: torch.Tensor, latency, cfg, *, progress: bool = True,
+                    **settings) -> "WeightPruner":
+        return cls(view, calibration, cfg.sparsity, cfg.pattern, progress=progress, **settings)
+
+    @staticmethod
+    def allowed(num_sublayers: int, **settings) -> list[int]:
+        return []  # removes no sublayer
+
+    def admissible(self) -> list[int]:
+        return []
+
+    def counts(self) -> tuple[int, int]:
+        return 0, 0
+
+    def prune(self) -> dict[str, float]:
+        raise NotImplementedError
+
+    def run(self) -> dict[str, float]:
+        self.zeros = self.prune()
+        return self.zeros
+
+    def sparsity_reached(self) -> float:
+        """The share of zeros over all pruned linears' weights."""
+        total = {name: m.weight.numel() for s in range(self.view.num_sublayers) for name, m in linears(self.view, s).items()}
+        return sum(self.zeros[n] * total[n] for n in self.zeros) / sum(total[n] for n in self.zeros)

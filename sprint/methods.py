@@ -19,6 +19,15 @@ from sprint.errors import SprintError
 # PruneConfig fields every method reads.
 COMMON_OPTIONS = ("method", "target_speedup", "seed", "batch_size")
 SPRINT_OPTIONS = ("alpha", "beta", "tune_ratio", "reference", "distance", "store_dtype")
+WEIGHT_OPTIONS = ("sparsity", "pattern")
+
+
+KINDS = {
+    "sublayer": "removes whole attention / MLP sublayers, greedily, until the latency table's estimate meets each "
+                "target speedup (a sprint.pruner.Pruner)",
+    "weights": "zeroes weights inside every decoder linear at --sparsity / --pattern in one shot (dense shapes; no "
+               "speedup target: its speed is measured; a sprint.layerwise.WeightPruner)",
+}
 
 
 @dataclass(frozen=True)
@@ -29,6 +38,7 @@ class Method:
     summary: str
     settings: dict[str, Any] = field(default_factory=dict)  # fixed arguments of the pruner's from_config
     options: tuple[str, ...] = ()  # the PruneConfig fields it reads beyond COMMON_OPTIONS
+    kind: str = "sublayer"  # one of KINDS
 
     def pruner_class(self) -> type:
         module, cls = self.pruner.split(":")
@@ -59,6 +69,12 @@ REGISTRY: dict[str, Method] = {m.name: m for m in (
     Method("blockpruner", "BlockPruner", "sprint.baselines:PerplexityGreedyPruner",
            "greedy sublayer removal by calibration perplexity (Zhong et al. 2024)", {"unit": "sublayer"},
            ("ppl_windows",)),
+    Method("wanda", "Wanda", "sprint.wanda:WandaPruner",
+           "weights by |W|·‖X‖ per output row, unstructured or N:M (Sun et al., ICLR 2024)",
+           options=WEIGHT_OPTIONS, kind="weights"),
+    Method("sparsegpt", "SparseGPT", "sprint.sparsegpt:SparseGPTPruner",
+           "layer-wise OBS reconstruction, unstructured or N:M (Frantar & Alistarh, ICML 2023)",
+           options=WEIGHT_OPTIONS, kind="weights"),
 )}
 ENTRY_POINT_GROUP = "sprint.methods"
 
@@ -81,6 +97,7 @@ def _registered_elsewhere() -> list[Method]:
 
 REGISTRY.update({m.name: m for m in _registered_elsewhere()})
 METHODS = tuple(REGISTRY)
+SUBLAYER_METHODS = tuple(name for name, m in REGISTRY.items() if m.kind == "sublayer")
 
 
 def method(name: str) -> Method:
@@ -102,7 +119,7 @@ class PruneConfig:
     the field's default and help, and each method reads the fields its registry entry names."""
 
     method: str
-    target_speedup: float | list[float]
+    target_speedup: float | list[float] | None = None  # required by sublayer methods, refused by weight methods
     seed: int = _option(0, "torch seed set before pruning")
     alpha: int = _option(8, "number of activation checkpoints (SPRINT)")
     beta: int = _option(5, "number of candidates tuned per iteration (SPRINT)")
@@ -118,15 +135,28 @@ class PruneConfig:
     # their papers).  A budget option for small machines: their greedy search costs ~S²/2 sublayer passes per step.
     ppl_windows: int | None = _option(None, "sleb/blockpruner: score perplexity on the first N calibration windows "
                                       "(default: all)")
+    sparsity: float = _option(0.5, "wanda/sparsegpt: share of the weights of every decoder linear set to zero (an N:M "
+                              "pattern fixes it at (M - N) / M)")
+    pattern: str = _option("unstructured", "wanda/sparsegpt: 'unstructured' (per output row for wanda, per column "
+                           "block for sparsegpt) or N:M, N kept of every M consecutive weights of a row",
+                           choices=("unstructured", "2:4", "4:8"))
 
     @property
     def targets(self) -> list[float]:
         t = self.target_speedup
-        return sorted(t) if isinstance(t, (list, tuple)) else [float(t)]
+        return [] if t is None else sorted(t) if isinstance(t, (list, tuple)) else [float(t)]
 
     def validate(self) -> None:
         if self.method not in METHODS:
             raise SprintError(f"unknown method {self.method!r}: expected one of {', '.join(METHODS)}")
+        if method(self.method).kind == "weights":
+            if self.targets:
+                raise SprintError(f"{self.method} takes no target speedup: it zeroes weights at --sparsity / --pattern "
+                                  "(dense shapes), and its speedup is measured afterwards (sprint evaluate --latency)")
+        elif not self.targets:
+            raise SprintError(f"{self.method} needs --target-speedup: it removes sublayers until the estimate meets it")
+        if not 0.0 < self.sparsity < 1.0:
+            raise SprintError(f"sparsity must be in (0, 1), got {self.sparsity}")
         for t in self.targets:
             if not t > 1.0:
                 raise SprintError(f"target speedup {t} must be > 1 (it divides the dense latency)")
@@ -146,3 +176,11 @@ class PruneConfig:
         d = asdict(self)
         d["target_speedup"] = ",".join(f"{t:g}" for t in self.targets)
         return d
+
+    @property
+    def effective_sparsity(self) -> float:
+        """The share of zeroed weights a weight method leaves: ``sparsity``, or (M - N) / M for an N:M pattern."""
+        if self.pattern == "unstructured":
+            return self.sparsity
+        n, m = (int(v) for v in self.pattern.split(":"))
+        return (m - n) / m

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from sprint.calibration import load_calibration
-from sprint.checkpoint import save_pruned
+from sprint.checkpoint import save_dense, save_pruned
 from sprint.errors import SprintError
 from sprint.latency import LatencyTable, load_latency
 from sprint.methods import PruneConfig, method  # noqa: F401 - PruneConfig: part of sprint.prune's API
@@ -60,9 +60,10 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def prune_model(model, calibration: torch.Tensor, latency: LatencyTable, cfg: PruneConfig, on_target=None,
+def prune_model(model, calibration: torch.Tensor, latency: LatencyTable | None, cfg: PruneConfig, on_target=None,
                 progress: bool = True, on_step=None) -> Pruner:
-    """Prune ``model`` in place until every target is met.
+    """Prune ``model`` in place until every target is met (a method of kind "weights": in one shot, at its sparsity;
+    ``latency`` may then be None).
 
     Callbacks: ``on_target(target, pruner, elapsed_s)`` when a target is reached; ``on_step(pruner, step_s,
     elapsed_s)`` once the pruner is built (``step_s`` None: ``elapsed_s`` is its set-up time) and after every
@@ -71,6 +72,11 @@ def prune_model(model, calibration: torch.Tensor, latency: LatencyTable, cfg: Pr
     cfg.validate()
     torch.manual_seed(cfg.seed)
     view = SublayerView(model, batch_size=cfg.batch_size)
+    if method(cfg.method).kind == "weights":
+        pruner = build_pruner(view, calibration, latency, cfg, progress=progress)
+        with torch.inference_mode():
+            pruner.run()
+        return pruner
     latency.check_plausible(view.num_layers)
     check_reachable(cfg.method, view.num_layers, latency, cfg.targets)
     start = time.perf_counter()
@@ -122,14 +128,51 @@ def pruning_record(model_name: str, cfg: PruneConfig, target: float, pruner: Pru
     }
 
 
-def prune_to_checkpoint(model: str, calibration: str, latency: str, config: PruneConfig,
-                        output: str | list[str], device: str = "auto", dtype: str = "auto") -> dict[float, dict]:
+def weights_record(model_name: str, cfg: PruneConfig, pruner, elapsed: float, calibration: torch.Tensor) -> dict:
+    """pruning.json of a method of kind "weights": no target, no estimate (its speed is measured), the zeros."""
+    return {
+        "method": cfg.method,
+        "model": model_name,
+        "target_speedup": None,
+        "estimated_speedup": None,
+        "sparsity": pruner.sparsity_reached(),
+        "pattern": cfg.pattern,
+        "wall_time_s": elapsed,
+        "num_tunings": 0,
+        "peak_rss_mb": peak_rss_mb(),
+        "num_layers": pruner.view.num_layers,
+        "params": {**cfg.as_params(), "calibration_n": int(calibration.shape[0]),
+                   "calibration_seq_len": int(calibration.shape[1])},
+        "zeros": pruner.zeros,
+        "removed": [],
+        "provenance": provenance(),
+    }
+
+
+def prune_to_checkpoint(model: str, calibration: str, latency: str | None, config: PruneConfig,
+                        output: str | list[str], device: str = "auto", dtype: str = "auto") -> dict[float | None, dict]:
     """CLI entry: validate every input before loading the model, prune, write one checkpoint per target.
 
-    Returns {target: pruning record}.
+    Returns {target: pruning record}; a method of kind "weights" writes one ordinary (dense-shaped) checkpoint,
+    returned as {None: record}, and needs no latency table.
     """
     config.validate()
     outputs = [output] if isinstance(output, (str, Path)) else list(output)
+    if method(config.method).kind == "weights":
+        if len(outputs) != 1:
+            raise SprintError(f"{config.method} writes one checkpoint: give one --output, not {len(outputs)}")
+        tokens = load_calibration(calibration)
+        adapter_for(load_config(model))  # unsupported family: fail now
+        net, tokenizer = load_model(model, device=device, dtype=dtype)
+        t0 = time.perf_counter()
+        pruner = prune_model(net, tokens, None, config)
+        record = weights_record(model, config, pruner, time.perf_counter() - t0, tokens)
+        save_dense(net, tokenizer, outputs[0], record)
+        log.info("%s %s: %.1f%% of the decoder's linear weights zeroed, %.1fs -> %s", config.method, config.pattern,
+                 100 * record["sparsity"], record["wall_time_s"], outputs[0])
+        return {None: record}
+    if latency is None:
+        raise SprintError(f"{config.method} needs --latency: its stopping rule is the latency table's estimate")
     targets = config.targets
     if len(outputs) != len(targets):
         raise SprintError(f"{len(targets)} target speedups but {len(outputs)} output folders: give one per target")

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sprint.layerwise import Stats, lowest_mask, parse_pattern, prune_layerwise
+from sprint.layerwise import Stats, WeightPruner, lowest_mask, parse_pattern, prune_layerwise
 from sprint.sublayers import SublayerView
 
 
@@ -78,3 +78,10 @@ def sparsegpt_prune(view: SublayerView, calibration: torch.Tensor, sparsity: flo
 
     prune_layerwise(view, calibration, prune, gram=True, progress=progress)
     return done
+
+
+class SparseGPTPruner(WeightPruner):
+    """SparseGPT as a method of the registry (kind "weights"; the paper's block 128 and 1% dampening)."""
+
+    def prune(self) -> dict[str, float]:
+        return sparsegpt_prune(self.view, self.calibration, self.sparsity, self.pattern, progress=self.progress)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sprint.layerwise import Stats, lowest_mask, prune_layerwise
+from sprint.layerwise import Stats, WeightPruner, lowest_mask, prune_layerwise
 from sprint.sublayers import SublayerView
 
 
@@ -39,3 +39,10 @@ def wanda_prune(view: SublayerView, calibration: torch.Tensor, sparsity: float =
 
     prune_layerwise(view, calibration, prune, progress=progress)
     return done
+
+
+class WandaPruner(WeightPruner):
+    """Wanda as a method of the registry (kind "weights")."""
+
+    def prune(self) -> dict[str, float]:
+        return wanda_prune(self.view, self.calibration, self.sparsity, self.pattern, self.progress)

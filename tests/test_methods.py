@@ -7,11 +7,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from sprint.errors import SprintError
+
 from sprint.tiny import tiny_model
 from sprint.cli import build_parser, prune_settings
 from sprint.latency import LatencyTable
 from sprint.methods import METHODS, REGISTRY, method
 from sprint.prune import PruneConfig, build_pruner
+from sprint.layerwise import WeightPruner
 from sprint.pruner import Pruner
 from sprint.sublayers import SublayerView
 
@@ -25,9 +28,10 @@ def test_every_entry_builds_its_pruner_from_a_config():
     ids = torch.randint(0, model.config.vocab_size, (2, 8))
     table = LatencyTable("cpu", "tiny", 8, 8, dense_s=1.0, t_attn_s=0.01, t_mlp_s=0.02)
     for name, entry in REGISTRY.items():
-        pruner = build_pruner(SublayerView(model, batch_size=2), ids, table, PruneConfig(name, 1.1, ppl_windows=1),
-                              progress=False)
-        assert isinstance(pruner, Pruner) and isinstance(pruner, entry.pruner_class())
+        cfg = PruneConfig(name, 1.1, ppl_windows=1) if entry.kind == "sublayer" else PruneConfig(name, pattern="2:4")
+        pruner = build_pruner(SublayerView(model, batch_size=2), ids, table, cfg, progress=False)
+        assert isinstance(pruner, Pruner if entry.kind == "sublayer" else WeightPruner), name
+        assert isinstance(pruner, entry.pruner_class())
         assert pruner.admissible() == entry.admissible(4), name  # the instance and the registry agree
 
 
@@ -35,8 +39,20 @@ def test_admissible_sublayers_are_the_papers():
     assert method("sprint").admissible(4) == list(range(7))  # every sublayer but the last MLP
     assert method("sleb").admissible(4) == [2, 3, 4, 5]  # SLEB keeps the first and the last layer
     assert method("blockpruner").admissible(4) == list(range(8)) == method("shortgpt").admissible(4)
+    assert method("wanda").admissible(4) == [] == method("sparsegpt").admissible(4)  # weights only
     with pytest.raises(KeyError, match="expected one of sprint"):
-        method("wanda")
+        method("slicegpt")
+
+
+def test_weight_methods_take_a_sparsity_not_a_target():
+    with pytest.raises(SprintError, match="takes no target speedup"):
+        PruneConfig("wanda", 1.2).validate()
+    with pytest.raises(SprintError, match="needs --target-speedup"):
+        PruneConfig("sprint").validate()
+    with pytest.raises(SprintError, match="sparsity"):
+        PruneConfig("sparsegpt", sparsity=1.0).validate()
+    assert PruneConfig("wanda", pattern="2:4").effective_sparsity == 0.5
+    assert PruneConfig("wanda", sparsity=0.6).effective_sparsity == 0.6
 
 
 def test_the_cli_and_the_workflow_read_the_registry():

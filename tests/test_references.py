@@ -20,7 +20,7 @@ from sprint.baselines import PerplexityGreedyPruner, ShortGPTPruner
 from sprint.checkpoint import save_pruned
 from sprint.latency import LatencyTable
 from sprint.modeling_sprint import decoder_layers, set_removed
-from sprint.methods import METHODS, PruneConfig
+from sprint.methods import SUBLAYER_METHODS, PruneConfig
 from sprint.prune import prune_model
 from sprint.sublayers import SublayerView
 
@@ -257,7 +257,7 @@ def test_blockpruner_greedy_is_brute_force(family):
 
 # -- every method, every family --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("family", FAMS)
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", SUBLAYER_METHODS)
 def test_every_method_prunes_every_family(method, family):
     model = tiny_model(family, 3)
     ids = tokens(4, 16)

@@ -9,7 +9,7 @@ from transformers import AutoModelForCausalLM
 from sprint.calibration import build_calibration
 from sprint.latency import LatencyTable
 from sprint.models import load_model
-from sprint.methods import METHODS, PruneConfig
+from sprint.methods import SUBLAYER_METHODS, PruneConfig
 from sprint.prune import prune_to_checkpoint
 
 # A hand-written latency table (the shape the field notes measured: one MLP ~1.5x one attention) that can be true:
@@ -30,7 +30,7 @@ def inputs(smollm2, mirror, tmp_path_factory):
     return smollm2, calib, latency, tmp
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", SUBLAYER_METHODS)
 def test_method_meets_both_targets(method, inputs):
     model, calib, latency, tmp = inputs
     outs = [tmp / method / f"x{t}" for t in TARGETS]

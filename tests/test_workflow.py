@@ -181,7 +181,9 @@ def test_dry_run_of_the_default_lists_every_job(tmp_path):
     (lambda c: c["latency"].__setitem__("fraction", 1.5), "latency.fraction"),
     (lambda c: c["base"]["models"].__setitem__("bad/name", "embedded"), "base.models"),
     (lambda c: c.__setitem__("evalute", {}), "evalute"),
-], ids=["unknown-method", "speedup-1", "negative-n", "limit-0", "fraction", "model-name", "typo-section"])
+    (lambda c: c["prune"].__setitem__("methods", ["sprint", "wanda"]), "prune.methods"),
+], ids=["unknown-method", "speedup-1", "negative-n", "limit-0", "fraction", "model-name", "typo-section",
+        "weights-method-not-run-yet"])
 def test_schema_errors_name_the_key(tmp_path, mutate, key):
     work = make_workdir(tmp_path / "w")
     proc = snakemake("-n", "--configfile", str(write_config(work, mutate)), cwd=work)

@@ -14,7 +14,7 @@ from snakemake.exceptions import WorkflowError
 from sprint.codedeps import stage_files
 from sprint.data import check_source
 from sprint.errors import SprintError
-from sprint.methods import METHODS as ALL_METHODS  # the registry of methods
+from sprint.methods import METHODS as ALL_METHODS, REGISTRY  # the registry of methods
 from sprint.tracking import close_pipeline_run, open_pipeline_run  # the Snakefile's onstart / onsuccess
 
 BASEDIR = Path(workflow.basedir)
@@ -23,6 +23,11 @@ _unknown = [m for m in PRUNE["methods"] if m not in ALL_METHODS]
 if _unknown:
     raise WorkflowError(f"invalid configuration at prune.methods: {', '.join(map(repr, _unknown))} is not a method of "
                         f"the registry (sprint.methods): expected some of {', '.join(ALL_METHODS)}")
+_one_shot = [m for m in PRUNE["methods"] if REGISTRY[m].kind != "sublayer"]
+if _one_shot:
+    raise WorkflowError(f"invalid configuration at prune.methods: {', '.join(_one_shot)} prune weights at a sparsity, "
+                        "with no target speedup, and the pipeline does not run them yet: use `sprint prune --method "
+                        f"{_one_shot[0]} --pattern 2:4 ...` and `sprint evaluate --latency ...` by hand")
 SEEDS = [int(s) for s in BASE["seeds"]]
 METHODS = list(PRUNE["methods"])
 # Targets keep their spelling in params.yaml (1.2 -> x1.2, 2 -> x2): DVC's ${item} renders them the same way.
