@@ -67,3 +67,10 @@ def test_bench_quick(tiny_model_dir, tmp_path):
         assert heading in md
     assert "PASS" in md or "FAIL" in md
     assert "median of 2 fresh-process runs" in md
+
+
+def test_weight_methods_are_refused_in_one_line(tiny_model_dir, tmp_path, capsys):
+    argv = ["--quick", "--model", str(tiny_model_dir("llama", 2)), "--methods", "sprint,wanda", "--output",
+            str(tmp_path / "bench")]
+    assert main(argv) == 2
+    assert "the benchmark times the sublayer methods" in capsys.readouterr().err

@@ -12,7 +12,7 @@ from sprint.bench.cases import run_bench
 from sprint.bench.render import render_markdown
 from sprint.bench.runner import run_jobs
 from sprint.errors import SprintError
-from sprint.methods import METHODS
+from sprint.methods import SUBLAYER_METHODS
 
 log = logging.getLogger("sprint")
 
@@ -34,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None,
                    help=f"HF model folder (default {d['model']}; --quick: a tiny random model)")
     p.add_argument("--output", default="results/bench", help="output folder (default results/bench)")
-    p.add_argument("--methods", default=",".join(METHODS), help="comma-separated methods (default: all 7)")
+    p.add_argument("--methods", default=",".join(SUBLAYER_METHODS),
+                   help=f"comma-separated sublayer methods (default: all {len(SUBLAYER_METHODS)})")
     p.add_argument("--target", type=float, default=1.3, help="target speedup of every run (default 1.3)")
     p.add_argument("--calibration-n", type=int, default=None,
                    help=f"calibration windows (default {d['calibration_n']})")
