@@ -132,29 +132,29 @@ def test_a_killed_save_loses_nothing_and_a_rerun_completes(setup, tmp_path):
     assert tok is not None and net.config.sprint_removed
 
 
-@pytest.mark.parametrize("method", ["wanda", "sparsegpt"])
-def test_a_weight_method_writes_an_ordinary_2_4_checkpoint(setup, tmp_path, method):
-    """Wanda / SparseGPT: one dense-shaped checkpoint that plain from_pretrained loads (no remote code) and that
+def test_weight_methods_write_ordinary_2_4_checkpoints(setup, tmp_path):
+    """Wanda / SparseGPT: one dense-shaped checkpoint each that plain from_pretrained loads (no remote code) and that
     generates; every decoder linear is 2:4 sparse; a target speedup is refused in one line."""
     from transformers import AutoModelForCausalLM
 
     model, calib, _ = setup
-    out = tmp_path / method
-    sprint("prune", "--model", model, "--device", "cpu", "--calibration", calib, "--method", method, "--pattern", "2:4",
-           "--output", out)
-    assert not (out / "modeling_sprint.py").exists()
-    record = json.loads((out / "pruning.json").read_text())
-    assert record["method"] == method and record["target_speedup"] is None and record["pattern"] == "2:4"
-    assert record["sparsity"] == pytest.approx(0.5) and len(record["zeros"]) == 4 * 7
-    net = AutoModelForCausalLM.from_pretrained(out)
     dense = AutoModelForCausalLM.from_pretrained(model)
-    for name, w in net.state_dict().items():
-        if ".layers." in name and name.endswith("proj.weight"):
-            assert ((w.reshape(w.shape[0], -1, 4) != 0).sum(-1) == 2).all(), name
-        elif "norm" in name or "embed" in name or "lm_head" in name:
-            assert torch.equal(w, dense.state_dict()[name]), name
-    ids = torch.load(calib)[:1, :4]
-    assert net.generate(ids, max_new_tokens=3, do_sample=False).shape == (1, 7)
-    refused = sprint("prune", "--model", model, "--calibration", calib, "--method", method, "--target-speedup", 1.2,
+    for method in ("wanda", "sparsegpt"):
+        out = tmp_path / method
+        sprint("prune", "--model", model, "--device", "cpu", "--calibration", calib, "--method", method,
+               "--pattern", "2:4", "--output", out)
+        assert not (out / "modeling_sprint.py").exists()
+        record = json.loads((out / "pruning.json").read_text())
+        assert record["method"] == method and record["target_speedup"] is None and record["pattern"] == "2:4"
+        assert record["sparsity"] == pytest.approx(0.5) and len(record["zeros"]) == 4 * 7
+        net = AutoModelForCausalLM.from_pretrained(out)
+        for name, w in net.state_dict().items():
+            if ".layers." in name and name.endswith("proj.weight"):
+                assert ((w.reshape(w.shape[0], -1, 4) != 0).sum(-1) == 2).all(), (method, name)
+            elif "norm" in name or "embed" in name or "lm_head" in name:
+                assert torch.equal(w, dense.state_dict()[name]), (method, name)
+        ids = torch.load(calib)[:1, :4]
+        assert net.generate(ids, max_new_tokens=3, do_sample=False).shape == (1, 7)
+    refused = sprint("prune", "--model", model, "--calibration", calib, "--method", "wanda", "--target-speedup", 1.2,
                      "--output", tmp_path / "no", check=False)
     assert refused.returncode == 2 and "takes no target speedup" in refused.stderr
