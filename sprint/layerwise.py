@@ -24,13 +24,11 @@ class Stats:
     the calibration tokens (Wanda's ‖X_j‖₂²) and, with ``gram``, the Gram matrix XᵀX (SparseGPT's H / 2)."""
 
     def __init__(self, in_features: int, gram: bool = False):
-        self.tokens = 0
         self.sq_norm = torch.zeros(in_features, dtype=torch.float64)
         self.gram = torch.zeros(in_features, in_features, dtype=torch.float64) if gram else None
 
     def add(self, x: torch.Tensor) -> None:
         x = x.reshape(-1, x.shape[-1]).to(torch.float64).cpu()
-        self.tokens += x.shape[0]
         self.sq_norm += (x * x).sum(0)
         if self.gram is not None:
             self.gram += x.T @ x

@@ -177,10 +177,3 @@ class PruneConfig:
         d["target_speedup"] = ",".join(f"{t:g}" for t in self.targets)
         return d
 
-    @property
-    def effective_sparsity(self) -> float:
-        """The share of zeroed weights a weight method leaves: ``sparsity``, or (M - N) / M for an N:M pattern."""
-        if self.pattern == "unstructured":
-            return self.sparsity
-        n, m = (int(v) for v in self.pattern.split(":"))
-        return (m - n) / m

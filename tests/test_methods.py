@@ -51,8 +51,6 @@ def test_weight_methods_take_a_sparsity_not_a_target():
         PruneConfig("sprint").validate()
     with pytest.raises(SprintError, match="sparsity"):
         PruneConfig("sparsegpt", sparsity=1.0).validate()
-    assert PruneConfig("wanda", pattern="2:4").effective_sparsity == 0.5
-    assert PruneConfig("wanda", sparsity=0.6).effective_sparsity == 0.6
 
 
 def test_the_cli_and_the_workflow_read_the_registry():
