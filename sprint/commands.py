@@ -63,11 +63,15 @@ def profile(args: argparse.Namespace) -> None:
 
 def prune(args: argparse.Namespace) -> None:
     from sprint.cli import prune_settings
+    from sprint.methods import method, point_name
     from sprint.prune import PruneConfig, prune_to_checkpoint
     from sprint.tracking import model_name, stage_run
 
     cfg = PruneConfig(**prune_settings(args))
-    with stage_run("prune", {"model": model_name(args.model), "model_path": args.model, **cfg.as_params()}) as run:
+    params = {"model": model_name(args.model), "model_path": args.model, **cfg.as_params()}
+    if method(cfg.method).kind == "weights":  # one point per run (a sublayer run writes one per target)
+        params["point"] = point_name(pattern=cfg.pattern, sparsity=cfg.sparsity)
+    with stage_run("prune", params) as run:
         records = prune_to_checkpoint(
             model=args.model, calibration=args.calibration, latency=args.latency, config=cfg, output=args.output,
             device=args.device, dtype=args.dtype,
@@ -91,7 +95,8 @@ def evaluate(args: argparse.Namespace) -> None:
 
     record = pruning_summary(args.model)
     params = {"model": model_name(args.model), "checkpoint": args.model, "method": record["method"],
-              "target_speedup": record["target_speedup"], "seed": record["prune_seed"], "eval_seed": args.seed,
+              "target_speedup": record["target_speedup"], "point": record["point"], "seed": record["prune_seed"],
+              "eval_seed": args.seed,
               **{k: getattr(args, k) for k in ("tasks", "limit", "ppl_seq_len", "ppl_max_windows", "dense_model")}}
     with stage_run("evaluate", params) as run:
         metrics = evaluate_to_file(
@@ -115,7 +120,7 @@ def speedup(args: argparse.Namespace) -> None:
         document = speedups_to_file(args.checkpoints, args.dense_model, args.latency, args.output, device=args.device,
                                     dtype=args.dtype, protocol=protocol_settings(args))
         for name, entry in document["models"].items():
-            tag = "dense" if name == "dense" else f"{entry['method']}/x{entry['target_speedup']:g}/seed{entry['prune_seed']}"
+            tag = "dense" if name == "dense" else f"{entry['method']}/{entry['point']}/seed{entry['prune_seed']}"
             run.log_metrics({f"{tag}/{k}": v for k, v in mlflow_metrics(entry).items()})
         run.log_artifact(args.output)
 

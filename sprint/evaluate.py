@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from sprint import data, stats
 from sprint.errors import SprintError
 from sprint.io import atomic_write_json
+from sprint.methods import point_name
 from sprint.provenance import provenance
 
 log = logging.getLogger("sprint")
@@ -242,15 +243,16 @@ def evaluate_model(
 
 
 def pruning_summary(model: str) -> dict[str, Any]:
-    """Method, target and estimated speedup, pruning seed and source model from ``<model>/pruning.json``
-    (dense if absent)."""
+    """Method, target, point (:func:`sprint.methods.point_name`) and estimated speedup, pruning seed and source
+    model from ``<model>/pruning.json`` (dense if absent)."""
     path = Path(model) / "pruning.json"
     if not path.is_file():
-        return {"method": "dense", "target_speedup": 1.0, "estimated_speedup": 1.0, "prune_seed": None,
-                "source_model": str(model)}
+        return {"method": "dense", "target_speedup": 1.0, "point": point_name(1.0), "estimated_speedup": 1.0,
+                "prune_seed": None, "source_model": str(model)}
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
-        return {"method": record["method"], "target_speedup": record["target_speedup"],
+        point = record.get("point") or point_name(record["target_speedup"])  # records before points: sublayer ones
+        return {"method": record["method"], "target_speedup": record["target_speedup"], "point": point,
                 "estimated_speedup": record["estimated_speedup"], "prune_seed": record.get("params", {}).get("seed"),
                 "source_model": record["model"]}
     except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as err:

@@ -11,6 +11,7 @@ names follow.
 from __future__ import annotations
 
 import importlib
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -108,6 +109,46 @@ def method(name: str) -> Method:
         raise KeyError(f"unknown method {name!r}: expected one of {', '.join(METHODS)}") from None
 
 
+# ----------------------------------------------------------------------------------------------- points
+# A pruned model's operating point, as paths, metrics files and the report name it: "x1.2" for a sublayer method's
+# target speedup; for a weights method its setting, "2of4" (N:M, N weights kept of every M) or "u50" (unstructured,
+# 50% of the weights zeroed).  DVC and Snakemake put these names into paths, hence no ':' or '%'.
+WEIGHT_PATTERNS = ("2:4", "4:8")
+_SETTING = re.compile(r"(?:(?P<n>[1-9][0-9]*)of(?P<m>[1-9][0-9]*)|u(?P<pct>[1-9][0-9]?))")
+
+
+def weight_setting(name: str) -> dict[str, Any]:
+    """A weights method's setting name -> its PruneConfig fields: "2of4" -> pattern 2:4, sparsity 0.5; "u60" ->
+    unstructured, sparsity 0.6.  ValueError naming what is accepted otherwise."""
+    match = _SETTING.fullmatch(str(name))
+    if match is None or (match["n"] and f"{match['n']}:{match['m']}" not in WEIGHT_PATTERNS):
+        raise ValueError(f"weight setting {name!r}: expected {' or '.join(p.replace(':', 'of') for p in WEIGHT_PATTERNS)}"
+                         " (N of every M weights kept) or uP, unstructured with P% of the weights zeroed (u50)")
+    if match["pct"]:
+        return {"pattern": "unstructured", "sparsity": int(match["pct"]) / 100}
+    n, m = int(match["n"]), int(match["m"])
+    return {"pattern": f"{n}:{m}", "sparsity": (m - n) / m}
+
+
+def point_name(target: float | None = None, pattern: str | None = None, sparsity: float | None = None) -> str:
+    """The point's name: ``x{target:g}`` for a target speedup, else the weight setting (see :func:`weight_setting`)."""
+    if target is not None:
+        return f"x{float(target):g}"
+    if pattern is None:
+        raise ValueError("a point needs a target speedup or a weight pattern")
+    if pattern != "unstructured":
+        return pattern.replace(":", "of")
+    return f"u{round(100 * float(sparsity)):d}"
+
+
+def point_label(name: str) -> str:
+    """How the report shows a point: "1.2×", "2:4", "50% unstr."."""
+    if name.startswith("x"):
+        return f"{name[1:]}×"
+    setting = weight_setting(name)
+    return setting["pattern"] if setting["pattern"] != "unstructured" else f"{name[1:]}% unstr."
+
+
 def _option(default: Any, help: str, **cli: Any) -> Any:
     """A PruneConfig field with its ``sprint prune`` help (and argparse extras such as ``choices``)."""
     return field(default=default, metadata={"help": help, **cli})
@@ -139,7 +180,7 @@ class PruneConfig:
                               "pattern fixes it at (M - N) / M)")
     pattern: str = _option("unstructured", "wanda/sparsegpt: 'unstructured' (per output row for wanda, per column "
                            "block for sparsegpt) or N:M, N kept of every M consecutive weights of a row",
-                           choices=("unstructured", "2:4", "4:8"))
+                           choices=("unstructured", *WEIGHT_PATTERNS))
 
     @property
     def targets(self) -> list[float]:

@@ -20,7 +20,7 @@ from sprint.calibration import load_calibration
 from sprint.checkpoint import save_dense, save_pruned
 from sprint.errors import SprintError
 from sprint.latency import LatencyTable, load_latency
-from sprint.methods import PruneConfig, method  # noqa: F401 - PruneConfig: part of sprint.prune's API
+from sprint.methods import PruneConfig, method, point_name  # noqa: F401 - PruneConfig: part of sprint.prune's API
 from sprint.models import load_config, load_model
 from sprint.modeling_sprint import adapter_for
 from sprint.provenance import provenance
@@ -107,6 +107,7 @@ def pruning_record(model_name: str, cfg: PruneConfig, target: float, pruner: Pru
         "method": cfg.method,
         "model": model_name,
         "target_speedup": target,
+        "point": point_name(target),
         "estimated_speedup": latency.speedup(*pruner.counts()),
         "estimated_latency_s": pruner.estimated_latency(),
         "wall_time_s": elapsed,
@@ -134,6 +135,7 @@ def weights_record(model_name: str, cfg: PruneConfig, pruner, elapsed: float, ca
         "method": cfg.method,
         "model": model_name,
         "target_speedup": None,
+        "point": point_name(pattern=cfg.pattern, sparsity=cfg.sparsity),
         "estimated_speedup": None,
         "sparsity": pruner.sparsity_reached(),
         "pattern": cfg.pattern,

@@ -25,20 +25,20 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from sprint import stats
-from sprint.methods import REGISTRY
+from sprint.methods import REGISTRY, point_label, point_name
 from sprint.errors import SprintError
 from sprint.io import atomic_write_bytes, atomic_write_text
 
 NAMES = {"dense": "Dense", **{m.name: m.label for m in REGISTRY.values()}}  # also the paper order of methods
 ABLATION = ("sprint-l", "sprint-t", "sprint-e", "sprint")
-KEYS = ["method", "target", "seed"]
+KEYS = ["method", "point", "seed"]  # point: x1.2 (a target speedup) or a weight setting, 2of4 / u50
 PRUNE_COLS = [*KEYS, "est_pruning", "pruning_time_s", "num_tunings", "peak_rss_mb", "num_layers", "removed",
               "calibration", "calibration_n", "calibration_seq_len", "hparams", "ppl_windows"]
 # ``{col}_se``: standard error of ``col``; ``{col}_lo`` / ``{col}_hi``: its 95 % CI (single evaluation)
 METRIC_COLS = [*KEYS, "estimated_speedup", "measured_speedup", "measured_speedup_lo", "measured_speedup_hi",
                "speedup_spread", "mean_accuracy", "mean_accuracy_se", "wikitext2_ppl", "wikitext2_ppl_lo",
                "wikitext2_ppl_hi", "ppl_tokens", "ppl_seq_len", "eval_limit"]
-TEXT_COLS = {"method", "removed", "calibration", "hparams", "eval_limit"}
+TEXT_COLS = {"method", "point", "removed", "calibration", "hparams", "eval_limit"}
 N_BOOT = 2000  # paired-bootstrap resamples
 COLOURS = {"attn": "#f28e2b", "mlp": "#4e79a7", "pruned": "#a0a0a0"}
 
@@ -50,10 +50,10 @@ class ModelResults:
     name: str
     latency: dict[str, Any] | None
     dense: pd.DataFrame  # 0 or 1 row, metric columns
-    runs: pd.DataFrame  # one row per (method, target, seed): pruning.json outer-joined with metrics
+    runs: pd.DataFrame  # one row per (method, point, seed): pruning.json outer-joined with metrics, + target
     tasks: dict[str, str]  # task -> metric name
     missing: list[str]
-    samples: dict[tuple[str, float, int], dict[str, stats.Sample]]  # (method, target, seed) -> "acc" / "ppl" -> items
+    samples: dict[tuple[str, str, int], dict[str, stats.Sample]]  # (method, point, seed) -> "acc" / "ppl" -> items
 
 
 # ----------------------------------------------------------------------------------------------- loading
@@ -92,15 +92,25 @@ def _task_cols(task: str) -> list[str]:
 SPEEDUP_FIELDS = ("measured_speedup", "measured_speedup_ci", "latency_s", "dense_latency_s", "speedup")
 
 
-def _run_key(d: dict[str, Any]) -> tuple[str, float, int]:
-    """(method, target, seed) of a metrics or speedup record."""
-    dense = d["method"] == "dense"
-    return (str(d["method"]), 1.0 if dense else round(_num(d["target_speedup"]), 3),
-            int(d.get("prune_seed", d.get("seed")) or 0))
+def _point(d: dict[str, Any]) -> str:
+    """The point of a metrics, speedup or pruning record (records written before points had targets only)."""
+    if d.get("point"):
+        return str(d["point"])
+    return point_name(1.0 if d["method"] == "dense" else round(_num(d["target_speedup"]), 3))
+
+
+def _target(point: str) -> float:
+    """The target speedup of a point (NaN for a weight setting)."""
+    return float(point[1:]) if point.startswith("x") else math.nan
+
+
+def _run_key(d: dict[str, Any]) -> tuple[str, str, int]:
+    """(method, point, seed) of a metrics or speedup record."""
+    return str(d["method"]), _point(d), int(d.get("prune_seed", d.get("seed")) or 0)
 
 
 def load_speedups(path: Path) -> dict[tuple[str, float, int], dict[str, Any]]:
-    """``speedup.json`` of ``sprint speedup`` -> (method, target, seed) -> its measured-speedup fields."""
+    """``speedup.json`` of ``sprint speedup`` -> (method, point, seed) -> its measured-speedup fields."""
     try:
         return {_run_key(e): {k: e[k] for k in SPEEDUP_FIELDS if k in e}
                 for e in _load_json(path)["models"].values()}
@@ -122,11 +132,9 @@ def _metrics_row(path: Path, tasks: dict[str, str], speedups: dict | None = None
     try:
         if d.get("measured_speedup") is None and speedups:
             d = {**d, **speedups.get(_run_key(d), {})}
-        dense = d["method"] == "dense"
         speedup_lo, speedup_hi = _pair(d.get("measured_speedup_ci"))
         ppl_lo, ppl_hi = _pair(d.get("wikitext2_ppl_ci"))
-        row = {"method": str(d["method"]), "target": 1.0 if dense else round(_num(d["target_speedup"]), 3),
-               "seed": int(d.get("prune_seed", d.get("seed")) or 0), "estimated_speedup": _num(d.get("estimated_speedup")),
+        row = {**dict(zip(KEYS, _run_key(d))), "estimated_speedup": _num(d.get("estimated_speedup")),
                "measured_speedup": _num(d.get("measured_speedup")), "measured_speedup_lo": speedup_lo,
                "measured_speedup_hi": speedup_hi, "speedup_spread": 100 * _num((d.get("speedup") or {}).get("spread")),
                "mean_accuracy": 100 * _num(d.get("mean_accuracy")),
@@ -158,7 +166,7 @@ def _pruning_row(path: Path) -> dict[str, Any]:
         bad = [r for r in removed if r[1] not in ("attn", "mlp") or not 0 <= r[0] < n]
         if bad:
             raise ValueError(f"removed sublayers {bad} not in attn/mlp of layers 0..{n - 1}")
-        return {"method": str(d["method"]), "target": round(_num(d["target_speedup"]), 3), "seed": int(p["seed"]),
+        return {"method": str(d["method"]), "point": _point(d), "seed": int(p["seed"]),
                 "est_pruning": _num(d.get("estimated_speedup")), "pruning_time_s": _num(d.get("wall_time_s")),
                 "num_tunings": _num(d.get("num_tunings")), "peak_rss_mb": _num(d.get("peak_rss_mb")),
                 "num_layers": n, "removed": removed,
@@ -179,17 +187,29 @@ def _x(target: float) -> str:
     return f"{target:g}×"
 
 
+def _points(points: Iterable[str]) -> list[str]:
+    """Points in order: target speedups ascending, then weight settings (N:M, then unstructured by sparsity)."""
+    return sorted(set(points), key=lambda p: (0, _target(p), p) if p.startswith("x") else (1, p.startswith("u"),
+                                                                                          len(p), p))
+
+
+def _point_header(points: Iterable[str]) -> str:
+    """The column that names points: "target", or "target / setting" once weight settings are among them."""
+    return "target" if all(p.startswith("x") for p in points) else "target / setting"
+
+
 def _order(methods: Iterable[str]) -> list[str]:
     """Methods in paper order (dense, SPRINT variants, baselines), unknown ones last by name."""
     rank = list(NAMES)
     return sorted(set(methods), key=lambda m: (rank.index(m) if m in rank else len(rank), m))
 
 
-def _sort(df: pd.DataFrame, keys: tuple[str, ...] = ("method", "target", "seed")) -> pd.DataFrame:
-    """Rows sorted by ``keys`` (those present), methods in paper order."""
-    rank = {m: i for i, m in enumerate(_order(df["method"]))}
+def _sort(df: pd.DataFrame, keys: tuple[str, ...] = ("method", "point", "seed")) -> pd.DataFrame:
+    """Rows sorted by ``keys`` (those present), methods in paper order, points by :func:`_points`."""
+    rank = {"method": {m: i for i, m in enumerate(_order(df["method"]))},
+            "point": {p: i for i, p in enumerate(_points(df["point"]))} if "point" in df else {}}
     return df.sort_values([k for k in keys if k in df],
-                          key=lambda s: s.map(rank) if s.name == "method" else s).reset_index(drop=True)
+                          key=lambda s: s.map(rank[s.name]) if s.name in rank else s).reset_index(drop=True)
 
 
 def _typed(df: pd.DataFrame) -> pd.DataFrame:
@@ -211,7 +231,7 @@ def load_model(folder: Path, metrics_files: list[Path] | None = None) -> ModelRe
     speedups = load_speedups(folder / "speedup.json") if (folder / "speedup.json").is_file() else {}
     if metrics_files is None:
         dense_paths = [folder / "metrics" / "dense.json"]
-        metric_paths = sorted((folder / "metrics").glob("*/seed*/x*.json"))
+        metric_paths = sorted((folder / "metrics").glob("*/seed*/*.json"))
     else:
         dense_paths = [p for p in metrics_files if p.name == "dense.json"]
         metric_paths = sorted(p for p in metrics_files if p.name != "dense.json")
@@ -219,24 +239,26 @@ def load_model(folder: Path, metrics_files: list[Path] | None = None) -> ModelRe
     if not dense:
         missing.append("`metrics/dense.json` (no dense baseline)")
     metrics = [_metrics_row(p, tasks, speedups) for p in metric_paths]
-    samples = {(r["method"], r["target"], r["seed"]): sample for r, sample in dense + metrics}
+    samples = {(r["method"], r["point"], r["seed"]): sample for r, sample in dense + metrics}
     dense, metrics = [r for r, _ in dense], [r for r, _ in metrics]
-    pruning = [_pruning_row(p) for p in sorted((folder / "pruned").glob("*/seed*/x*/pruning.json"))]
+    pruning = [_pruning_row(p) for p in sorted((folder / "pruned").glob("*/seed*/*/pruning.json"))]
     if metrics_files is not None:
-        runs_made = {(r["method"], r["target"], r["seed"]) for r in metrics}
-        pruning = [r for r in pruning if (r["method"], r["target"], r["seed"]) in runs_made]
+        runs_made = {(r["method"], r["point"], r["seed"]) for r in metrics}
+        pruning = [r for r in pruning if (r["method"], r["point"], r["seed"]) in runs_made]
     if not pruning:
-        missing.append("`pruned/*/seed*/x*/pruning.json` (no pruned model)")
+        missing.append("`pruned/*/seed*/*/pruning.json` (no pruned model)")
     cols = METRIC_COLS + [c for t in tasks for c in _task_cols(t)]
     runs = pd.merge(pd.DataFrame(pruning, columns=PRUNE_COLS), pd.DataFrame(metrics, columns=cols),
                     on=KEYS, how="outer", indicator=True)
     for side, what in (("left_only", "metrics"), ("right_only", "pruning.json")):
         for r in runs[runs["_merge"] == side].itertuples():
-            missing.append(f"{what} of {_name(r.method)} {_x(r.target)} seed {r.seed}")
+            missing.append(f"{what} of {_name(r.method)} {point_label(r.point)} seed {r.seed}")
     runs["estimated_speedup"] = runs["estimated_speedup"].fillna(runs["est_pruning"])
+    dense = pd.DataFrame(dense, columns=cols)
+    for df in (runs, dense):
+        df.insert(2, "target", df["point"].map(_target).astype(float))
     runs = _typed(runs.drop(columns=["_merge", "est_pruning"]))
-    return ModelResults(folder.name, latency, _typed(pd.DataFrame(dense, columns=cols)), _sort(runs), tasks, missing,
-                        samples)
+    return ModelResults(folder.name, latency, _typed(dense), _sort(runs), tasks, missing, samples)
 
 
 def load_benchmarks(folder: Path, models: list[str]) -> pd.DataFrame:
@@ -269,12 +291,12 @@ def load_benchmarks(folder: Path, models: list[str]) -> pd.DataFrame:
 
 
 def aggregate(runs: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
-    """Mean and sample std over seeds per (method, target): columns ``{col}_mean``, ``{col}_std`` and ``seeds``.
+    """Mean and sample std over seeds per (method, point): columns ``{col}_mean``, ``{col}_std`` and ``seeds``.
 
     A column's uncertainty columns (``{col}_se``, ``{col}_lo``, ``{col}_hi``) present in ``runs`` come along.
     """
     cols = [c for col in cols for c in (col, f"{col}_se", f"{col}_lo", f"{col}_hi") if c == col or c in runs]
-    g = runs.groupby(["method", "target"], sort=False)
+    g = runs.groupby(["method", "point"], sort=False)
     out = g[cols].agg(["mean", "std"])
     out.columns = [f"{c}_{s}" for c, s in out.columns]
     out.insert(0, "seeds", g["seed"].nunique())
@@ -307,8 +329,9 @@ def _cell(row: dict[str, Any], col: str, fmt: str) -> str:
 
 
 def _display(agg: pd.DataFrame, spec: list[tuple[str, str, str]]) -> pd.DataFrame:
-    """Aggregated frame -> human table: method name, target, seeds, then one :func:`_cell` per spec entry."""
-    out = pd.DataFrame({"method": agg["method"].map(_name), "target": agg["target"].map(_x), "seeds": agg["seeds"]})
+    """Aggregated frame -> human table: method name, point, seeds, then one :func:`_cell` per spec entry."""
+    out = pd.DataFrame({"method": agg["method"].map(_name), _point_header(agg["point"]): agg["point"].map(point_label),
+                        "seeds": agg["seeds"]})
     rows = agg.to_dict("records")
     for label, col, fmt in spec:
         out[label] = [_cell(row, col, fmt) for row in rows]
@@ -326,45 +349,47 @@ def _md(df: pd.DataFrame) -> str:
 MEASURES = {"acc": (stats.mean_accuracy, True, 100.0), "ppl": (stats.perplexity, False, 1.0)}  # stat, higher, scale
 MARKS = {"best": "best", "≈": "≈ best", "worse": "worse"}
 VS_BEST = ("_vs best_: the paired test of *Paired comparisons with the best method* below (≈ best: "
-           "indistinguishable from the best at the same target), one mark per seed in seed order.")
+           "indistinguishable from the best at the same target or weight setting), one mark per seed in seed order.")
 
 
 def paired_tests(m: ModelResults) -> tuple[pd.DataFrame, list[str]]:
-    """Per (target, seed), every pruned method against the best one by mean accuracy and by perplexity.
+    """Per (point, seed), every pruned method against the best one by mean accuracy and by perplexity.
 
-    Columns ``target, seed, method`` and per measure (``acc`` in %, ``ppl``): the value, ``{measure}_diff`` with
+    Columns ``point, seed, method`` and per measure (``acc`` in %, ``ppl``): the value, ``{measure}_diff`` with
     ``_lo`` / ``_hi`` (this method − the best, paired-bootstrap 95 % CI; accuracy in percentage points) and
     ``{measure}_mark`` ("best", "≈", "worse").  Methods without per-item data (older metrics files) are left out;
     a group whose methods answered different items is skipped and named in the returned notes.
     """
-    cols = ["target", "seed", "method", *(f"{k}{s}" for k in MEASURES for s in ("", "_diff", "_lo", "_hi", "_mark"))]
-    rows: dict[tuple[str, float, int], dict[str, Any]] = {}
+    cols = ["point", "seed", "method", *(f"{k}{s}" for k in MEASURES for s in ("", "_diff", "_lo", "_hi", "_mark"))]
+    rows: dict[tuple[str, str, int], dict[str, Any]] = {}
     notes = []
-    groups = sorted({(target, seed) for method, target, seed in m.samples if method != "dense"})
-    for target, seed in groups:
+    points = _points(point for method, point, _ in m.samples if method != "dense")
+    groups = sorted({(point, seed) for method, point, seed in m.samples if method != "dense"},
+                    key=lambda g: (points.index(g[0]), g[1]))
+    for point, seed in groups:
         for measure, (stat, higher, scale) in MEASURES.items():
-            group = {method: m.samples[method, target, seed][measure] for method in _order(
-                k[0] for k, v in m.samples.items() if k[0] != "dense" and k[1:] == (target, seed) and measure in v)}
+            group = {method: m.samples[method, point, seed][measure] for method in _order(
+                k[0] for k, v in m.samples.items() if k[0] != "dense" and k[1:] == (point, seed) and measure in v)}
             if len(group) < 2:
                 continue
             try:
                 verdicts = stats.compare_to_best(group, stat, higher, N_BOOT)
             except SprintError as e:
-                notes.append(f"{measure} at {_x(target)} seed {seed} not compared: {e}")
+                notes.append(f"{measure} at {point_label(point)} seed {seed} not compared: {e}")
                 continue
             for method, v in verdicts.items():
                 d = v.diff
-                rows.setdefault((method, target, seed), {"method": method, "target": target, "seed": seed}).update(
+                rows.setdefault((method, point, seed), {"method": method, "point": point, "seed": seed}).update(
                     {measure: scale * v.value, f"{measure}_diff": scale * d.estimate, f"{measure}_lo": scale * d.lo,
                      f"{measure}_hi": scale * d.hi, f"{measure}_mark": v.mark})
-    return _sort(pd.DataFrame(list(rows.values()), columns=cols), ("target", "seed", "method")), notes
+    return _sort(pd.DataFrame(list(rows.values()), columns=cols), ("point", "seed", "method")), notes
 
 
 def _marks(tests: pd.DataFrame, agg: pd.DataFrame, measure: str) -> list[str]:
-    """Per aggregated (method, target) row: its marks against the best, one per seed in seed order ("" if none)."""
-    marks = tests.dropna(subset=[f"{measure}_mark"]).sort_values("seed").groupby(["method", "target"])[
+    """Per aggregated (method, point) row: its marks against the best, one per seed in seed order ("" if none)."""
+    marks = tests.dropna(subset=[f"{measure}_mark"]).sort_values("seed").groupby(["method", "point"])[
         f"{measure}_mark"].agg(lambda s: " / ".join(MARKS[v] for v in s))
-    return [marks.get((r.method, r.target), "") for r in agg.itertuples()]
+    return [marks.get((r.method, r.point), "") for r in agg.itertuples()]
 
 
 def _docs(m: ModelResults, total: bool = False) -> str:
@@ -379,13 +404,15 @@ def _paired_section(m: ModelResults, csv: Path, out: list[Path]) -> tuple[list[s
     tests, skipped = paired_tests(m)
     runs = pd.concat([m.dense, m.runs])
     windows = _unique((runs["ppl_tokens"] / (runs["ppl_seq_len"] - 1)).dropna().astype(int))
-    legend = (f"Paired test: each method against the best one at the same target and seed (by mean accuracy; by "
+    legend = (f"Paired test: each method against the best one at the same target (or weight setting) and seed (by "
+              f"mean accuracy; by "
               f"perplexity), on the documents every method answered ({_docs(m)} per task; resampled within each "
               f"task) and the same {windows} WikiText-2 windows of {_unique(runs['ppl_seq_len'].dropna().astype(int))}"
               f" tokens; paired bootstrap, {N_BOOT} resamples, 95% CI of the difference. **≈ best**: the CI includes "
               "0, indistinguishable from the best; **worse**: the CI excludes 0.")
     shown = pd.DataFrame({
-        "target": tests["target"].map(_x), "seed": tests["seed"], "method": tests["method"].map(_name),
+        _point_header(tests["point"]): tests["point"].map(point_label), "seed": tests["seed"],
+        "method": tests["method"].map(_name),
         "mean acc. (%)": [_ci(v, math.nan, math.nan, "{:.2f}") for v in tests["acc"]],
         "Δ acc. (pp) [95% CI]": [_ci(*r, fmt="{:+.2f}") for r in tests[["acc_diff", "acc_lo", "acc_hi"]].to_numpy()],
         "acc. vs best": tests["acc_mark"].map(MARKS).fillna(""),
@@ -399,6 +426,11 @@ def _paired_section(m: ModelResults, csv: Path, out: list[Path]) -> tuple[list[s
 
 
 # ----------------------------------------------------------------------------------------------- figures
+
+
+def _is_weights(method: str) -> bool:
+    """A method that zeroes weights at a setting (sprint.methods kind "weights") rather than meeting a target."""
+    return method in REGISTRY and REGISTRY[method].kind == "weights"
 
 
 def _style(method: str) -> dict[str, str]:
@@ -447,7 +479,11 @@ def plot_metric_speedup(m: ModelResults, path: Path, col: str = "mean_accuracy")
         (x, xerr), (y, yerr) = _bars(rows, "measured_speedup"), _bars(rows, col)
         style = ({"marker": "*", "ms": 16, "color": "black", "label": "Dense"} if method == "dense"
                  else {"ms": 7, **_style(method)})
-        ax.errorbar(x, y, xerr=xerr, yerr=yerr, capsize=3, **style)
+        settings = _is_weights(method)  # points at settings, not along a speedup: no line, each one labelled
+        ax.errorbar(x, y, xerr=xerr, yerr=yerr, capsize=3, **style, **({"ls": "none"} if settings else {}))
+        for r, xi, yi in zip(rows, x, y) if settings else ():
+            ax.annotate(point_label(r["point"]), (xi, yi), xytext=(6, 3), textcoords="offset points", fontsize=7,
+                        color=style["color"])
     what = "WikiText-2 perplexity (lower is better)" if ppl else "mean zero-shot accuracy (%)"
     bars = ("error bars: one seed, perplexity and speedup 95% CI; several seeds, std over seeds" if ppl
             else ERROR_BARS.format(" and speedup 95% CI"))
@@ -459,9 +495,10 @@ def plot_metric_speedup(m: ModelResults, path: Path, col: str = "mean_accuracy")
 
 
 def plot_time_accuracy(m: ModelResults, path: Path) -> Path | None:
-    """Fig. 6: pruning time (log x) vs mean accuracy, one panel per target speedup, one point per method."""
+    """Fig. 6: pruning time (log x) vs mean accuracy, one panel per target speedup (and weight setting), one point
+    per method."""
     runs = m.runs.dropna(subset=["pruning_time_s", "mean_accuracy"])
-    targets = sorted(runs["target"].unique())
+    targets = _points(runs["point"])
     if not targets:
         return None
     points = aggregate(runs, ["pruning_time_s", "mean_accuracy"])
@@ -470,13 +507,14 @@ def plot_time_accuracy(m: ModelResults, path: Path) -> Path | None:
     fig = Figure(figsize=(4.5 * ncols + 1.6, 3.8 * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True).ravel()
     for ax, target in zip(axes, targets):
-        for method, g in _by_method(points[points["target"] == target]):
+        for method, g in _by_method(points[points["point"] == target]):
             rows = g.to_dict("records")
             (x, xerr), (y, yerr) = _bars(rows, "pruning_time_s"), _bars(rows, "mean_accuracy")
             ax.errorbar(x, y, xerr=xerr, yerr=yerr, ms=8, capsize=3, **_style(method))
         if not m.dense.empty:
             ax.axhline(m.dense["mean_accuracy"].iloc[0], ls="--", color="black", lw=1, label="Dense")
-        ax.set(xscale="log", xlabel="pruning time (s, log scale)", title=f"target {_x(target)}")
+        title = f"target {point_label(target)}" if target.startswith("x") else f"setting {point_label(target)}"
+        ax.set(xscale="log", xlabel="pruning time (s, log scale)", title=title)
         ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 3.0)))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.xaxis.set_minor_formatter(NullFormatter())
@@ -496,7 +534,7 @@ def plot_pattern(m: ModelResults, target: float, path: Path) -> Path | None:
 
     Pruned cells carry their removal order.
     """
-    sel = m.runs[(m.runs["target"] == target) & m.runs["num_layers"].notna()]
+    sel = m.runs[(m.runs["point"] == point_name(target)) & m.runs["num_layers"].notna()]
     if sel.empty:
         return None
     first = _sort(sel.sort_values("seed").groupby("method").head(1))
@@ -576,6 +614,8 @@ def _header(m: ModelResults) -> list[str]:
     pruned = m.runs.dropna(subset=["num_layers"])
     evaluated = pd.concat([m.dense, m.runs.dropna(subset=["mean_accuracy"])])
     sprint = pruned[pruned["method"].isin(ABLATION)]
+    points = _points(m.runs["point"])
+    targets, settings = [p for p in points if p.startswith("x")], [p for p in points if not p.startswith("x")]
     return [
         f"## {m.name}", "",
         f"- Calibration (pruning): {_unique(pruned['calibration'])} (sequences × tokens)",
@@ -584,8 +624,9 @@ def _header(m: ModelResults) -> list[str]:
         f"- Latency: {latency}",
         f"- SPRINT hyper-parameters: {_unique(sprint['hparams'])}",
         f"- Methods: {', '.join(map(_name, _order(m.runs['method']))) or 'none'}; "
-        f"targets: {', '.join(map(_x, sorted(m.runs['target'].unique()))) or 'none'}; "
-        f"seeds: {_unique(m.runs['seed'])}",
+        f"targets: {', '.join(point_label(p) for p in targets) or 'none'}; "
+        + (f"weight settings: {', '.join(map(point_label, settings))}; " if settings else "")
+        + f"seeds: {_unique(m.runs['seed'])}",
         "- Missing: " + ("; ".join(m.missing) if m.missing else "nothing"),
         *_departures(m), "",
         "> Several seeds: numbers are **mean ± sample std over seeds** (the `seeds` column says how many). "
@@ -618,6 +659,19 @@ def _departures(m: ModelResults) -> list[str]:
     return ["- Departures from the paper's protocol (budget): " + "; ".join(out)] if out else []
 
 
+def _weights_note(m: ModelResults) -> list[str]:
+    """What the rows of weights methods (Wanda, SparseGPT) are, when there are any."""
+    methods = [meth for meth in _order(m.runs["method"]) if _is_weights(meth)]
+    if not methods:
+        return []
+    lat = m.latency or {}
+    return [f"_Weight settings_: {', '.join(map(_name, methods))} zero weights inside every decoder linear and keep "
+            f"its dense shape, so on this run's device ({lat.get('device', 'unknown')}) they run the dense kernels: "
+            "their speedup is measured as for every model, and no target sets their sparsity. They are compared "
+            "with each other at the same setting (2:4: 2 of every 4 weights kept; 50% unstr.: half of every row's "
+            "weights zeroed), not with the sublayer methods at a target.", ""]
+
+
 def _budget_notes(m: ModelResults) -> tuple[list[str], list[str]]:
     """Markdown lines naming the budget options that depart from the papers' protocol: (pruning, evaluation)."""
     pruning: list[str] = []
@@ -648,7 +702,8 @@ def _section(title: str, shown: pd.DataFrame, data: pd.DataFrame, csv: Path, out
 
 
 def _speedup_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per model (method, target, seed): estimated and measured speedup (95% CI, spread) and |est − meas| / meas."""
+    """Per model (method, point, seed) with an estimate (the sublayer methods): estimated and measured speedup (95%
+    CI, spread) and |est − meas| / meas."""
     speed = runs.dropna(subset=["estimated_speedup", "measured_speedup"])[
         [*KEYS, "estimated_speedup", "measured_speedup", "measured_speedup_lo", "measured_speedup_hi",
          "speedup_spread"]]
@@ -668,7 +723,7 @@ def _spread(value: float) -> str:
 
 def _speedup_shown(speed: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
-        "method": speed["method"].map(_name), "target": speed["target"].map(_x), "seed": speed["seed"],
+        "method": speed["method"].map(_name), "target": speed["point"].map(point_label), "seed": speed["seed"],
         "estimated (×)": speed["estimated_speedup"].map("{:.3f}".format),
         "measured (×) [95% CI]": [_ci(*r) for r in speed[["measured_speedup", "measured_speedup_lo",
                                                            "measured_speedup_hi"]].to_numpy()],
@@ -697,7 +752,7 @@ def _model_report(m: ModelResults, folder: Path, out: list[Path]) -> list[str]:
     perplexity["tokens"] = main["ppl_tokens_mean"].map(lambda v: "–" if math.isnan(v) else f"{v:.0f}")
     abl_spec = [acc, time, ("tunings", "num_tunings", "{:.1f}"), ("peak RSS (MB)", "peak_rss_mb", "{:.0f}")]
     ablation = _sort(aggregate(m.runs[m.runs["method"].isin(ABLATION)], [c for _, c, _ in abl_spec]),
-                     ("target", "method"))
+                     ("point", "method"))
     speed = _speedup_table(m.runs)
     tokens = _unique(pd.concat([m.dense, m.runs])["ppl_tokens"].dropna().astype(int))
     compared = tests.dropna(subset=["acc_mark"])
@@ -706,8 +761,8 @@ def _model_report(m: ModelResults, folder: Path, out: list[Path]) -> list[str]:
                           "Measured speedup: the per-round ratio of dense to pruned generation time over interleaved "
                           "rounds, its Hodges-Lehmann estimate (the median with `estimator: median`) [95% CI]; spread: the "
                           "CI's relative half-width (mean over seeds). Dense is timed against a second copy of "
-                          "itself (≈ 1 up to noise). " + VS_BEST) + prune_budget + eval_budget
-    ppl_cols = ["method", "target", "seeds", *(c for c in main if c.startswith(("wikitext2_ppl", "ppl_tokens")))]
+                          "itself (≈ 1 up to noise). " + VS_BEST) + _weights_note(m) + prune_budget + eval_budget
+    ppl_cols = ["method", "point", "seeds", *(c for c in main if c.startswith(("wikitext2_ppl", "ppl_tokens")))]
     ppl_lines = _section("Perplexity", perplexity, main[ppl_cols],
                          path("perplexity.csv"), out,
                          f"WikiText-2 test perplexity on {tokens} tokens per model (one seed: [95% CI], bootstrap "
@@ -739,7 +794,7 @@ def _model_report(m: ModelResults, folder: Path, out: list[Path]) -> list[str]:
                ("Pruning time vs accuracy (paper Fig. 6)", plot_time_accuracy(m, path("time_accuracy.png")),
                 prune_budget + eval_budget),
                *((f"Pruning pattern at {_x(t)} (paper Fig. 7)", plot_pattern(m, t, path(f"pattern_x{t:g}.png")), [])
-                 for t in sorted(m.runs["target"].unique())),
+                 for t in sorted(m.runs["target"].dropna().unique())),
                ("Estimated vs measured speedup", plot_speedup_estimate(m, path("speedup_estimate.png")), [])]
     lines += ["### Figures", ""]
     for caption, png, notes in figures:
@@ -750,7 +805,7 @@ def _model_report(m: ModelResults, folder: Path, out: list[Path]) -> list[str]:
 
 
 def _model_folder(metrics_file: Path) -> Path:
-    """results/<model> of results/<model>/metrics/(dense.json | <method>/seed<s>/x<t>.json)."""
+    """results/<model> of results/<model>/metrics/(dense.json | <method>/seed<s>/<point>.json)."""
     for parent in metrics_file.parents:
         if parent.name == "metrics":
             return parent.parent

@@ -108,14 +108,17 @@ def model_name(path: str) -> str:
 
 
 def run_name(stage: str, params: Mapping[str, Any]) -> str:
-    """``stage[/method[/xTARGET]][/seedN]``: prune/sprint/x1.4/seed0 (the largest target of the run),
-    evaluate/sprint/x1.2/seed0 (the pruning seed), evaluate/dense, calibrate/seed0, profile, report."""
+    """``stage[/method[/POINT]][/seedN]``: prune/sprint/x1.4/seed0 (the largest target of the run),
+    evaluate/sprint/x1.2/seed0 (the pruning seed), prune/wanda/2of4/seed0 (a weight setting), evaluate/dense,
+    calibrate/seed0, profile, report."""
     parts = [stage]
     method = params.get("method") or ("dense" if stage == "evaluate" else None)
     if method:
         parts.append(str(method))
     target = params.get("target_speedup")
-    if method and method != "dense" and target not in (None, ""):
+    if method and method != "dense" and params.get("point"):
+        parts.append(str(params["point"]))
+    elif method and method != "dense" and target not in (None, ""):
         values = target if isinstance(target, (list, tuple)) else str(target).split(",")
         with contextlib.suppress(ValueError):
             parts.append(f"x{max(float(v) for v in values):g}")
@@ -190,7 +193,7 @@ def stage_run(stage: str, params: Mapping[str, Any]) -> Iterator[StageRun]:
     import mlflow
 
     tags = {"sprint.stage": stage, "sprint.run_group": os.environ.get(GROUP_ENV) or "standalone"}
-    tags.update({f"sprint.{k}": _text(params[k]) for k in ("method", "seed", "target_speedup")
+    tags.update({f"sprint.{k}": _text(params[k]) for k in ("method", "seed", "target_speedup", "point")
                  if params.get(k) is not None})
     tags.update({f"sprint.{k}": v for k, v in provenance.flat().items()})
     if provenance.provenance()["git_commit"]:

@@ -146,6 +146,7 @@ def test_weight_methods_write_ordinary_2_4_checkpoints(setup, tmp_path):
         assert not (out / "modeling_sprint.py").exists()
         record = json.loads((out / "pruning.json").read_text())
         assert record["method"] == method and record["target_speedup"] is None and record["pattern"] == "2:4"
+        assert record["point"] == "2of4"
         assert record["sparsity"] == pytest.approx(0.5) and len(record["zeros"]) == 4 * 7
         net = AutoModelForCausalLM.from_pretrained(out)
         for name, w in net.state_dict().items():

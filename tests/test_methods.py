@@ -12,7 +12,7 @@ from sprint.errors import SprintError
 from sprint.tiny import tiny_model
 from sprint.cli import build_parser, prune_settings
 from sprint.latency import LatencyTable
-from sprint.methods import METHODS, REGISTRY, method
+from sprint.methods import METHODS, REGISTRY, method, point_label, point_name, weight_setting
 from sprint.prune import PruneConfig, build_pruner
 from sprint.layerwise import WeightPruner
 from sprint.pruner import Pruner
@@ -51,6 +51,19 @@ def test_weight_methods_take_a_sparsity_not_a_target():
         PruneConfig("sprint").validate()
     with pytest.raises(SprintError, match="sparsity"):
         PruneConfig("sparsegpt", sparsity=1.0).validate()
+
+
+def test_points_name_targets_and_weight_settings_both_ways():
+    """A point is what paths, metrics and the report call a pruned model: x1.2, or a weight setting."""
+    assert point_name(1.2) == "x1.2" and point_name(2) == "x2" and point_label("x1.2") == "1.2×"
+    for name, setting in (("2of4", {"pattern": "2:4", "sparsity": 0.5}), ("4of8", {"pattern": "4:8", "sparsity": 0.5}),
+                          ("u60", {"pattern": "unstructured", "sparsity": 0.6})):
+        assert weight_setting(name) == setting and point_name(**setting) == name
+        PruneConfig("wanda", **setting).validate()
+    assert point_label("2of4") == "2:4" and point_label("u60") == "60% unstr."
+    for bad in ("1of4", "3of4", "2:4", "u0", "u100", "x1.2", "half"):
+        with pytest.raises(ValueError, match="expected 2of4 or 4of8"):
+            weight_setting(bad)
 
 
 def test_the_cli_and_the_workflow_read_the_registry():

@@ -251,3 +251,41 @@ def test_measured_speedups_timed_together_fill_the_metrics(results: Path) -> Non
     _json(results / MODEL / "speedup.json", {"models": {"dense": dense, "results/x/sprint/seed0/x1.2": entry}})
     text = (write_report(results, results / "report.md"), (results / "report.md").read_text())[1]
     assert "1.234 [1.200, 1.250]" in text and "0.996 [0.980, 1.010]" in text
+
+
+def _weights_pruning(method: str, point: str, seed: int) -> dict:
+    """pruning.json of a weights method (sprint.prune.weights_record): no target, no estimate, nothing removed."""
+    pattern = {"2of4": "2:4", "u50": "unstructured"}[point]
+    return {"method": method, "model": MODEL, "target_speedup": None, "point": point, "estimated_speedup": None,
+            "sparsity": 0.5, "pattern": pattern, "wall_time_s": 20.0 if method == "wanda" else 60.0,
+            "num_tunings": 0, "peak_rss_mb": 800.0, "num_layers": 4,
+            "params": {"seed": seed, "sparsity": 0.5, "pattern": pattern, "calibration_n": 16,
+                       "calibration_seq_len": 128}, "zeros": {}, "removed": []}
+
+
+def test_weight_settings_are_points_of_their_own(results: Path) -> None:
+    """Wanda / SparseGPT at 2:4 and 50% unstructured: rows named by their setting, compared with each other at it,
+    timed (≈1× here) but absent from the estimate table, and no pruning-pattern figure of theirs."""
+    m = results / MODEL
+    for method, acc in (("wanda", 0.5), ("sparsegpt", 0.56)):
+        for point in ("2of4", "u50"):
+            _json(m / "pruned" / method / "seed0" / point / "pruning.json", _weights_pruning(method, point, 0))
+            _json(m / "metrics" / method / "seed0" / f"{point}.json",
+                  {**_metrics(method, None, 0, acc + (point == "u50") * 0.04, 0.99), "point": point,
+                   "estimated_speedup": None, "prune_seed": 0})
+    written = write_report(results, results / "report.md")
+    text = written[-1].read_text()
+    assert "targets: 1.2×, 1.5×; weight settings: 2:4, 50% unstr.; seeds" in text
+    main = _section(text, "Main results")
+    assert "| method | target / setting | seeds |" in main
+    assert "| Wanda | 2:4 | 1 | 0.990 [0.980, 1.000] | ±1.0% | – |" in main
+    assert main.index("| SparseGPT | 2:4 |") < main.index("| SparseGPT | 50% unstr. |")
+    assert main.index("| SPRINT | 1.5× |") < main.index("| Wanda | 2:4 |")  # sublayer methods first, as before
+    paired = _section(text, "Paired comparisons with the best method")
+    assert "| 2:4 | 0 | SparseGPT | 56.00 | +0.00 [+0.00, +0.00] | best |" in paired
+    assert "| 2:4 | 0 | Wanda | 50.00 | -6.00 [" in paired
+    assert "| 50% unstr. | 0 | Wanda | 54.00 |" in paired
+    assert "Wanda" not in _section(text, "Estimated vs measured speedup")
+    assert "metrics of" not in text and "pruning.json of" not in text  # every record paired with its metrics
+    names = {p.name for p in written}
+    assert f"{MODEL}_time_accuracy.png" in names and not any("pattern_2of4" in n or "nan" in n for n in names)
