@@ -21,7 +21,8 @@ PACKAGE = Path(__file__).resolve().parent
 # Pipeline stage (Snakemake rule / DVC stage name) -> the `sprint` command it runs (a function in commands.py).
 STAGE_COMMANDS = {
     "datasets": "datasets", "model": "embedded_model", "calibrate": "calibrate", "profile": "profile", "prune": "prune",
-    "evaluate": "evaluate", "evaluate_dense": "evaluate", "speedup": "speedup", "report": "report",
+    "prune_weights": "prune", "evaluate": "evaluate", "evaluate_dense": "evaluate", "speedup": "speedup",
+    "report": "report",
 }
 ENTRY = ("__init__", "cli", "commands")
 # Methods of sprint.methods.Method that import a pruner module by name: a module calling them runs the pruners.

@@ -117,10 +117,20 @@ def write_config(work: Path, mutate) -> Path:
 def expected_counts(cfg: dict) -> dict[str, int]:
     m, s = len(cfg["base"]["models"]), len(cfg["base"]["seeds"])
     me, t = len(cfg["prune"]["methods"]), len(cfg["prune"]["target_speedups"])
+    weights = cfg["prune"].get("weights") or {}
+    w = len(weights.get("methods", [])) * len(weights.get("settings", []))  # (weights method, setting) pairs
     together = cfg["latency"].get("speedups", "apart") == "together"
     return {"datasets": 1, "model": m, "calibrate": m * s, "profile": m, "prune": m * me * s,
-            "evaluate": m * me * s * t, "evaluate_dense": m, **({"speedup": m} if together else {}), "report": 1,
-            "all": 1}
+            **({"prune_weights": m * w * s} if w else {}), "evaluate": m * (me * t + w) * s, "evaluate_dense": m,
+            **({"speedup": m} if together else {}), "report": 1, "all": 1}
+
+
+def with_weights(work: Path, methods=("wanda", "sparsegpt"), settings=("2of4", "u50")) -> dict:
+    """The default params.yaml of ``work`` with weights methods switched on; returns it."""
+    cfg = yaml.safe_load((work / "params.yaml").read_text())
+    cfg["prune"]["weights"] = {"methods": list(methods), "settings": list(settings)}
+    (work / "params.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return cfg
 
 
 # ----------------------------------------------------------------------------------------------- fast
@@ -134,6 +144,7 @@ def test_speedups_timed_together_or_apart(tmp_path):
     for mode in ("apart", "together"):
         cfg = yaml.safe_load((REPO / "params.yaml").read_text())
         cfg["latency"]["speedups"] = mode
+        cfg["prune"]["weights"] = {"methods": ["wanda"], "settings": ["2of4"]}
         (work / "params.yaml").write_text(yaml.safe_dump(cfg))
         jobs = planned_jobs(snakemake("-n", "-p", cwd=work, check=True).stdout)
         evaluate = [j for j in jobs if j["rule"].startswith("evaluate")]
@@ -144,6 +155,7 @@ def test_speedups_timed_together_or_apart(tmp_path):
             ckpts = {f"results/{m}/pruned/{meth}/seed{s}/x{t}" for m in cfg["base"]["models"]
                      for meth in cfg["prune"]["methods"] for s in cfg["base"]["seeds"]
                      for t in cfg["prune"]["target_speedups"]}
+            ckpts |= {f"results/{m}/pruned/wanda/seed{s}/2of4" for m in cfg["base"]["models"] for s in cfg["base"]["seeds"]}
             assert all(c in speedup[0]["shell"] for c in ckpts) and "--estimator hodges-lehmann" in speedup[0]["shell"]
 
 
@@ -173,6 +185,32 @@ def test_dry_run_of_the_default_lists_every_job(tmp_path):
 
 
 @needs_mirror
+def test_weights_methods_run_once_per_setting_and_are_evaluated_like_the_others(tmp_path):
+    """prune.weights: one prune_weights job per (model, method, seed, setting), at the setting's pattern and sparsity
+    and without the latency table; its checkpoint is evaluated and timed like a sublayer method's, and reported."""
+    work = make_workdir(tmp_path / "w")
+    cfg = with_weights(work)
+    out = snakemake("-n", "-p", cwd=work, check=True).stdout
+    assert job_stats(out) == expected_counts(cfg)
+    jobs = planned_jobs(out)
+    weights = {j["output"][0]: j for j in jobs if j["rule"] == "prune_weights"}
+    model, seed = next(iter(cfg["base"]["models"])), cfg["base"]["seeds"][0]
+    assert set(weights) == {f"results/{model}/pruned/{m}/seed{seed}/{s}" for m in ("wanda", "sparsegpt")
+                            for s in ("2of4", "u50")}
+    two_four = weights[f"results/{model}/pruned/wanda/seed{seed}/2of4"]["shell"]
+    assert "--method wanda" in two_four and "--pattern 2:4 --sparsity 0.5" in two_four
+    assert "--pattern unstructured --sparsity 0.5" in weights[f"results/{model}/pruned/sparsegpt/seed{seed}/u50"]["shell"]
+    assert not any("--latency" in j["shell"] or "--target-speedup" in j["shell"] for j in weights.values())
+    evaluate = {j["output"][0]: j for j in jobs if j["rule"] == "evaluate"}
+    wanda = evaluate[f"results/{model}/metrics/wanda/seed{seed}/2of4.json"]
+    assert f"--model results/{model}/pruned/wanda/seed{seed}/2of4 " in wanda["shell"] and "--latency" in wanda["shell"]
+    sprint = evaluate[f"results/{model}/metrics/sprint/seed{seed}/x1.2.json"]
+    assert f"--model results/{model}/pruned/sprint/seed{seed}/x1.2 " in sprint["shell"]
+    report = next(j for j in jobs if j["rule"] == "report")
+    assert f"results/{model}/metrics/sparsegpt/seed{seed}/u50.json" in report["shell"]
+
+
+@needs_mirror
 @pytest.mark.parametrize(("mutate", "key"), [
     (lambda c: c["prune"].__setitem__("methods", ["sprint", "magic"]), "prune.methods"),
     (lambda c: c["prune"].__setitem__("target_speedups", [1.0, 1.4]), "prune.target_speedups"),
@@ -181,9 +219,15 @@ def test_dry_run_of_the_default_lists_every_job(tmp_path):
     (lambda c: c["latency"].__setitem__("fraction", 1.5), "latency.fraction"),
     (lambda c: c["base"]["models"].__setitem__("bad/name", "embedded"), "base.models"),
     (lambda c: c.__setitem__("evalute", {}), "evalute"),
-    (lambda c: c["prune"].__setitem__("methods", ["sprint", "wanda"]), "prune.methods"),
+    (lambda c: c["prune"].__setitem__("methods", ["sprint", "wanda"]), "list them under prune.weights.methods"),
+    (lambda c: c["prune"].__setitem__("weights", {"methods": ["sleb"], "settings": ["2of4"]}),
+     "list them under prune.methods"),
+    (lambda c: c["prune"].__setitem__("weights", {"methods": ["wanda"], "settings": ["3of4"]}),
+     "prune.weights.settings: weight setting '3of4'"),
+    (lambda c: c["prune"].__setitem__("weights", {"methods": ["wanda"], "settings": ["2:4"]}),
+     "prune.weights.settings"),
 ], ids=["unknown-method", "speedup-1", "negative-n", "limit-0", "fraction", "model-name", "typo-section",
-        "weights-method-not-run-yet"])
+        "weights-method-as-sublayer", "sublayer-method-as-weights", "unknown-pattern", "setting-with-colon"])
 def test_schema_errors_name_the_key(tmp_path, mutate, key):
     work = make_workdir(tmp_path / "w")
     proc = snakemake("-n", "--configfile", str(write_config(work, mutate)), cwd=work)
@@ -289,6 +333,7 @@ def _dvc_stages(work: Path) -> list[dict]:
 @needs_mirror
 def test_dvc_stages_run_exactly_the_snakemake_jobs(tmp_path):
     work = make_workdir(tmp_path / "w")
+    with_weights(work, ["wanda"], ["2of4"])
     run(["git", "init", "-q"], work, check=True)
     run([sys.executable, "-m", "dvc", "init", "-q"], work, check=True)
     jobs = [j for j in planned_jobs(snakemake("-n", "-p", cwd=work, check=True).stdout) if j["rule"] != "all"]
@@ -542,7 +587,8 @@ def test_stages_depend_on_the_library_code_they_run(tmp_path):
     work = make_workdir(tmp_path / "w")
     run(["git", "init", "-q"], work, check=True)
     run([sys.executable, "-m", "dvc", "init", "-q"], work, check=True)
-    stage_rule = {"evaluate-dense": "evaluate_dense"}
+    with_weights(work, ["wanda"], ["2of4"])
+    stage_rule = {"evaluate-dense": "evaluate_dense", "prune-weights": "prune_weights", "evaluate-weights": "evaluate"}
     for st in _dvc_stages(work):
         base = st["name"].split("@")[0]
         code = {d for d in st["deps"] if d.startswith("sprint/")}

@@ -14,24 +14,59 @@ from snakemake.exceptions import WorkflowError
 from sprint.codedeps import stage_files
 from sprint.data import check_source
 from sprint.errors import SprintError
-from sprint.methods import METHODS as ALL_METHODS, REGISTRY  # the registry of methods
+from sprint.methods import METHODS as ALL_METHODS, REGISTRY, weight_setting  # the registry of methods
 from sprint.tracking import close_pipeline_run, open_pipeline_run  # the Snakefile's onstart / onsuccess
 
 BASEDIR = Path(workflow.basedir)
 BASE, PRUNE, EVALUATE = config["base"], config["prune"], config["evaluate"]
-_unknown = [m for m in PRUNE["methods"] if m not in ALL_METHODS]
-if _unknown:
-    raise WorkflowError(f"invalid configuration at prune.methods: {', '.join(map(repr, _unknown))} is not a method of "
-                        f"the registry (sprint.methods): expected some of {', '.join(ALL_METHODS)}")
-_one_shot = [m for m in PRUNE["methods"] if REGISTRY[m].kind != "sublayer"]
-if _one_shot:
-    raise WorkflowError(f"invalid configuration at prune.methods: {', '.join(_one_shot)} prune weights at a sparsity, "
-                        "with no target speedup, and the pipeline does not run them yet: use `sprint prune --method "
-                        f"{_one_shot[0]} --pattern 2:4 ...` and `sprint evaluate --latency ...` by hand")
+WEIGHTS = PRUNE.get("weights") or {"methods": [], "settings": []}
+
+
+def _check_methods(key: str, names: list, kind: str, other: str) -> None:
+    """Every name of ``key`` is a registry method of ``kind``; one of the other kind belongs under ``other``."""
+    unknown = [m for m in names if m not in ALL_METHODS]
+    if unknown:
+        raise WorkflowError(f"invalid configuration at {key}: {', '.join(map(repr, unknown))} is not a method of the "
+                            f"registry (sprint.methods): expected some of {', '.join(ALL_METHODS)}")
+    misplaced = [m for m in names if REGISTRY[m].kind != kind]
+    if misplaced:
+        does = {"weights": "zero weights at a sparsity, with no target speedup",
+                "sublayer": "remove sublayers until a target speedup"}[REGISTRY[misplaced[0]].kind]
+        raise WorkflowError(f"invalid configuration at {key}: {', '.join(misplaced)} {does}: list them under {other}")
+
+
+_check_methods("prune.methods", PRUNE["methods"], "sublayer", "prune.weights.methods (at prune.weights.settings)")
+_check_methods("prune.weights.methods", WEIGHTS["methods"], "weights", "prune.methods (at prune.target_speedups)")
+for _setting in WEIGHTS["settings"]:
+    try:
+        weight_setting(_setting)
+    except ValueError as err:
+        raise WorkflowError(f"invalid configuration at prune.weights.settings: {err}") from None
 SEEDS = [int(s) for s in BASE["seeds"]]
 METHODS = list(PRUNE["methods"])
+WEIGHT_METHODS = list(WEIGHTS["methods"])
 # Targets keep their spelling in params.yaml (1.2 -> x1.2, 2 -> x2): DVC's ${item} renders them the same way.
 TARGET_NAMES = [str(t) for t in sorted(PRUNE["target_speedups"], key=float)]
+SETTINGS = list(WEIGHTS["settings"]) if WEIGHT_METHODS else []
+# Every pruned model as (method, point): x{target} of the sublayer methods, the settings of the weights methods.
+POINTS = [(m, f"x{t}") for m in METHODS for t in TARGET_NAMES] + [(m, s) for m in WEIGHT_METHODS for s in SETTINGS]
+
+
+def methods_regex(kind: str) -> str:
+    """The method wildcard of the rules that run methods of ``kind`` (every registry method of that kind)."""
+    return "|".join(re.escape(name) for name, m in REGISTRY.items() if m.kind == kind)
+
+
+def pruned_dir(model: str, method: str, seed, point: str) -> str:
+    """The checkpoint of one pruned model (sublayer methods write every target's under one job's folder)."""
+    return f"results/{model}/pruned/{method}/seed{seed}/{point}"
+
+
+def prune_job_output(model: str, method: str, seed, point: str) -> str:
+    """What the job that writes this checkpoint declares as its output."""
+    if REGISTRY[method].kind == "sublayer":
+        return f"results/{model}/pruned/{method}/seed{seed}"
+    return pruned_dir(model, method, seed, point)
 SPEEDUPS = config["latency"].get("speedups", "apart")
 
 # `sprint` from the environment that runs Snakemake, even when that environment is not activated.
@@ -52,7 +87,8 @@ wildcard_constraints:
     model=r"[A-Za-z0-9][A-Za-z0-9_-]*",
     method="|".join(re.escape(m) for m in ALL_METHODS),
     seed=r"[0-9]+",
-    target=r"[0-9]+(\.[0-9]+)?",
+    point=r"x[0-9]+(\.[0-9]+)?|[1-9][0-9]*of[1-9][0-9]*|u[1-9][0-9]?",
+    setting=r"[1-9][0-9]*of[1-9][0-9]*|u[1-9][0-9]?",
 
 
 # ----------------------------------------------------------------------------------------------- models

@@ -3,7 +3,8 @@
 # against the dense model in interleaved rounds (the latency protocol, at the latency table's prompt / generation
 # lengths), and the dense model against a second copy of itself, a check of the protocol on every run.  With
 # latency.speedups: together the speedup rule times them all in one job instead (speedup.smk).
-# -> results/{model}/metrics/dense.json, results/{model}/metrics/{method}/seed{seed}/x{target}.json
+# -> results/{model}/metrics/dense.json, results/{model}/metrics/{method}/seed{seed}/{point}.json (point: x{target}
+# of a sublayer method, the setting of a weights method)
 # The task subsets use evaluate.seed, the same for every model, method and pruning seed.
 
 
@@ -57,13 +58,13 @@ rule evaluate:
     input:
         unpack(timed_apart),
         code=stage_files("evaluate"),
-        pruned="results/{model}/pruned/{method}/seed{seed}",
+        pruned=lambda wc: prune_job_output(wc.model, wc.method, wc.seed, wc.point),
         model=model_dir("{model}"),
         datasets=DATASETS,
     output:
-        "results/{model}/metrics/{method}/seed{seed}/x{target}.json",
+        "results/{model}/metrics/{method}/seed{seed}/{point}.json",
     params:
-        checkpoint=lambda wc, input: f"{input.pruned}/x{wc.target}",
+        checkpoint=lambda wc: pruned_dir(wc.model, wc.method, wc.seed, wc.point),
         dense=lambda wc: model_arg(wc.model),
         device=lambda wc: MODELS[wc.model]["device"],
         dtype=lambda wc: MODELS[wc.model]["dtype"],
@@ -74,9 +75,9 @@ rule evaluate:
     resources:
         gpu=model_gpus,
     log:
-        "results/logs/evaluate/{model}/{method}/seed{seed}/x{target}.log",
+        "results/logs/evaluate/{model}/{method}/seed{seed}/{point}.log",
     benchmark:
-        "results/benchmarks/evaluate/{model}/{method}/seed{seed}/x{target}.tsv"
+        "results/benchmarks/evaluate/{model}/{method}/seed{seed}/{point}.tsv"
     shell:
         "{params.env} sprint evaluate --model {params.checkpoint:q} --device {params.device} --dtype {params.dtype}"
         " {params.opts} {params.latency} --dense-model {params.dense:q} --output {output:q}"

@@ -1,6 +1,9 @@
-# Stage 4, pruning: one job per (model, method, seed) prunes once to the largest target speedup and saves a
-# checkpoint at every target on the way (the greedy removal order does not depend on the target)
-# -> results/{model}/pruned/{method}/seed{seed}/x{target}/ (each with pruning.json)
+# Stage 4, pruning.  Sublayer methods (prune.methods): one job per (model, method, seed) prunes once to the largest
+# target speedup and saves a checkpoint at every target on the way (the greedy removal order does not depend on the
+# target) -> results/{model}/pruned/{method}/seed{seed}/x{target}/.  Weights methods (prune.weights.methods): one
+# job per (model, method, seed, setting) zeroes weights at the setting's pattern and sparsity, with no latency
+# table (their speed is measured by evaluate) -> results/{model}/pruned/{method}/seed{seed}/{setting}/.
+# Every checkpoint folder holds its pruning.json.
 
 
 def prune_outputs(wildcards, output) -> str:
@@ -15,6 +18,8 @@ rule prune:
         latency="results/{model}/latency.json",
     output:
         directory("results/{model}/pruned/{method}/seed{seed}"),
+    wildcard_constraints:
+        method=methods_regex("sublayer"),
     params:
         model=model_opts,
         targets=" ".join(TARGET_NAMES),
@@ -41,3 +46,29 @@ rule prune:
         " --reference {params.reference} --distance {params.distance} --batch-size {params.batch_size}"
         " {params.ppl_windows}"
         " --output {params.outputs} > {log:q} 2>&1"
+
+
+rule prune_weights:
+    input:
+        code=stage_files("prune_weights"),
+        model=model_dir("{model}"),
+        calibration="data/calibration/{model}/seed{seed}.pt",
+    output:
+        directory("results/{model}/pruned/{method}/seed{seed}/{setting}"),
+    wildcard_constraints:
+        method=methods_regex("weights"),
+    params:
+        model=model_opts,
+        setting=lambda wc: " ".join(f"--{k} {v}" for k, v in weight_setting(wc.setting).items()),
+        batch_size=PRUNE["batch_size"],
+        env=lambda wc: model_tag(wc.model),
+    threads: ALL_CORES
+    resources:
+        gpu=model_gpus,
+    log:
+        "results/logs/prune/{model}/{method}/seed{seed}/{setting}.log",
+    benchmark:
+        "results/benchmarks/prune/{model}/{method}/seed{seed}/{setting}.tsv"
+    shell:
+        "{params.env} sprint prune {params.model} --calibration {input.calibration:q} --method {wildcards.method}"
+        " --seed {wildcards.seed} {params.setting} --batch-size {params.batch_size} --output {output:q} > {log:q} 2>&1"

@@ -5,8 +5,7 @@
 
 def all_metrics() -> list:
     dense = [f"results/{m}/metrics/dense.json" for m in MODELS]
-    pruned = [f"results/{m}/metrics/{meth}/seed{s}/x{t}.json"
-              for m in MODELS for meth in METHODS for s in SEEDS for t in TARGET_NAMES]
+    pruned = [f"results/{m}/metrics/{meth}/seed{s}/{point}.json" for m in MODELS for meth, point in POINTS for s in SEEDS]
     return dense + pruned
 
 
@@ -15,7 +14,7 @@ rule report:
         code=stage_files("report"),
         metrics=all_metrics(),
         speedups=[f"results/{m}/speedup.json" for m in MODELS] if SPEEDUPS == "together" else [],
-        pruned=[f"results/{m}/pruned/{meth}/seed{s}" for m in MODELS for meth in METHODS for s in SEEDS],
+        pruned=sorted({prune_job_output(m, meth, s, point) for m in MODELS for meth, point in POINTS for s in SEEDS}),
     output:
         md="results/report.md",
         folder=directory("results/report"),

@@ -6,13 +6,13 @@
 
 
 def checkpoints(model: str) -> list:
-    return [f"results/{model}/pruned/{meth}/seed{s}/x{t}" for meth in METHODS for s in SEEDS for t in TARGET_NAMES]
+    return [pruned_dir(model, meth, s, point) for meth, point in POINTS for s in SEEDS]
 
 
 rule speedup:
     input:
         code=stage_files("speedup"),
-        pruned=lambda wc: [f"results/{wc.model}/pruned/{meth}/seed{s}" for meth in METHODS for s in SEEDS],
+        pruned=lambda wc: sorted({prune_job_output(wc.model, meth, s, point) for meth, point in POINTS for s in SEEDS}),
         model=model_dir("{model}"),
         latency="results/{model}/latency.json",
     output:
