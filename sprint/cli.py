@@ -110,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_protocol_args(p, Protocol())
     p.add_argument("--fraction", type=float, default=0.25, help="share of MHA / MLP sublayers removed when timing")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--table", default=None, help="measure nothing: check this latency JSON (profiled before, or "
+                   "hand-written) against the model and write it to --output, noting where it came from")
     p.add_argument("--output", required=True)
 
     p = sub.add_parser("prune", help="prune sublayers until the estimated speedup reaches the target (or weights, at "

@@ -47,6 +47,17 @@ def profile(args: argparse.Namespace) -> None:
     from sprint.models import load_model
     from sprint.tracking import stage_run
 
+    if args.table:
+        from sprint.latency import given_table
+        from sprint.models import load_config
+
+        with stage_run("profile", {"model": args.model, "table": args.table}) as run:
+            table = given_table(args.table, load_config(args.model).num_hidden_layers)
+            save_latency(table, args.output)
+            run.log_metrics({"dense_s": table.dense_s, "t_attn_s": table.t_attn_s, "t_mlp_s": table.t_mlp_s})
+            run.log_artifact(args.output)
+        log.info("latency table %s (given, not measured) -> %s", args.table, args.output)
+        return
     protocol = Protocol(prompt_len=args.prompt_len, gen_len=args.gen_len, seed=args.seed, **protocol_settings(args))
     protocol.validate()
     params = {"model": args.model, "fraction": args.fraction, **protocol.to_dict()}

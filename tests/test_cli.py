@@ -159,3 +159,18 @@ def test_weight_methods_write_ordinary_2_4_checkpoints(setup, tmp_path):
     refused = sprint("prune", "--model", model, "--calibration", calib, "--method", "wanda", "--target-speedup", 1.2,
                      "--output", tmp_path / "no", check=False)
     assert refused.returncode == 2 and "takes no target speedup" in refused.stderr
+
+
+def test_a_given_latency_table_is_checked_and_copied_not_measured(setup, tmp_path):
+    """`sprint profile --table`: the copy says where it came from; a table that cannot be true for the model fails
+    in one line and writes nothing."""
+    model, _, latency = setup
+    out = tmp_path / "copy.json"
+    sprint("profile", "--model", model, "--table", latency, "--output", out)
+    copy = json.loads(out.read_text())
+    assert copy["dense_s"] == 1.0 and copy["t_attn_s"] == 0.05 and copy["given"]["path"] == str(latency)
+    assert len(copy["given"]["sha256"]) == 64
+    latency.write_text(json.dumps({"dense_s": 1.0, "t_attn_s": 0.1, "t_mlp_s": 0.2}))  # 4 x 0.3 s > 1 s
+    bad = sprint("profile", "--model", model, "--table", latency, "--output", tmp_path / "bad.json", check=False)
+    assert bad.returncode != 0 and "cannot be true" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "bad.json").exists()

@@ -92,7 +92,7 @@ def job_stats(output: str) -> dict[str, int]:
 
 
 def planned_jobs(output: str) -> list[dict]:
-    """Jobs of a dry run (-n): rule, outputs, benchmark and shell command."""
+    """Jobs of a dry run (-n): rule, inputs, outputs, benchmark and shell command."""
     jobs = []
     for block in re.split(r"\n(?=(?:local)?rule [\w-]+:\n)", "\n" + output):
         m = re.match(r"(?:local)?rule ([\w-]+):\n", block)
@@ -102,6 +102,7 @@ def planned_jobs(output: str) -> list[dict]:
         shell = re.search(r"^Shell command: (.*)$", block, flags=re.M)
         jobs.append({"rule": m.group(1), "output": fields.get("output", "").split(", ") if "output" in fields else [],
                      "benchmark": fields.get("benchmark"), "resources": fields.get("resources", ""),
+                     "input": fields.get("input", "").split(", ") if "input" in fields else [],
                      "shell": shell.group(1) if shell else ""})
     return jobs
 
@@ -208,6 +209,34 @@ def test_weights_methods_run_once_per_setting_and_are_evaluated_like_the_others(
     assert f"--model results/{model}/pruned/sprint/seed{seed}/x1.2 " in sprint["shell"]
     report = next(j for j in jobs if j["rule"] == "report")
     assert f"results/{model}/metrics/sparsegpt/seed{seed}/u50.json" in report["shell"]
+
+
+@needs_mirror
+def test_models_may_carry_their_own_calibration_latency_lengths_or_table(tmp_path):
+    """Per-model settings of base.models (the controlled comparisons of a study): calibration sizes, the profile's
+    prompt / generation lengths, or a given latency table copied instead of profiled."""
+    work = make_workdir(tmp_path / "w")
+    (work / "tables").mkdir()
+    (work / "tables/given.json").write_text(json.dumps({"dense_s": 1.0, "t_attn_s": 0.01, "t_mlp_s": 0.02}))
+    cfg = yaml.safe_load((work / "params.yaml").read_text())
+    cfg["base"]["models"] = {"plain": "embedded", "more-tokens": {"source": "embedded", "calibration": {"n": 96}},
+                             "long": {"source": "embedded", "latency": {"prompt_len": 1024, "gen_len": 512}},
+                             "given": {"source": "embedded", "latency_table": "tables/given.json"}}
+    (work / "params.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    jobs = planned_jobs(snakemake("-n", "-p", cwd=work, check=True).stdout)
+    calibrate = {j["output"][0].split("/")[2]: j["shell"] for j in jobs if j["rule"] == "calibrate"}
+    assert "--n 96 --seq-len 256" in calibrate["more-tokens"] and "--n 24 --seq-len 256" in calibrate["plain"]
+    profile = {j["output"][0].split("/")[1]: j for j in jobs if j["rule"] == "profile"}
+    assert "--prompt-len 1024 --gen-len 512" in profile["long"]["shell"]
+    assert "--prompt-len 64 --gen-len 16" in profile["plain"]["shell"]
+    assert "--table tables/given.json" in profile["given"]["shell"] and "--prompt-len" not in profile["given"]["shell"]
+    assert "tables/given.json" in profile["given"]["input"]
+    cfg["base"]["models"]["given"]["latency_table"] = "tables/missing.json"
+    (work / "params.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    out = snakemake("-n", cwd=work)
+    assert out.returncode != 0
+    assert "invalid configuration at base.models.given.latency_table: tables/missing.json is not a file" in (
+        out.stdout + out.stderr)
 
 
 @needs_mirror

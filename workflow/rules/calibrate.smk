@@ -1,5 +1,5 @@
-# Stage 2, calibration: n seeded random windows of seq_len tokens per (model, seed)
-# -> data/calibration/{model}/seed{seed}.pt (+ .pt.json with the source and sizes)
+# Stage 2, calibration: n seeded random windows of seq_len tokens per (model, seed) (calibration:, or the model's
+# own calibration: in base.models) -> data/calibration/{model}/seed{seed}.pt (+ .pt.json with the source and sizes)
 
 
 rule calibrate:
@@ -14,8 +14,8 @@ rule calibrate:
     params:
         model=lambda wc: model_arg(wc.model),
         source=config["calibration"]["source"],
-        n=config["calibration"]["n"],
-        seq_len=config["calibration"]["seq_len"],
+        n=lambda wc: MODELS[wc.model]["calibration"]["n"],
+        seq_len=lambda wc: MODELS[wc.model]["calibration"]["seq_len"],
         mirror=MIRROR_OPT,
         env=lambda wc: model_tag(wc.model),
     log:

@@ -121,8 +121,21 @@ def _model_table() -> dict:
             "dtype": entry.get("dtype", BASE["dtype"]),
             "gpus": int(entry.get("gpus", 0 if device == "cpu" else 1)),
             "tune_ratio": entry.get("tune_ratio", PRUNE["tune_ratio"]),
+            "calibration": {**config["calibration"], **entry.get("calibration", {})},
+            "latency": {**config["latency"], **entry.get("latency", {})},
+            "latency_table": _given_table(name, entry.get("latency_table")),
         }
     return table
+
+
+def _given_table(model: str, path: str | None) -> str | None:
+    """base.models.{model}.latency_table as a path relative to the Snakefile's folder (None: profile it)."""
+    if path is None:
+        return None
+    full = Path(path).expanduser()
+    if not (full if full.is_absolute() else BASEDIR / full).is_file():
+        raise WorkflowError(f"invalid configuration at base.models.{model}.latency_table: {path} is not a file")
+    return str(full)
 
 
 MODELS = _model_table()
