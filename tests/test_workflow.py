@@ -635,3 +635,20 @@ def test_stages_depend_on_the_library_code_they_run(tmp_path):
         assert files == (set(stage_files(rule)) if rule != "all" else set()), rule
     assert "sprint/tuning.py" in stage_files("prune") and "sprint/tuning.py" not in stage_files("report")
     assert "sprint/report.py" not in stage_files("prune") and "sprint/data.py" in stage_files("evaluate")
+
+
+@needs_mirror
+def test_the_study_configuration_plans(tmp_path):
+    """workflow/config/cpu-study.yaml passes the schema and plans its three model entries (the study measures their
+    latency tables first, so they are left out here)."""
+    work = make_workdir(tmp_path / "w")
+    cfg = yaml.safe_load((REPO / "workflow/config/cpu-study.yaml").read_text())
+    for entry in cfg["base"]["models"].values():
+        entry.pop("latency_table")
+    path = work / "study.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    jobs = planned_jobs(snakemake("-n", "-p", "--configfile", str(path), cwd=work, check=True).stdout)
+    assert {j["output"][0] for j in jobs if j["rule"] == "profile"} == {
+        f"results/{m}/latency.json" for m in ("smollm2-135m", "smollm2-135m-long", "smollm2-135m-cal4x")}
+    calibrate = [j for j in jobs if j["rule"] == "calibrate" and "cal4x" in j["output"][0]]
+    assert calibrate and all("--n 96 " in j["shell"] for j in calibrate)

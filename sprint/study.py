@@ -1,0 +1,292 @@
+"""A study: many pipeline cells run one after another for hours, each committed as it finishes, so that it survives
+the end of a session and a move to a fresh machine.
+
+A study file (YAML) names a pipeline configuration, an output folder in the repository and the cells, in the order
+they run::
+
+    config: workflow/config/cpu-study.yaml    # a complete pipeline configuration (snakemake --configfile)
+    output: docs/results/smollm2-cpu          # committed: latency tables, metrics, pruning records, stage times
+    cells:                                    # each line: model x methods x seeds x points
+      - {model: smollm2-135m, methods: [dense]}
+      - {model: smollm2-135m, methods: [sprint, shortgpt], seeds: [0], points: [x1.2]}
+      - {model: smollm2-135m, methods: [sprint, strongest-baseline], seeds: [1, 2], points: [x1.2]}
+
+A cell is one metrics file of the pipeline (``results/{model}/metrics/{method}/seed{seed}/{point}.json``), and
+``snakemake --configfile CONFIG <that file>`` makes it with whatever it needs (model, calibration, pruning).
+``strongest-baseline`` is the sublayer baseline with the best mean accuracy (then perplexity) at that point and
+seed 0 among the cells already done.
+
+Latency tables are measured once: every model whose ``latency_table`` lies under the output folder and does not
+exist yet is profiled first (with the configuration minus that key), and the table is committed; from then on the
+pipeline copies it (``sprint profile --table``), so that a fresh machine prunes with the same table: a new profile
+on a noisy VM can change what SPRINT removes first.
+
+After each cell its small files are copied under ``output/results/{model}/`` (the layout ``sprint report`` reads)
+and committed with ``git commit -- output``, which leaves any other staged or modified file alone.  A cell whose
+metrics file is already there is skipped: rerunning the study resumes it, on any machine with the repository.
+
+    python -m sprint.study plan workflow/study/smollm2-cpu.yaml    # the cells, done or to do
+    python -m sprint.study run workflow/study/smollm2-cpu.yaml     # run what is left (resumes), committing
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sprint.errors import SprintError
+from sprint.methods import REGISTRY
+
+log = logging.getLogger("sprint")
+STRONGEST = "strongest-baseline"
+BASELINES = ("shortgpt", "sleb", "blockpruner")
+
+
+@dataclass(frozen=True)
+class Cell:
+    model: str
+    method: str
+    seed: int = 0
+    point: str = "x1"
+
+    @property
+    def metrics(self) -> str:
+        """The pipeline's metrics file of this cell (relative to the repository)."""
+        if self.method == "dense":
+            return f"results/{self.model}/metrics/dense.json"
+        return f"results/{self.model}/metrics/{self.method}/seed{self.seed}/{self.point}.json"
+
+    @property
+    def pruned(self) -> str | None:
+        return None if self.method == "dense" else f"results/{self.model}/pruned/{self.method}/seed{self.seed}/{self.point}"
+
+    def __str__(self) -> str:
+        return self.model + ("/dense" if self.method == "dense" else f"/{self.method}/seed{self.seed}/{self.point}")
+
+
+@dataclass
+class Study:
+    path: Path
+    root: Path  # the repository: the pipeline runs here, and output lies in it
+    config_path: Path
+    config: dict[str, Any]
+    output: Path
+    lines: list[dict[str, Any]]
+
+    def done(self, cell: Cell) -> bool:
+        return (self.output / cell.metrics).is_file()
+
+    def tables(self) -> dict[str, Path]:
+        """model -> its latency_table, for the tables this study measures itself (under the output folder; a table
+        that several models share is measured on the first)."""
+        out: dict[str, Path] = {}
+        for name, entry in self.config["base"]["models"].items():
+            table = entry.get("latency_table") if isinstance(entry, dict) else None
+            path = (self.root / table).resolve() if table else None
+            if path and path.is_relative_to(self.output.resolve()) and path not in out.values():
+                out[name] = path
+        return out
+
+    def cells(self, resolve: bool = True) -> list[Cell]:
+        """Every cell in order; ``strongest-baseline`` resolved from the cells done (left as is when it cannot be
+        yet, or with ``resolve=False``)."""
+        out: list[Cell] = []
+        for line in self.lines:
+            for method in line["methods"]:
+                if method == "dense":
+                    out.append(Cell(line["model"], "dense"))
+                    continue
+                for seed in line.get("seeds", [0]):
+                    for point in line["points"]:
+                        name = self.strongest(line["model"], point) if method == STRONGEST and resolve else None
+                        out.append(Cell(line["model"], name or method, int(seed), str(point)))
+        return list(dict.fromkeys(out))
+
+    def strongest(self, model: str, point: str) -> str | None:
+        """The baseline with the best mean accuracy (then the lower perplexity) at ``point``, seed 0, among the
+        cells done; None while none is."""
+        scores = {}
+        for method in BASELINES:
+            path = self.output / Cell(model, method, 0, point).metrics
+            if path.is_file():
+                d = json.loads(path.read_text(encoding="utf-8"))
+                scores[method] = (d.get("mean_accuracy") or 0.0, -(d.get("wikitext2_ppl") or float("inf")))
+        return max(scores, key=scores.get) if scores else None
+
+
+def load_study(path: str | os.PathLike, root: str | os.PathLike = ".") -> Study:
+    """Read and check a study file (every key named in its errors); its paths are relative to ``root``, the
+    repository (the pipeline runs there)."""
+    path, root = Path(path), Path(root).resolve()
+    try:
+        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as err:
+        raise SprintError(f"study file {path}: cannot read it ({err})") from None
+    if not isinstance(spec, dict) or set(spec) != {"config", "output", "cells"}:
+        raise SprintError(f"study file {path}: expected exactly the keys config, output and cells")
+    config_path = root / spec["config"]
+    try:
+        config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as err:
+        raise SprintError(f"study file {path}: config {spec['config']}: cannot read it ({err})") from None
+    models = config["base"]["models"]
+    known = {*REGISTRY, "dense", STRONGEST}
+    for i, line in enumerate(spec["cells"]):
+        where = f"study file {path}: cells[{i}]"
+        if not isinstance(line, dict) or not {"model", "methods"} <= set(line) <= {"model", "methods", "seeds", "points"}:
+            raise SprintError(f"{where}: expected model, methods and (for pruned models) seeds and points")
+        if line["model"] not in models:
+            raise SprintError(f"{where}: model {line['model']!r} is not in base.models of {spec['config']}")
+        bad = [m for m in line["methods"] if m not in known]
+        if bad:
+            raise SprintError(f"{where}: unknown method(s) {', '.join(bad)}: expected dense, {STRONGEST} or a method "
+                              "of the registry")
+        if any(m != "dense" for m in line["methods"]) and not line.get("points"):
+            raise SprintError(f"{where}: pruned models need points (x1.2, 2of4, ...)")
+    return Study(path, root, config_path, config, (root / spec["output"]).resolve(), spec["cells"])
+
+
+# ----------------------------------------------------------------------------------------------- running
+
+
+def _snakemake(root: Path, config: Path, targets: list[str]) -> None:
+    cmd = [sys.executable, "-m", "snakemake", "--profile", "workflow/profiles/default", "--configfile", str(config),
+           "--", *targets]
+    log.info("study: %s", " ".join(cmd[2:]))
+    proc = subprocess.run(cmd, cwd=root, stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        raise SprintError(f"study: snakemake failed ({proc.returncode}) for {' '.join(targets)}: see the log above")
+
+
+def _copy(root: Path, relative: str, dest_root: Path) -> Path | None:
+    src = root / relative
+    if not src.is_file():
+        return None
+    dest = dest_root / relative
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(src, dest)
+    return dest
+
+
+def _commit(study: Study, message: str) -> None:
+    """Commit the study's output folder only (other staged or modified files stay as they are); retried while
+    another git command holds the index."""
+    out = str(study.output.relative_to(study.root))
+    for attempt in range(5):
+        add = subprocess.run(["git", "add", "--", out], cwd=study.root, capture_output=True, text=True)
+        commit = add.returncode == 0 and subprocess.run(
+            ["git", "commit", "-q", "-m", message, "--", out], cwd=study.root, capture_output=True, text=True)
+        if add.returncode == 0 and commit.returncode == 0:
+            return
+        err = add.stderr if add.returncode else commit.stderr + commit.stdout
+        if "index.lock" not in err:
+            if "nothing to commit" in err or "no changes added" in err:
+                return
+            raise SprintError(f"study: git commit of {out} failed: {err.strip()}")
+        time.sleep(2 + 3 * attempt)
+    raise SprintError(f"study: git commit of {out} failed: the index stayed locked")
+
+
+def measure_tables(study: Study) -> None:
+    """Profile every model whose latency_table (under the output folder) does not exist yet; commit each table."""
+    for model, table in study.tables().items():
+        if table.is_file():
+            continue
+        config = copy.deepcopy(study.config)
+        del config["base"]["models"][model]["latency_table"]
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+            yaml.safe_dump(config, f, sort_keys=False)
+        try:
+            _snakemake(study.root, Path(f.name), [f"results/{model}/latency.json"])
+        finally:
+            os.unlink(f.name)
+        table.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(study.root / f"results/{model}/latency.json", table)
+        _copy(study.root, f"results/benchmarks/profile/{model}.tsv", study.output)
+        _commit(study, f"study {study.path.stem}: latency table of {model}, measured once and kept")
+
+
+def collect(study: Study, cell: Cell) -> None:
+    """Copy a finished cell's small files (metrics, pruning record, latency table, stage times) into the output."""
+    files = [f"results/{cell.model}/latency.json", f"results/benchmarks/profile/{cell.model}.tsv"]
+    if cell.method == "dense":
+        files.append(f"results/benchmarks/evaluate/{cell.model}/dense.tsv")
+    else:
+        kind = REGISTRY[cell.method].kind
+        files += [f"{cell.pruned}/pruning.json",
+                  f"results/benchmarks/evaluate/{cell.model}/{cell.method}/seed{cell.seed}/{cell.point}.tsv",
+                  f"results/benchmarks/prune/{cell.model}/{cell.method}/seed{cell.seed}"
+                  + (".tsv" if kind == "sublayer" else f"/{cell.point}.tsv")]
+    for relative in files:
+        _copy(study.root, relative, study.output)
+    if _copy(study.root, cell.metrics, study.output) is None:  # last: its presence marks the cell done
+        raise SprintError(f"study: {cell} finished without {cell.metrics}")
+
+
+def run(study: Study, max_cells: int | None = None) -> list[Cell]:
+    """Measure the missing latency tables, then run the cells not done yet, in order, committing each; returns the
+    cells run."""
+    measure_tables(study)
+    ran: list[Cell] = []
+    while todo := [c for c in study.cells() if not study.done(c)]:  # again after each cell: it may resolve one
+        cell = todo[0]
+        if cell.method == STRONGEST:
+            raise SprintError(f"study: {cell}: no baseline has been evaluated at {cell.point} (seed 0) yet, so the "
+                              "strongest cannot be chosen: list those cells first")
+        if max_cells is not None and len(ran) >= max_cells:
+            break
+        t0 = time.perf_counter()
+        _snakemake(study.root, study.config_path, [cell.metrics])
+        collect(study, cell)
+        _commit(study, f"study {study.path.stem}: {cell} ({time.perf_counter() - t0:.0f} s)")
+        ran.append(cell)
+    return ran
+
+
+def plan(study: Study) -> list[str]:
+    lines = []
+    for model, table in study.tables().items():
+        lines.append(f"{'done' if table.is_file() else 'to do'}  latency table of {model} -> "
+                     f"{table.relative_to(study.root)}")
+    for cell in study.cells():
+        lines.append(f"{'done' if study.done(cell) else 'to do'}  {cell}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sprint.study", description=__doc__.split("\n\n")[0])
+    parser.add_argument("action", choices=("plan", "run"), help="plan: list the cells, done or to do; run: run the "
+                        "missing latency tables and cells in order, committing each (resumes)")
+    parser.add_argument("study", help="study file (YAML), e.g. workflow/study/smollm2-cpu.yaml")
+    parser.add_argument("--max-cells", type=int, default=None, help="stop after this many cells")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    try:
+        study = load_study(args.study)
+        if args.action == "plan":
+            print("\n".join(plan(study)))
+        else:
+            ran = run(study, args.max_cells)
+            log.info("study: %d cell(s) run; %s", len(ran), "all done" if all(map(study.done, study.cells()))
+                     else "cells remain")
+    except SprintError as err:
+        print(f"python -m sprint.study: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

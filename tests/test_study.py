@@ -1,0 +1,128 @@
+"""sprint.study: cells in order, each committed as it finishes, latency tables measured once, resumption, the
+strongest baseline chosen from the cells done; the pipeline itself is replaced by a stand-in that writes what its
+jobs would (the pipeline has its own tests)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sprint import study as study_mod
+from sprint.errors import SprintError
+
+ACCURACY = {"sprint": 0.45, "shortgpt": 0.40, "sleb": 0.43, "blockpruner": 0.38, "dense": 0.50}
+
+
+def git(root: Path, *args: str) -> str:
+    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=root, check=True,
+                          capture_output=True, text=True).stdout
+
+
+@pytest.fixture
+def repo(tmp_path: Path, monkeypatch) -> Path:
+    root = tmp_path / "repo"
+    (root / "workflow/config").mkdir(parents=True)
+    config = {"base": {"models": {
+        "m": {"source": "embedded", "latency_table": "out/latency/m.json"},
+        "m-cal": {"source": "embedded", "calibration": {"n": 96}, "latency_table": "out/latency/m.json"}}}}
+    (root / "workflow/config/study.yaml").write_text(yaml.safe_dump(config))
+    (root / "study.yaml").write_text(yaml.safe_dump({"config": "workflow/config/study.yaml", "output": "out", "cells": [
+        {"model": "m", "methods": ["dense"]},
+        {"model": "m", "methods": ["sprint", "shortgpt", "sleb"], "seeds": [0], "points": ["x1.2"]},
+        {"model": "m", "methods": ["sprint", "strongest-baseline"], "seeds": [1], "points": ["x1.2"]},
+        {"model": "m-cal", "methods": ["sprint"], "seeds": [0], "points": ["x1.2"]}]}))
+    git(root, "init", "-q")
+    git(root, "add", ".")
+    git(root, "commit", "-qm", "init")
+    monkeypatch.setattr(study_mod, "_snakemake", fake_pipeline)
+    fake_pipeline.calls = []
+    return root
+
+
+def fake_pipeline(root: Path, config: Path, targets: list[str]) -> None:
+    """Write what the pipeline's jobs would for ``targets`` (a latency table, or a metrics file and its records)."""
+    fake_pipeline.calls.append(targets)
+    for target in targets:
+        parts = Path(target).parts  # results/<model>/...
+        model = parts[1]
+        latency = root / "results" / model / "latency.json"
+        latency.parent.mkdir(parents=True, exist_ok=True)
+        latency.write_text(json.dumps({"dense_s": 1.0, "t_attn_s": 0.01, "t_mlp_s": 0.02}))
+        if target.endswith("latency.json"):
+            continue
+        method = "dense" if parts[-1] == "dense.json" else parts[3]
+        metrics = {"method": method, "mean_accuracy": ACCURACY[method], "wikitext2_ppl": 30.0}
+        (root / target).parent.mkdir(parents=True, exist_ok=True)
+        (root / target).write_text(json.dumps(metrics))
+        if method != "dense":
+            seed, point = parts[4], Path(parts[5]).stem
+            pruned = root / "results" / model / "pruned" / method / seed / point
+            pruned.mkdir(parents=True, exist_ok=True)
+            (pruned / "pruning.json").write_text(json.dumps({"method": method}))
+            (pruned / "model.safetensors").write_bytes(b"\0" * 1000)  # large files stay out of the study
+
+
+def test_cells_run_in_order_commit_and_resume(repo: Path) -> None:
+    s = study_mod.load_study(repo / "study.yaml", repo)
+    assert "to do  strongest-baseline" not in "\n".join(study_mod.plan(s))
+    assert [str(c) for c in s.cells()][:2] == ["m/dense", "m/sprint/seed0/x1.2"]
+    assert str(s.cells()[5]) == "m/strongest-baseline/seed1/x1.2"  # not resolvable before the baselines ran
+    (repo / "unrelated.txt").write_text("mine")
+    git(repo, "add", "unrelated.txt")  # someone's staged work: the study's commits leave it staged
+
+    ran = study_mod.run(s, max_cells=2)
+    assert [str(c) for c in ran] == ["m/dense", "m/sprint/seed0/x1.2"]
+    assert fake_pipeline.calls[0] == ["results/m/latency.json"]  # the shared table, measured once, first
+    assert (repo / "out/latency/m.json").is_file()
+    log = git(repo, "log", "--format=%s")
+    assert "latency table of m, measured once" in log and "m/sprint/seed0/x1.2" in log
+    assert git(repo, "diff", "--cached", "--name-only").split() == ["unrelated.txt"]
+    assert (repo / "out/results/m/pruned/sprint/seed0/x1.2/pruning.json").is_file()
+    assert not list((repo / "out").rglob("*.safetensors"))
+
+    calls = len(fake_pipeline.calls)
+    ran = study_mod.run(study_mod.load_study(repo / "study.yaml", repo))  # resumes: the done cells are skipped
+    assert [str(c) for c in ran] == ["m/shortgpt/seed0/x1.2", "m/sleb/seed0/x1.2", "m/sprint/seed1/x1.2",
+                                     "m/sleb/seed1/x1.2", "m-cal/sprint/seed0/x1.2"]  # SLEB: the best baseline
+    assert all(t != ["results/m/latency.json"] for t in fake_pipeline.calls[calls:])  # no second profile
+    assert all(study_mod.load_study(repo / "study.yaml", repo).done(c) for c in s.cells())
+    assert study_mod.run(study_mod.load_study(repo / "study.yaml", repo)) == []
+    assert "to do" not in "\n".join(study_mod.plan(study_mod.load_study(repo / "study.yaml", repo)))
+
+
+def test_the_strongest_baseline_needs_its_cells_first(repo: Path) -> None:
+    spec = yaml.safe_load((repo / "study.yaml").read_text())
+    spec["cells"] = [{"model": "m", "methods": ["strongest-baseline"], "seeds": [1], "points": ["x1.2"]}]
+    (repo / "study.yaml").write_text(yaml.safe_dump(spec))
+    with pytest.raises(SprintError, match="no baseline has been evaluated at x1.2"):
+        study_mod.run(study_mod.load_study(repo / "study.yaml", repo))
+
+
+@pytest.mark.parametrize(("cells", "message"), [
+    ([{"model": "other", "methods": ["dense"]}], r"cells\[0\]: model 'other' is not in base.models"),
+    ([{"model": "m", "methods": ["magic"], "points": ["x1.2"]}], r"cells\[0\]: unknown method\(s\) magic"),
+    ([{"model": "m", "methods": ["sprint"]}], r"cells\[0\]: pruned models need points"),
+    ([{"model": "m", "methods": ["dense"], "seed": [0]}], r"cells\[0\]: expected model, methods"),
+])
+def test_study_file_errors_name_the_cell(repo: Path, cells, message) -> None:
+    spec = yaml.safe_load((repo / "study.yaml").read_text())
+    spec["cells"] = cells
+    (repo / "study.yaml").write_text(yaml.safe_dump(spec))
+    with pytest.raises(SprintError, match=message):
+        study_mod.load_study(repo / "study.yaml", repo)
+
+
+def test_the_shipped_study_reads(tmp_path: Path) -> None:
+    """workflow/study/smollm2-cpu.yaml and its configuration load, and every cell names a configured point."""
+    root = Path(__file__).resolve().parent.parent
+    s = study_mod.load_study(root / "workflow/study/smollm2-cpu.yaml", root)
+    config = s.config
+    targets = {f"x{t}" for t in config["prune"]["target_speedups"]}
+    settings = set(config["prune"]["weights"]["settings"])
+    for cell in s.cells(resolve=False):
+        assert cell.method == "dense" or cell.point in (targets | settings), cell
+    assert set(s.tables()) == {"smollm2-135m", "smollm2-135m-long"}  # cal4x shares the default's table
