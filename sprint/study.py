@@ -17,7 +17,7 @@ A cell is one metrics file of the pipeline (``results/{model}/metrics/{method}/s
 seed 0 among the cells already done.
 
 Latency tables are measured once: every model whose ``latency_table`` lies under the output folder and does not
-exist yet is profiled first (with the configuration minus that key), and the table is committed; from then on the
+exist yet is profiled first (with a configuration of that model alone, minus that key), and the table is committed; from then on the
 pipeline copies it (``sprint profile --table``), so that a fresh machine prunes with the same table: a new profile
 on a noisy VM can change what SPRINT removes first.
 
@@ -205,8 +205,10 @@ def measure_tables(study: Study) -> None:
     for model, table in study.tables().items():
         if table.is_file():
             continue
-        config = copy.deepcopy(study.config)
-        del config["base"]["models"][model]["latency_table"]
+        config = copy.deepcopy(study.config)  # this model alone (the others' tables may not exist yet), profiled
+        entry = config["base"]["models"][model]
+        del entry["latency_table"]
+        config["base"]["models"] = {model: entry}
         with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
             yaml.safe_dump(config, f, sort_keys=False)
         try:

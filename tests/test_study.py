@@ -46,6 +46,9 @@ def repo(tmp_path: Path, monkeypatch) -> Path:
 def fake_pipeline(root: Path, config: Path, targets: list[str]) -> None:
     """Write what the pipeline's jobs would for ``targets`` (a latency table, or a metrics file and its records)."""
     fake_pipeline.calls.append(targets)
+    models = yaml.safe_load(config.read_text())["base"]["models"]
+    for name, entry in models.items():  # the real pipeline refuses a configuration naming a table that is not there
+        assert "latency_table" not in entry or (root / entry["latency_table"]).is_file(), name
     for target in targets:
         parts = Path(target).parts  # results/<model>/...
         model = parts[1]
