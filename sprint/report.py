@@ -392,6 +392,18 @@ def _marks(tests: pd.DataFrame, agg: pd.DataFrame, measure: str) -> list[str]:
     return [marks.get((r.method, r.point), "") for r in agg.itertuples()]
 
 
+def summary_table(m: ModelResults, tests: pd.DataFrame) -> pd.DataFrame:
+    """The headline columns per (method, point), dense first: measured speedup, mean accuracy, perplexity (cells as
+    in the main table) and both paired marks against the best (``tests``: :func:`paired_tests`)."""
+    spec = [("measured speedup (×)", "measured_speedup", "{:.3f}"), ("mean acc. (%)", "mean_accuracy", "{:.2f}"),
+            ("WikiText-2 ppl", "wikitext2_ppl", "{:.2f}")]
+    agg = aggregate(pd.concat([m.dense, m.runs]), [c for _, c, _ in spec])
+    shown = _display(agg, spec)
+    shown["acc. vs best"] = _marks(tests, agg, "acc")
+    shown["ppl vs best"] = _marks(tests, agg, "ppl")
+    return shown
+
+
 def _docs(m: ModelResults, total: bool = False) -> str:
     """Documents evaluated per task (``arc_easy 50, piqa 50``; with ``total``: ``arc_easy 50 of 2376, ...``)."""
     runs = pd.concat([m.dense, m.runs])

@@ -27,6 +27,7 @@ metrics file is already there is skipped: rerunning the study resumes it, on any
 
     python -m sprint.study plan workflow/study/smollm2-cpu.yaml    # the cells, done or to do
     python -m sprint.study run workflow/study/smollm2-cpu.yaml     # run what is left (resumes), committing
+    python -m sprint.study page workflow/study/smollm2-cpu.yaml    # docs/results/smollm2-cpu.md from the cells done
 """
 
 from __future__ import annotations
@@ -268,10 +269,164 @@ def plan(study: Study) -> list[str]:
     return lines
 
 
+# ----------------------------------------------------------------------------------------------- the page
+
+
+def _variant(study: Study, name: str) -> str:
+    """What a model entry changes against the first one (its own calibration / latency settings)."""
+    entry = study.config["base"]["models"][name]
+    entry = entry if isinstance(entry, dict) else {}
+    parts = [f"calibration {', '.join(f'{k}={v}' for k, v in entry['calibration'].items())}"
+             if "calibration" in entry else "",
+             f"latency {entry['latency'].get('prompt_len', '?')}+{entry['latency'].get('gen_len', '?')} tokens"
+             if "latency" in entry else ""]
+    return "; ".join(p for p in parts if p) or "the default setting"
+
+
+def _verdicts(m, tests) -> list[str]:
+    """One sentence per point and measure: the best method by the mean over seeds and SPRINT's paired marks."""
+    from sprint.methods import point_label
+    from sprint.report import _name, aggregate
+
+    out = []
+    agg = aggregate(m.runs, ["mean_accuracy", "wikitext2_ppl"])
+    for point in dict.fromkeys(agg["point"]):
+        rows = agg[agg["point"] == point]
+        if "sprint" not in set(rows["method"]) or len(rows) < 2:
+            continue
+        for measure, col, higher, unit in (("accuracy", "mean_accuracy", True, "%"), ("perplexity", "wikitext2_ppl",
+                                                                                        False, "")):
+            values = rows.set_index("method")[f"{col}_mean"]
+            best = values.idxmax() if higher else values.idxmin()
+            key = "acc" if measure == "accuracy" else "ppl"
+            marks = tests[(tests["method"] == "sprint") & (tests["point"] == point)][f"{key}_mark"].dropna().tolist()
+            others = tests[(tests["method"] != "sprint") & (tests["point"] == point)]
+            counts = ", ".join(f"{mark} in {marks.count(mark)}" for mark in ("best", "≈", "worse") if mark in marks)
+            if best == "sprint":
+                beaten = (others[f"{key}_mark"] == "worse").all() and not others.empty
+                verdict = ("SPRINT is best and every other method is worse in the paired test" if beaten else
+                           "SPRINT is best, but not every other method is separable from it")
+            elif "worse" in marks:
+                verdict = f"{_name(best)} is best; SPRINT is worse than it in the paired test"
+            else:
+                verdict = f"{_name(best)} is best; SPRINT is indistinguishable from it in the paired test"
+            n = int(rows["seeds"].max())
+            rival = (values.drop("sprint").idxmax() if higher else values.drop("sprint").idxmin()) \
+                if best == "sprint" else best
+            out.append(f"- **{point_label(point)}, {measure}** ({n} seed{'s' if n > 1 else ''}): {verdict} "
+                       f"(SPRINT {values['sprint']:.2f}{unit}, {'next ' if best == 'sprint' else ''}{_name(rival)} "
+                       f"{values[rival]:.2f}{unit}; SPRINT's marks by seed: {counts or 'none'}).")
+    return out or ["- _no point with SPRINT and another method evaluated yet_"]
+
+
+def _controlled(study: Study, base, other, name: str) -> list[str]:
+    """SPRINT under the default setting against SPRINT under ``other``'s, point by point and seed by seed."""
+    import math
+
+    import pandas as pd
+
+    from sprint import stats
+    from sprint.methods import point_label
+    from sprint.report import _md
+
+    def table(m) -> str:
+        lat = m.latency or {}
+        return (f"t_attn {1000 * lat.get('t_attn_s', math.nan):.2f} ms, t_mlp {1000 * lat.get('t_mlp_s', math.nan):.2f}"
+                f" ms (ratio {lat.get('t_mlp_s', math.nan) / lat.get('t_attn_s', math.nan):.2f}) of dense "
+                f"{lat.get('dense_s', math.nan):.3f} s at {lat.get('prompt_len', '?')}+{lat.get('gen_len', '?')} tokens")
+
+    rows = []
+    for r in other.runs[other.runs["method"] == "sprint"].itertuples():
+        key = ("sprint", r.point, r.seed)
+        ref = base.runs[(base.runs["method"] == "sprint") & (base.runs["point"] == r.point)
+                        & (base.runs["seed"] == r.seed)]
+        diff = {}
+        for measure, stat, scale in (("acc", stats.mean_accuracy, 100), ("ppl", stats.perplexity, 1)):
+            a, b = other.samples.get(key, {}).get(measure), base.samples.get(key, {}).get(measure)
+            if a and b:
+                d = stats.paired_bootstrap(a, b, stat)
+                diff[measure] = f"{scale * d.estimate:+.2f} [{scale * d.lo:+.2f}, {scale * d.hi:+.2f}]"
+        for label, m, row in (("default", base, ref.iloc[0] if not ref.empty else None), (name, other, r)):
+            if row is None:
+                continue
+            removed = row.removed if isinstance(row.removed, list) else []
+            n_attn = sum(kind == "attn" for _, kind in removed)
+            rows.append({"target": point_label(r.point), "seed": r.seed, "setting": label,
+                         "removed": f"{n_attn} attn + {len(removed) - n_attn} MLP",
+                         "measured speedup (×)": f"{row.measured_speedup:.3f} [{row.measured_speedup_lo:.3f}, "
+                                                 f"{row.measured_speedup_hi:.3f}]",
+                         "mean acc. (%)": f"{row.mean_accuracy:.2f}", "WikiText-2 ppl": f"{row.wikitext2_ppl:.2f}",
+                         "Δ acc. (pp) vs default [95% CI]": diff.get("acc", "") if label == name else "",
+                         "Δ ppl vs default [95% CI]": diff.get("ppl", "") if label == name else ""})
+    lines = [f"## Controlled change: {_variant(study, name)} (`{name}`)", "",
+             f"- Latency tables: default {table(base)}; `{name}` {table(other)}.", ""]
+    if not rows:
+        return lines + ["_no SPRINT cell of this setting done yet_", ""]
+    return lines + ["SPRINT under each setting (same documents and windows; Δ: paired bootstrap, this setting − "
+                    "the default, same target and seed):", "", _md(pd.DataFrame(rows)), ""]
+
+
+def page(study: Study) -> Path:
+    """Write the study's results page (``output`` + ``.md``) and its full report (``output/report.md`` with its
+    figures and CSVs) from the committed cells; returns the page."""
+    from sprint.io import atomic_write_text
+    from sprint.report import _md, load_benchmarks, load_model, paired_tests, summary_table, write_report
+
+    results = study.output / "results"
+    names = [n for n in study.config["base"]["models"] if (results / n / "metrics").is_dir()]
+    if not names:
+        raise SprintError(f"study: no cell done yet under {results}")
+    write_report(results, study.output / "report.md")
+    models = {n: load_model(results / n) for n in names}
+    main_name, main = names[0], models[names[0]]
+    tests, _ = paired_tests(main)
+    cells = study.cells()
+    done = [c for c in cells if study.done(c)]
+    lat = main.latency or {}
+    cfg = study.config
+    bench = load_benchmarks(results / "benchmarks", names)
+    rel = os.path.relpath(study.output, study.output.parent)
+    ev = cfg["evaluate"]
+    lines = [
+        f"# The {study.path.stem} study", "",
+        f"Generated by `python -m sprint.study page {os.path.relpath(study.path.resolve(), study.root)}` from the "
+        f"{len(done)} of "
+        f"{len(cells)} cells done (committed under `{study.output.relative_to(study.root)}/`); the full report, with "
+        f"every table and figure, is [{rel}/report.md]({rel}/report.md).", "",
+        "## Machine, settings and budget", "",
+        f"- Machine: {lat.get('device', 'unknown')}; latency protocol: {cfg['latency']['timing']} timing on "
+        f"{cfg['latency']['threads']} thread(s), at least {cfg['latency']['rounds']} rounds, 95% CI within "
+        f"±{100 * cfg['latency']['max_spread']:.1f}%.",
+        f"- Configuration: `{study.config_path.relative_to(study.root)}`: calibration {cfg['calibration']['n']} × "
+        f"{cfg['calibration']['seq_len']} tokens of WikiText-2; targets "
+        f"{', '.join(f'{t}×' for t in cfg['prune']['target_speedups'])}; SLEB / BlockPruner perplexity on "
+        f"{cfg['prune'].get('ppl_windows') or 'all'} calibration window(s) (budget); "
+        f"{ev.get('limit') or 'all'} documents per task ({', '.join(ev['tasks'])}), the same for every model; "
+        f"perplexity on {'the whole WikiText-2 test split' if ev.get('ppl_max_windows') is None else str(ev['ppl_max_windows']) + ' windows'}"
+        f" in {ev['ppl_seq_len']}-token windows.",
+        f"- Job time of the cells done: {bench['wall_s'].sum() / 3600:.2f} h in all" if not bench.empty else
+        "- Job time: no benchmark files yet", "",
+        _md(bench.round(1)) if not bench.empty else "", "",
+        f"## Main comparison (`{main_name}`)", "",
+        "Mean ± sample std over seeds (one seed: accuracy ± its stderr, perplexity and speedup [95% CI]); _vs best_: "
+        "paired test against the best method at the same target and seed, one mark per seed.", "",
+        _md(summary_table(main, tests)), "",
+        "In words (best by the mean over seeds; SPRINT's paired marks against the best, per seed):", "",
+        *_verdicts(main, tests), "",
+    ]
+    for name in names[1:]:
+        lines += _controlled(study, main, models[name], name)
+    lines += ["## Cells", "", *(f"- {'done' if study.done(c) else 'to do'}: `{c}`" for c in cells), ""]
+    out = study.output.with_suffix(".md")
+    atomic_write_text(out, "\n".join(lines).rstrip() + "\n")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sprint.study", description=__doc__.split("\n\n")[0])
-    parser.add_argument("action", choices=("plan", "run"), help="plan: list the cells, done or to do; run: run the "
-                        "missing latency tables and cells in order, committing each (resumes)")
+    parser.add_argument("action", choices=("plan", "run", "page"), help="plan: list the cells, done or to do; run: "
+                        "run the missing latency tables and cells in order, committing each (resumes); page: write the "
+                        "results page (OUTPUT.md) and the full report from the cells done")
     parser.add_argument("study", help="study file (YAML), e.g. workflow/study/smollm2-cpu.yaml")
     parser.add_argument("--max-cells", type=int, default=None, help="stop after this many cells")
     args = parser.parse_args(argv)
@@ -280,6 +435,8 @@ def main(argv: list[str] | None = None) -> int:
         study = load_study(args.study)
         if args.action == "plan":
             print("\n".join(plan(study)))
+        elif args.action == "page":
+            log.info("study: page written to %s", page(study))
         else:
             ran = run(study, args.max_cells)
             log.info("study: %d cell(s) run; %s", len(ran), "all done" if all(map(study.done, study.cells()))

@@ -14,6 +14,7 @@ import yaml
 from sprint import study as study_mod
 from sprint.errors import SprintError
 
+SHIPPED = Path(__file__).resolve().parent.parent
 ACCURACY = {"sprint": 0.45, "shortgpt": 0.40, "sleb": 0.43, "blockpruner": 0.38, "dense": 0.50}
 
 
@@ -26,9 +27,10 @@ def git(root: Path, *args: str) -> str:
 def repo(tmp_path: Path, monkeypatch) -> Path:
     root = tmp_path / "repo"
     (root / "workflow/config").mkdir(parents=True)
-    config = {"base": {"models": {
+    config = yaml.safe_load((SHIPPED / "workflow/config/cpu-study.yaml").read_text())
+    config["base"]["models"] = {
         "m": {"source": "embedded", "latency_table": "out/latency/m.json"},
-        "m-cal": {"source": "embedded", "calibration": {"n": 96}, "latency_table": "out/latency/m.json"}}}}
+        "m-cal": {"source": "embedded", "calibration": {"n": 96}, "latency_table": "out/latency/m.json"}}
     (root / "workflow/config/study.yaml").write_text(yaml.safe_dump(config))
     (root / "study.yaml").write_text(yaml.safe_dump({"config": "workflow/config/study.yaml", "output": "out", "cells": [
         {"model": "m", "methods": ["dense"]},
@@ -121,11 +123,48 @@ def test_study_file_errors_name_the_cell(repo: Path, cells, message) -> None:
 
 def test_the_shipped_study_reads(tmp_path: Path) -> None:
     """workflow/study/smollm2-cpu.yaml and its configuration load, and every cell names a configured point."""
-    root = Path(__file__).resolve().parent.parent
-    s = study_mod.load_study(root / "workflow/study/smollm2-cpu.yaml", root)
+    s = study_mod.load_study(SHIPPED / "workflow/study/smollm2-cpu.yaml", SHIPPED)
     config = s.config
     targets = {f"x{t}" for t in config["prune"]["target_speedups"]}
     settings = set(config["prune"]["weights"]["settings"])
     for cell in s.cells(resolve=False):
         assert cell.method == "dense" or cell.point in (targets | settings), cell
     assert set(s.tables()) == {"smollm2-135m", "smollm2-135m-long"}  # cal4x shares the default's table
+
+
+def test_the_page_reads_the_cells_done(repo: Path, monkeypatch) -> None:
+    """The page from committed cells: the main table, one verdict per point and measure, the controlled change
+    (paired against the default setting), the cells left."""
+    from test_report import _metrics, _pruning
+
+    def realistic(root: Path, config: Path, targets: list[str]) -> None:
+        fake_pipeline(root, config, targets)
+        for target in targets:
+            parts = Path(target).parts
+            if target.endswith("latency.json"):
+                continue
+            method = "dense" if parts[-1] == "dense.json" else parts[3]
+            acc = ACCURACY[method] + (0.05 if parts[1] == "m-cal" else 0.0)
+            seed = int(parts[4].removeprefix("seed")) if method != "dense" else 0
+            (root / target).write_text(json.dumps(_metrics(method, 1.2, seed, acc, 1.15)))
+            if method != "dense":
+                (root / "results" / parts[1] / "pruned" / method / parts[4] / "x1.2" / "pruning.json").write_text(
+                    json.dumps(_pruning(method, 1.2, seed, [(2, "attn"), (3, "mlp")])))
+
+    monkeypatch.setattr(study_mod, "_snakemake", realistic)
+    s = study_mod.load_study(repo / "study.yaml", repo)
+    study_mod.run(s, max_cells=4)
+    text = study_mod.page(s).read_text()
+    assert (repo / "out.md").is_file() and (repo / "out/report.md").is_file()
+    assert "from the 4 of 7 cells done" in text and "[out/report.md](out/report.md)" in text
+    main = text.split("## Main comparison (`m`)")[1].split("\n## ")[0]
+    assert "| SPRINT | 1.2× | 1 | 1.150 [1.140, 1.160] | 45.00 ± 0.71 |" in main
+    assert "- **1.2×, accuracy** (1 seed): SPRINT is best" in main and "(SPRINT 45.00%, next SLEB 43.00%" in main
+    assert "- done: `m/sleb/seed0/x1.2`" in text and "- to do: `m/sprint/seed1/x1.2`" in text
+    study_mod.run(s)
+    text = study_mod.page(s).read_text()
+    control = text.split("## Controlled change: calibration n=96 (`m-cal`)")[1]
+    assert "| 1.2× | 0 | default | 2 attn + 0 MLP |" not in control  # the removal list is read as recorded
+    assert "| 1.2× | 0 | m-cal | 1 attn + 1 MLP | 1.150 [1.140, 1.160] | 50.00 |" in control
+    assert "| +6.00 [+2.00, +11.00] |" in control  # 3 more documents right of 50 in each task, paired
+    assert "SPRINT's marks by seed: best in 2" in text
