@@ -255,8 +255,10 @@ def test_models_may_carry_their_own_calibration_latency_lengths_or_table(tmp_pat
      "prune.weights.settings: weight setting '3of4'"),
     (lambda c: c["prune"].__setitem__("weights", {"methods": ["wanda"], "settings": ["2:4"]}),
      "prune.weights.settings"),
+    (lambda c: c["prune"].pop("weights"), "'weights' is a required property"),
 ], ids=["unknown-method", "speedup-1", "negative-n", "limit-0", "fraction", "model-name", "typo-section",
-        "weights-method-as-sublayer", "sublayer-method-as-weights", "unknown-pattern", "setting-with-colon"])
+        "weights-method-as-sublayer", "sublayer-method-as-weights", "unknown-pattern", "setting-with-colon",
+        "no-weights-section"])
 def test_schema_errors_name_the_key(tmp_path, mutate, key):
     work = make_workdir(tmp_path / "w")
     proc = snakemake("-n", "--configfile", str(write_config(work, mutate)), cwd=work)
@@ -439,7 +441,7 @@ def tiny_params(model: Path, target: float) -> dict:
                     "max_rounds": 12, "max_spread": 0.5, "attempts": 2, "fraction": 0.5},  # a loose bound: plumbing
         "prune": {"methods": ["sprint", "shortgpt"], "target_speedups": [target], "alpha": 2, "beta": 2,
                   "tune_ratio": 1.0, "reference": "dense", "distance": "frobenius", "batch_size": 4,
-                  "ppl_windows": None},
+                  "ppl_windows": None, "weights": {"methods": [], "settings": ["2of4"]}},
         "evaluate": {"tasks": ["arc_easy", "piqa"], "limit": 4, "seed": 0, "ppl_seq_len": 32, "ppl_max_windows": 2,
                      "batch_size": 4},
         "report": {},

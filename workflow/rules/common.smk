@@ -19,7 +19,7 @@ from sprint.tracking import close_pipeline_run, open_pipeline_run  # the Snakefi
 
 BASEDIR = Path(workflow.basedir)
 BASE, PRUNE, EVALUATE = config["base"], config["prune"], config["evaluate"]
-WEIGHTS = PRUNE.get("weights") or {"methods": [], "settings": []}
+WEIGHTS = PRUNE["weights"]
 
 
 def _check_methods(key: str, names: list, kind: str, other: str) -> None:
