@@ -74,20 +74,20 @@ def profile(args: argparse.Namespace) -> None:
 
 def prune(args: argparse.Namespace) -> None:
     from sprint.cli import prune_settings
-    from sprint.methods import method, point_name
-    from sprint.prune import PruneConfig, prune_to_checkpoint
+    from sprint.methods import ONE_SHOT, method
+    from sprint.prune import PruneConfig, one_shot_point, prune_to_checkpoint
     from sprint.tracking import model_name, stage_run
 
     cfg = PruneConfig(**prune_settings(args))
     params = {"model": model_name(args.model), "model_path": args.model, **cfg.as_params()}
-    if method(cfg.method).kind == "weights":  # one point per run (a sublayer run writes one per target)
-        params["point"] = point_name(pattern=cfg.pattern, sparsity=cfg.sparsity)
+    if method(cfg.method).kind in ONE_SHOT:  # one point per run (a sublayer run writes one per target)
+        params["point"] = one_shot_point(cfg)
     with stage_run("prune", params) as run:
         records = prune_to_checkpoint(
             model=args.model, calibration=args.calibration, latency=args.latency, config=cfg, output=args.output,
             device=args.device, dtype=args.dtype,
         )
-        keys = ("estimated_speedup", "wall_time_s", "num_tunings", "peak_rss_mb", "sparsity")
+        keys = ("estimated_speedup", "wall_time_s", "num_tunings", "peak_rss_mb", "sparsity", "sliced_hidden_size")
         for target, record in records.items():
             prefix = f"x{target:g}/" if target is not None else ""
             run.log_metrics({f"{prefix}{k}": record[k] for k in keys if record.get(k) is not None}

@@ -135,6 +135,10 @@ class WeightPruner:
         self.zeros = self.prune()
         return self.zeros
 
+    def record(self) -> dict:
+        """What pruning.json says about the result: the share of zeros reached, the pattern, each linear's zeros."""
+        return {"sparsity": self.sparsity_reached(), "pattern": self.pattern, "zeros": self.zeros}
+
     def sparsity_reached(self) -> float:
         """The share of zeros over all pruned linears' weights."""
         total = {name: m.weight.numel() for s in range(self.view.num_sublayers) for name, m in linears(self.view, s).items()}

@@ -21,6 +21,7 @@ from sprint.errors import SprintError
 COMMON_OPTIONS = ("method", "target_speedup", "seed", "batch_size")
 SPRINT_OPTIONS = ("alpha", "beta", "tune_ratio", "reference", "distance", "store_dtype")
 WEIGHT_OPTIONS = ("sparsity", "pattern")
+SLICING_OPTIONS = ("slicing",)
 
 
 KINDS = {
@@ -28,7 +29,10 @@ KINDS = {
                 "target speedup (a sprint.pruner.Pruner)",
     "weights": "zeroes weights inside every decoder linear at --sparsity / --pattern in one shot (dense shapes; no "
                "speedup target: its speed is measured; a sprint.layerwise.WeightPruner)",
+    "slicing": "rotates the residual stream and deletes --slicing of its width in one shot (smaller shapes; no "
+               "speedup target: its speed is measured)",
 }
+ONE_SHOT = ("weights", "slicing")  # kinds pruned once at a setting, with no target speedup
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,9 @@ REGISTRY: dict[str, Method] = {m.name: m for m in (
     Method("sparsegpt", "SparseGPT", "sprint.sparsegpt:SparseGPTPruner",
            "layer-wise OBS reconstruction, unstructured or N:M (Frantar & Alistarh, ICML 2023)",
            options=WEIGHT_OPTIONS, kind="weights"),
+    Method("slicegpt", "SliceGPT", "sprint.slicegpt:SliceGPTPruner",
+           "PCA rotation of the residual stream, then deletion of its least significant directions (Ashkboos et al., "
+           "ICLR 2024)", options=SLICING_OPTIONS, kind="slicing"),
 )}
 ENTRY_POINT_GROUP = "sprint.methods"
 
@@ -130,21 +137,27 @@ def weight_setting(name: str) -> dict[str, Any]:
     return {"pattern": f"{n}:{m}", "sparsity": (m - n) / m}
 
 
-def point_name(target: float | None = None, pattern: str | None = None, sparsity: float | None = None) -> str:
-    """The point's name: ``x{target:g}`` for a target speedup, else the weight setting (see :func:`weight_setting`)."""
+def point_name(target: float | None = None, pattern: str | None = None, sparsity: float | None = None,
+               slicing: float | None = None) -> str:
+    """The point's name: ``x{target:g}`` for a target speedup, ``s{percent}`` for a slicing ratio (s25: 25% of the
+    hidden width deleted), else the weight setting (see :func:`weight_setting`)."""
     if target is not None:
         return f"x{float(target):g}"
+    if slicing is not None:
+        return f"s{round(100 * float(slicing)):d}"
     if pattern is None:
-        raise ValueError("a point needs a target speedup or a weight pattern")
+        raise ValueError("a point needs a target speedup, a slicing ratio or a weight pattern")
     if pattern != "unstructured":
         return pattern.replace(":", "of")
     return f"u{round(100 * float(sparsity)):d}"
 
 
 def point_label(name: str) -> str:
-    """How the report shows a point: "1.2×", "2:4", "50% unstr."."""
+    """How the report shows a point: "1.2×", "2:4", "50% unstr.", "25% sliced"."""
     if name.startswith("x"):
         return f"{name[1:]}×"
+    if name.startswith("s"):
+        return f"{name[1:]}% sliced"
     setting = weight_setting(name)
     return setting["pattern"] if setting["pattern"] != "unstructured" else f"{name[1:]}% unstr."
 
@@ -181,6 +194,8 @@ class PruneConfig:
     pattern: str = _option("unstructured", "wanda/sparsegpt: 'unstructured' (per output row for wanda, per column "
                            "block for sparsegpt) or N:M, N kept of every M consecutive weights of a row",
                            choices=("unstructured", *WEIGHT_PATTERNS))
+    slicing: float = _option(0.25, "slicegpt: share of the hidden width deleted after the rotation (0: the rotation "
+                             "alone, which computes the same function)")
 
     @property
     def targets(self) -> list[float]:
@@ -190,14 +205,17 @@ class PruneConfig:
     def validate(self) -> None:
         if self.method not in METHODS:
             raise SprintError(f"unknown method {self.method!r}: expected one of {', '.join(METHODS)}")
-        if method(self.method).kind == "weights":
+        if method(self.method).kind in ONE_SHOT:
             if self.targets:
-                raise SprintError(f"{self.method} takes no target speedup: it zeroes weights at --sparsity / --pattern "
-                                  "(dense shapes), and its speedup is measured afterwards (sprint evaluate --latency)")
+                how = "--sparsity / --pattern" if method(self.method).kind == "weights" else "--slicing"
+                raise SprintError(f"{self.method} takes no target speedup: it prunes once at {how}, and its speedup is "
+                                  "measured afterwards (sprint evaluate --latency)")
         elif not self.targets:
             raise SprintError(f"{self.method} needs --target-speedup: it removes sublayers until the estimate meets it")
         if not 0.0 < self.sparsity < 1.0:
             raise SprintError(f"sparsity must be in (0, 1), got {self.sparsity}")
+        if not 0.0 <= self.slicing < 1.0:
+            raise SprintError(f"slicing must be in [0, 1), got {self.slicing}")
         for t in self.targets:
             if not t > 1.0:
                 raise SprintError(f"target speedup {t} must be > 1 (it divides the dense latency)")

@@ -39,11 +39,16 @@ class Adapter:
     mlp: str = "mlp"
     mlp_norm: str = "post_attention_layernorm"
     down_proj: str = "down_proj"
+    o_proj: str = "o_proj"  # the attention's output projection
     final_norm: str = "model.norm"  # applied to the last layer's output, before the LM head
     mlp_hidden: Callable[[nn.Module, torch.Tensor], torch.Tensor] = _gated_mlp_hidden
 
     def module(self, kind: str) -> str:
         return self.attn if kind == "attn" else self.mlp
+
+    def out_proj(self, kind: str) -> str:
+        """The branch's projection back to the residual stream."""
+        return self.o_proj if kind == "attn" else self.down_proj
 
     def norm(self, kind: str) -> str:
         return self.attn_norm if kind == "attn" else self.mlp_norm
@@ -105,11 +110,34 @@ def _sublayer_forward(
             position_embeddings=position_embeddings,
             **kwargs,
         )
-        hidden_states = hidden_states + h
+        hidden_states = _residual(self, "attn", hidden_states) + h
     if not self.sprint_skip["mlp"]:
         h = getattr(self, ad.mlp)(getattr(self, ad.mlp_norm)(hidden_states))
-        hidden_states = hidden_states + h
+        hidden_states = _residual(self, "mlp", hidden_states) + h
     return hidden_states
+
+
+def _residual(layer: nn.Module, kind: str, x: torch.Tensor) -> torch.Tensor:
+    """The residual connection around a branch: x, or x times the sublayer's shortcut matrix (a sliced model: the
+    residual stream changes basis at every sublayer; see sprint/slicegpt.py)."""
+    shortcut = getattr(layer, f"sprint_{kind}_shortcut", None)
+    return x if shortcut is None else shortcut(x)
+
+
+def add_shortcuts(model: nn.Module, weights: list[torch.Tensor] | None = None) -> None:
+    """Give every sublayer of ``model`` a bias-free square linear on its residual connection (``weights``: one per
+    sublayer in order, each [hidden, hidden]; None: uninitialised, to be loaded); sets ``config.sprint_shortcuts``."""
+    layers = decoder_layers(model)
+    d = model.config.hidden_size
+    for i, layer in enumerate(layers):
+        for j, kind in enumerate(KINDS):
+            ref = next(layer.parameters())
+            linear = nn.Linear(d, d, bias=False, device=ref.device, dtype=ref.dtype)
+            if weights is not None:
+                with torch.no_grad():
+                    linear.weight.copy_(weights[2 * i + j])
+            setattr(layer, f"sprint_{kind}_shortcut", linear)
+    model.config.sprint_shortcuts = True
 
 
 def normalize_removed(removed: Iterable) -> list[tuple[int, str]]:
@@ -167,12 +195,15 @@ def strip_removed(model: nn.Module) -> None:
 
 
 class _SprintPrunedMixin:
-    """Builds the dense architecture, then removes the sublayers listed in ``config.sprint_removed``."""
+    """Builds the dense architecture, then removes the sublayers listed in ``config.sprint_removed`` (and adds the
+    residual shortcuts of a sliced model, ``config.sprint_shortcuts``)."""
 
     def __init__(self, config, *args, **kwargs):
         super().__init__(config, *args, **kwargs)
         set_removed(self, getattr(config, "sprint_removed", None) or [])
         strip_removed(self)
+        if getattr(config, "sprint_shortcuts", False):
+            add_shortcuts(self)
 
 
 def _pruned_class(adapter: Adapter) -> type:

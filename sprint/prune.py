@@ -20,7 +20,7 @@ from sprint.calibration import load_calibration
 from sprint.checkpoint import save_dense, save_pruned
 from sprint.errors import SprintError
 from sprint.latency import LatencyTable, load_latency
-from sprint.methods import PruneConfig, method, point_name  # noqa: F401 - PruneConfig: part of sprint.prune's API
+from sprint.methods import ONE_SHOT, PruneConfig, method, point_name  # noqa: F401 - PruneConfig: part of sprint.prune's API
 from sprint.models import load_config, load_model
 from sprint.modeling_sprint import adapter_for
 from sprint.provenance import provenance
@@ -62,8 +62,8 @@ def peak_rss_mb() -> float:
 
 def prune_model(model, calibration: torch.Tensor, latency: LatencyTable | None, cfg: PruneConfig, on_target=None,
                 progress: bool = True, on_step=None) -> Pruner:
-    """Prune ``model`` in place until every target is met (a method of kind "weights": in one shot, at its sparsity;
-    ``latency`` may then be None).
+    """Prune ``model`` in place until every target is met (a method of a one-shot kind, "weights" or "slicing": once,
+    at its setting; ``latency`` may then be None).
 
     Callbacks: ``on_target(target, pruner, elapsed_s)`` when a target is reached; ``on_step(pruner, step_s,
     elapsed_s)`` once the pruner is built (``step_s`` None: ``elapsed_s`` is its set-up time) and after every
@@ -72,7 +72,7 @@ def prune_model(model, calibration: torch.Tensor, latency: LatencyTable | None, 
     cfg.validate()
     torch.manual_seed(cfg.seed)
     view = SublayerView(model, batch_size=cfg.batch_size)
-    if method(cfg.method).kind == "weights":
+    if method(cfg.method).kind in ONE_SHOT:
         pruner = build_pruner(view, calibration, latency, cfg, progress=progress)
         with torch.inference_mode():
             pruner.run()
@@ -129,23 +129,29 @@ def pruning_record(model_name: str, cfg: PruneConfig, target: float, pruner: Pru
     }
 
 
-def weights_record(model_name: str, cfg: PruneConfig, pruner, elapsed: float, calibration: torch.Tensor) -> dict:
-    """pruning.json of a method of kind "weights": no target, no estimate (its speed is measured), the zeros."""
+def one_shot_point(cfg: PruneConfig) -> str:
+    """The point a one-shot method's run writes: its weight setting (2of4, u50) or slicing ratio (s25)."""
+    if method(cfg.method).kind == "slicing":
+        return point_name(slicing=cfg.slicing)
+    return point_name(pattern=cfg.pattern, sparsity=cfg.sparsity)
+
+
+def one_shot_record(model_name: str, cfg: PruneConfig, pruner, elapsed: float, calibration: torch.Tensor) -> dict:
+    """pruning.json of a one-shot method (kind "weights" or "slicing"): no target, no estimate (its speed is
+    measured), and what the pruner reports about its result (the zeros; the sliced width)."""
     return {
         "method": cfg.method,
         "model": model_name,
         "target_speedup": None,
-        "point": point_name(pattern=cfg.pattern, sparsity=cfg.sparsity),
+        "point": one_shot_point(cfg),
         "estimated_speedup": None,
-        "sparsity": pruner.sparsity_reached(),
-        "pattern": cfg.pattern,
+        **pruner.record(),
         "wall_time_s": elapsed,
         "num_tunings": 0,
         "peak_rss_mb": peak_rss_mb(),
         "num_layers": pruner.view.num_layers,
         "params": {**cfg.as_params(), "calibration_n": int(calibration.shape[0]),
                    "calibration_seq_len": int(calibration.shape[1])},
-        "zeros": pruner.zeros,
         "removed": [],
         "provenance": provenance(),
     }
@@ -155,12 +161,13 @@ def prune_to_checkpoint(model: str, calibration: str, latency: str | None, confi
                         output: str | list[str], device: str = "auto", dtype: str = "auto") -> dict[float | None, dict]:
     """CLI entry: validate every input before loading the model, prune, write one checkpoint per target.
 
-    Returns {target: pruning record}; a method of kind "weights" writes one ordinary (dense-shaped) checkpoint,
-    returned as {None: record}, and needs no latency table.
+    Returns {target: pruning record}; a one-shot method writes one checkpoint, returned as {None: record}, and needs
+    no latency table: an ordinary (dense-shaped) one for kind "weights", a SPRINT one (carried code) for "slicing".
     """
     config.validate()
     outputs = [output] if isinstance(output, (str, Path)) else list(output)
-    if method(config.method).kind == "weights":
+    kind = method(config.method).kind
+    if kind in ONE_SHOT:
         if len(outputs) != 1:
             raise SprintError(f"{config.method} writes one checkpoint: give one --output, not {len(outputs)}")
         tokens = load_calibration(calibration)
@@ -168,10 +175,9 @@ def prune_to_checkpoint(model: str, calibration: str, latency: str | None, confi
         net, tokenizer = load_model(model, device=device, dtype=dtype)
         t0 = time.perf_counter()
         pruner = prune_model(net, tokens, None, config)
-        record = weights_record(model, config, pruner, time.perf_counter() - t0, tokens)
-        save_dense(net, tokenizer, outputs[0], record)
-        log.info("%s %s: %.1f%% of the decoder's linear weights zeroed, %.1fs -> %s", config.method, config.pattern,
-                 100 * record["sparsity"], record["wall_time_s"], outputs[0])
+        record = one_shot_record(model, config, pruner, time.perf_counter() - t0, tokens)
+        (save_dense if kind == "weights" else save_pruned)(net, tokenizer, outputs[0], record)
+        log.info("%s %s in %.1fs -> %s", config.method, record["point"], record["wall_time_s"], outputs[0])
         return {None: record}
     if latency is None:
         raise SprintError(f"{config.method} needs --latency: its stopping rule is the latency table's estimate")

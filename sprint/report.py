@@ -25,7 +25,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from sprint import stats
-from sprint.methods import REGISTRY, point_label, point_name
+from sprint.methods import ONE_SHOT, REGISTRY, point_label, point_name
 from sprint.errors import SprintError
 from sprint.io import atomic_write_bytes, atomic_write_text
 
@@ -441,8 +441,8 @@ def _paired_section(m: ModelResults, csv: Path, out: list[Path]) -> tuple[list[s
 
 
 def _is_weights(method: str) -> bool:
-    """A method that zeroes weights at a setting (sprint.methods kind "weights") rather than meeting a target."""
-    return method in REGISTRY and REGISTRY[method].kind == "weights"
+    """A method pruned once at a setting (sprint.methods kinds "weights" and "slicing") rather than to a target."""
+    return method in REGISTRY and REGISTRY[method].kind in ONE_SHOT
 
 
 def _style(method: str) -> dict[str, str]:
@@ -677,11 +677,19 @@ def _weights_note(m: ModelResults) -> list[str]:
     if not methods:
         return []
     lat = m.latency or {}
-    return [f"_Weight settings_: {', '.join(map(_name, methods))} zero weights inside every decoder linear and keep "
-            f"its dense shape, so on this run's device ({lat.get('device', 'unknown')}) they run the dense kernels: "
-            "their speedup is measured as for every model, and no target sets their sparsity. They are compared "
-            "with each other at the same setting (2:4: 2 of every 4 weights kept; 50% unstr.: half of every row's "
-            "weights zeroed), not with the sublayer methods at a target.", ""]
+    zeroing = [meth for meth in methods if REGISTRY[meth].kind == "weights"]
+    slicing = [meth for meth in methods if REGISTRY[meth].kind == "slicing"]
+    what = []
+    if zeroing:
+        what.append(f"{', '.join(map(_name, zeroing))} zero weights inside every decoder linear and keep its dense "
+                    f"shape, so on this run's device ({lat.get('device', 'unknown')}) they run the dense kernels "
+                    "(2:4: 2 of every 4 weights kept; 50% unstr.: half of every row's weights zeroed)")
+    if slicing:
+        what.append(f"{', '.join(map(_name, slicing))} rotates the residual stream and deletes a share of its width "
+                    "(25% sliced: a quarter), so its matrices are smaller")
+    return ["_Settings_: " + "; ".join(what) + ". No target sets their ratio: their speedup is measured as for every "
+            "model, and they are compared with each other at the same setting, not with the sublayer methods at a "
+            "target.", ""]
 
 
 def _budget_notes(m: ModelResults) -> tuple[list[str], list[str]]:

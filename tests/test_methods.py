@@ -16,6 +16,7 @@ from sprint.methods import METHODS, REGISTRY, method, point_label, point_name, w
 from sprint.prune import PruneConfig, build_pruner
 from sprint.layerwise import WeightPruner
 from sprint.pruner import Pruner
+from sprint.slicegpt import SliceGPTPruner
 from sprint.sublayers import SublayerView
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,7 +31,7 @@ def test_every_entry_builds_its_pruner_from_a_config():
     for name, entry in REGISTRY.items():
         cfg = PruneConfig(name, 1.1, ppl_windows=1) if entry.kind == "sublayer" else PruneConfig(name, pattern="2:4")
         pruner = build_pruner(SublayerView(model, batch_size=2), ids, table, cfg, progress=False)
-        assert isinstance(pruner, Pruner if entry.kind == "sublayer" else WeightPruner), name
+        assert isinstance(pruner, {"sublayer": Pruner, "weights": WeightPruner, "slicing": SliceGPTPruner}[entry.kind])
         assert isinstance(pruner, entry.pruner_class())
         assert pruner.admissible() == entry.admissible(4), name  # the instance and the registry agree
 
@@ -40,8 +41,9 @@ def test_admissible_sublayers_are_the_papers():
     assert method("sleb").admissible(4) == [2, 3, 4, 5]  # SLEB keeps the first and the last layer
     assert method("blockpruner").admissible(4) == list(range(8)) == method("shortgpt").admissible(4)
     assert method("wanda").admissible(4) == [] == method("sparsegpt").admissible(4)  # weights only
+    assert method("slicegpt").admissible(4) == []  # slices widths, removes no sublayer
     with pytest.raises(KeyError, match="expected one of sprint"):
-        method("slicegpt")
+        method("llm-pruner")
 
 
 def test_weight_methods_take_a_sparsity_not_a_target():

@@ -256,9 +256,10 @@ def test_models_may_carry_their_own_calibration_latency_lengths_or_table(tmp_pat
     (lambda c: c["prune"].__setitem__("weights", {"methods": ["wanda"], "settings": ["2:4"]}),
      "prune.weights.settings"),
     (lambda c: c["prune"].pop("weights"), "'weights' is a required property"),
+    (lambda c: c["prune"].__setitem__("methods", ["slicegpt"]), "does not run slicing methods (slicegpt) yet"),
 ], ids=["unknown-method", "speedup-1", "negative-n", "limit-0", "fraction", "model-name", "typo-section",
         "weights-method-as-sublayer", "sublayer-method-as-weights", "unknown-pattern", "setting-with-colon",
-        "no-weights-section"])
+        "no-weights-section", "slicing-not-run-yet"])
 def test_schema_errors_name_the_key(tmp_path, mutate, key):
     work = make_workdir(tmp_path / "w")
     proc = snakemake("-n", "--configfile", str(write_config(work, mutate)), cwd=work)

@@ -30,8 +30,12 @@ def _check_methods(key: str, names: list, kind: str, other: str) -> None:
                             f"registry (sprint.methods): expected some of {', '.join(ALL_METHODS)}")
     misplaced = [m for m in names if REGISTRY[m].kind != kind]
     if misplaced:
+        other_kind = REGISTRY[misplaced[0]].kind
+        if other_kind not in ("weights", "sublayer"):
+            raise WorkflowError(f"invalid configuration at {key}: the pipeline does not run {other_kind} methods "
+                                f"({', '.join(misplaced)}) yet: use `sprint prune --method {misplaced[0]}` by hand")
         does = {"weights": "zero weights at a sparsity, with no target speedup",
-                "sublayer": "remove sublayers until a target speedup"}[REGISTRY[misplaced[0]].kind]
+                "sublayer": "remove sublayers until a target speedup"}[other_kind]
         raise WorkflowError(f"invalid configuration at {key}: {', '.join(misplaced)} {does}: list them under {other}")
 
 
