@@ -21,7 +21,7 @@ PACKAGE = Path(__file__).resolve().parent
 # Pipeline stage (Snakemake rule / DVC stage name) -> the `sprint` command it runs (a function in commands.py).
 STAGE_COMMANDS = {
     "datasets": "datasets", "model": "embedded_model", "calibrate": "calibrate", "profile": "profile", "prune": "prune",
-    "prune_weights": "prune", "evaluate": "evaluate", "evaluate_dense": "evaluate", "speedup": "speedup",
+    "prune_at_setting": "prune", "evaluate": "evaluate", "evaluate_dense": "evaluate", "speedup": "speedup",
     "report": "report",
 }
 ENTRY = ("__init__", "cli", "commands")

@@ -118,19 +118,28 @@ def method(name: str) -> Method:
 
 # ----------------------------------------------------------------------------------------------- points
 # A pruned model's operating point, as paths, metrics files and the report name it: "x1.2" for a sublayer method's
-# target speedup; for a weights method its setting, "2of4" (N:M, N weights kept of every M) or "u50" (unstructured,
-# 50% of the weights zeroed).  DVC and Snakemake put these names into paths, hence no ':' or '%'.
+# target speedup; for a one-shot method its setting: "2of4" (N:M, N weights kept of every M) or "u50" (unstructured,
+# 50% of the weights zeroed) for kind "weights", "s25" (25% of the hidden width sliced away) for kind "slicing".
+# DVC and Snakemake put these names into paths, hence no ':' or '%'.
 WEIGHT_PATTERNS = ("2:4", "4:8")
-_SETTING = re.compile(r"(?:(?P<n>[1-9][0-9]*)of(?P<m>[1-9][0-9]*)|u(?P<pct>[1-9][0-9]?))")
+_SETTING = re.compile(r"(?:(?P<n>[1-9][0-9]*)of(?P<m>[1-9][0-9]*)|u(?P<pct>[1-9][0-9]?)|s(?P<slice>[1-9][0-9]?))")
+SETTING_FORMS = {"weights": f"{' or '.join(p.replace(':', 'of') for p in WEIGHT_PATTERNS)} (N of every M weights "
+                            "kept) or uP (unstructured, P% of the weights zeroed: u50)",
+                 "slicing": "sP (P% of the hidden width sliced away: s25)"}
 
 
-def weight_setting(name: str) -> dict[str, Any]:
-    """A weights method's setting name -> its PruneConfig fields: "2of4" -> pattern 2:4, sparsity 0.5; "u60" ->
-    unstructured, sparsity 0.6.  ValueError naming what is accepted otherwise."""
+def setting_options(name: str, kind: str | None = None) -> dict[str, Any]:
+    """A one-shot method's setting name -> its PruneConfig fields: "2of4" -> pattern 2:4, sparsity 0.5; "u60" ->
+    unstructured, sparsity 0.6; "s25" -> slicing 0.25.  With ``kind``, only that kind's forms are accepted.
+    ValueError naming what is accepted otherwise."""
     match = _SETTING.fullmatch(str(name))
-    if match is None or (match["n"] and f"{match['n']}:{match['m']}" not in WEIGHT_PATTERNS):
-        raise ValueError(f"weight setting {name!r}: expected {' or '.join(p.replace(':', 'of') for p in WEIGHT_PATTERNS)}"
-                         " (N of every M weights kept) or uP, unstructured with P% of the weights zeroed (u50)")
+    found = None if match is None else "slicing" if match["slice"] else "weights"
+    if (found is None or (kind is not None and found != kind)
+            or (match["n"] and f"{match['n']}:{match['m']}" not in WEIGHT_PATTERNS)):
+        forms = SETTING_FORMS[kind] if kind else " or ".join(SETTING_FORMS.values())
+        raise ValueError(f"{kind + ' ' if kind else ''}setting {name!r}: expected {forms}")
+    if match["slice"]:
+        return {"slicing": int(match["slice"]) / 100}
     if match["pct"]:
         return {"pattern": "unstructured", "sparsity": int(match["pct"]) / 100}
     n, m = int(match["n"]), int(match["m"])
@@ -140,7 +149,7 @@ def weight_setting(name: str) -> dict[str, Any]:
 def point_name(target: float | None = None, pattern: str | None = None, sparsity: float | None = None,
                slicing: float | None = None) -> str:
     """The point's name: ``x{target:g}`` for a target speedup, ``s{percent}`` for a slicing ratio (s25: 25% of the
-    hidden width deleted), else the weight setting (see :func:`weight_setting`)."""
+    hidden width deleted), else the weight setting (see :func:`setting_options`)."""
     if target is not None:
         return f"x{float(target):g}"
     if slicing is not None:
@@ -156,9 +165,9 @@ def point_label(name: str) -> str:
     """How the report shows a point: "1.2×", "2:4", "50% unstr.", "25% sliced"."""
     if name.startswith("x"):
         return f"{name[1:]}×"
-    if name.startswith("s"):
+    setting = setting_options(name)
+    if "slicing" in setting:
         return f"{name[1:]}% sliced"
-    setting = weight_setting(name)
     return setting["pattern"] if setting["pattern"] != "unstructured" else f"{name[1:]}% unstr."
 
 

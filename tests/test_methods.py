@@ -12,7 +12,7 @@ from sprint.errors import SprintError
 from sprint.tiny import tiny_model
 from sprint.cli import build_parser, prune_settings
 from sprint.latency import LatencyTable
-from sprint.methods import METHODS, REGISTRY, method, point_label, point_name, weight_setting
+from sprint.methods import METHODS, REGISTRY, method, point_label, point_name, setting_options
 from sprint.prune import PruneConfig, build_pruner
 from sprint.layerwise import WeightPruner
 from sprint.pruner import Pruner
@@ -55,17 +55,23 @@ def test_weight_methods_take_a_sparsity_not_a_target():
         PruneConfig("sparsegpt", sparsity=1.0).validate()
 
 
-def test_points_name_targets_and_weight_settings_both_ways():
-    """A point is what paths, metrics and the report call a pruned model: x1.2, or a weight setting."""
+def test_points_name_targets_and_settings_both_ways():
+    """A point is what paths, metrics and the report call a pruned model: x1.2, or a one-shot method's setting."""
     assert point_name(1.2) == "x1.2" and point_name(2) == "x2" and point_label("x1.2") == "1.2×"
-    for name, setting in (("2of4", {"pattern": "2:4", "sparsity": 0.5}), ("4of8", {"pattern": "4:8", "sparsity": 0.5}),
-                          ("u60", {"pattern": "unstructured", "sparsity": 0.6})):
-        assert weight_setting(name) == setting and point_name(**setting) == name
-        PruneConfig("wanda", **setting).validate()
-    assert point_label("2of4") == "2:4" and point_label("u60") == "60% unstr."
-    for bad in ("1of4", "3of4", "2:4", "u0", "u100", "x1.2", "half"):
+    for name, setting, kind in (("2of4", {"pattern": "2:4", "sparsity": 0.5}, "weights"),
+                                ("4of8", {"pattern": "4:8", "sparsity": 0.5}, "weights"),
+                                ("u60", {"pattern": "unstructured", "sparsity": 0.6}, "weights"),
+                                ("s25", {"slicing": 0.25}, "slicing")):
+        assert setting_options(name) == setting == setting_options(name, kind) and point_name(**setting) == name
+        PruneConfig("wanda" if kind == "weights" else "slicegpt", **setting).validate()
+    assert point_label("2of4") == "2:4" and point_label("u60") == "60% unstr." and point_label("s25") == "25% sliced"
+    for bad in ("1of4", "3of4", "2:4", "u0", "u100", "s0", "x1.2", "half"):
         with pytest.raises(ValueError, match="expected 2of4 or 4of8"):
-            weight_setting(bad)
+            setting_options(bad)
+    with pytest.raises(ValueError, match=r"slicing setting 'u50': expected sP"):
+        setting_options("u50", "slicing")
+    with pytest.raises(ValueError, match=r"weights setting 's25': expected 2of4"):
+        setting_options("s25", "weights")
 
 
 def test_the_cli_and_the_workflow_read_the_registry():

@@ -118,18 +118,20 @@ def write_config(work: Path, mutate) -> Path:
 def expected_counts(cfg: dict) -> dict[str, int]:
     m, s = len(cfg["base"]["models"]), len(cfg["base"]["seeds"])
     me, t = len(cfg["prune"]["methods"]), len(cfg["prune"]["target_speedups"])
-    weights = cfg["prune"].get("weights") or {}
-    w = len(weights.get("methods", [])) * len(weights.get("settings", []))  # (weights method, setting) pairs
+    w = sum(len(cfg["prune"][k]["methods"]) * len(cfg["prune"][k]["settings"]) for k in ("weights", "slicing"))
     together = cfg["latency"].get("speedups", "apart") == "together"
     return {"datasets": 1, "model": m, "calibrate": m * s, "profile": m, "prune": m * me * s,
-            **({"prune_weights": m * w * s} if w else {}), "evaluate": m * (me * t + w) * s, "evaluate_dense": m,
+            **({"prune_at_setting": m * w * s} if w else {}), "evaluate": m * (me * t + w) * s, "evaluate_dense": m,
             **({"speedup": m} if together else {}), "report": 1, "all": 1}
 
 
-def with_weights(work: Path, methods=("wanda", "sparsegpt"), settings=("2of4", "u50")) -> dict:
-    """The default params.yaml of ``work`` with weights methods switched on; returns it."""
+def with_weights(work: Path, methods=("wanda", "sparsegpt"), settings=("2of4", "u50"), slicing=()) -> dict:
+    """The default params.yaml of ``work`` with weights methods (and, given ``slicing`` settings, SliceGPT) switched
+    on; returns it."""
     cfg = yaml.safe_load((work / "params.yaml").read_text())
     cfg["prune"]["weights"] = {"methods": list(methods), "settings": list(settings)}
+    if slicing:
+        cfg["prune"]["slicing"] = {"methods": ["slicegpt"], "settings": list(slicing)}
     (work / "params.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     return cfg
 
@@ -187,17 +189,21 @@ def test_dry_run_of_the_default_lists_every_job(tmp_path):
 
 @needs_mirror
 def test_weights_methods_run_once_per_setting_and_are_evaluated_like_the_others(tmp_path):
-    """prune.weights: one prune_weights job per (model, method, seed, setting), at the setting's pattern and sparsity
-    and without the latency table; its checkpoint is evaluated and timed like a sublayer method's, and reported."""
+    """prune.weights / prune.slicing: one prune_at_setting job per (model, method, seed, setting), at the setting's
+    pattern and sparsity (or slicing ratio) and without the latency table; its checkpoint is evaluated and timed like
+    a sublayer method's, and reported."""
     work = make_workdir(tmp_path / "w")
-    cfg = with_weights(work)
+    cfg = with_weights(work, slicing=("s20", "s30"))
     out = snakemake("-n", "-p", cwd=work, check=True).stdout
     assert job_stats(out) == expected_counts(cfg)
     jobs = planned_jobs(out)
-    weights = {j["output"][0]: j for j in jobs if j["rule"] == "prune_weights"}
+    weights = {j["output"][0]: j for j in jobs if j["rule"] == "prune_at_setting"}
     model, seed = next(iter(cfg["base"]["models"])), cfg["base"]["seeds"][0]
     assert set(weights) == {f"results/{model}/pruned/{m}/seed{seed}/{s}" for m in ("wanda", "sparsegpt")
-                            for s in ("2of4", "u50")}
+                            for s in ("2of4", "u50")} | {f"results/{model}/pruned/slicegpt/seed{seed}/{s}"
+                                                         for s in ("s20", "s30")}
+    assert "--method slicegpt" in weights[f"results/{model}/pruned/slicegpt/seed{seed}/s30"]["shell"]
+    assert "--slicing 0.3 " in weights[f"results/{model}/pruned/slicegpt/seed{seed}/s30"]["shell"]
     two_four = weights[f"results/{model}/pruned/wanda/seed{seed}/2of4"]["shell"]
     assert "--method wanda" in two_four and "--pattern 2:4 --sparsity 0.5" in two_four
     assert "--pattern unstructured --sparsity 0.5" in weights[f"results/{model}/pruned/sparsegpt/seed{seed}/u50"]["shell"]
@@ -248,18 +254,21 @@ def test_models_may_carry_their_own_calibration_latency_lengths_or_table(tmp_pat
     (lambda c: c["latency"].__setitem__("fraction", 1.5), "latency.fraction"),
     (lambda c: c["base"]["models"].__setitem__("bad/name", "embedded"), "base.models"),
     (lambda c: c.__setitem__("evalute", {}), "evalute"),
-    (lambda c: c["prune"].__setitem__("methods", ["sprint", "wanda"]), "list them under prune.weights.methods"),
+    (lambda c: c["prune"].__setitem__("methods", ["sprint", "wanda"]),
+     "prune.methods: wanda zeroes weights at a sparsity: list it under prune.weights.methods"),
     (lambda c: c["prune"].__setitem__("weights", {"methods": ["sleb"], "settings": ["2of4"]}),
-     "list them under prune.methods"),
+     "sleb removes sublayers until a target speedup: list it under prune.methods"),
     (lambda c: c["prune"].__setitem__("weights", {"methods": ["wanda"], "settings": ["3of4"]}),
-     "prune.weights.settings: weight setting '3of4'"),
+     "prune.weights.settings: weights setting '3of4'"),
     (lambda c: c["prune"].__setitem__("weights", {"methods": ["wanda"], "settings": ["2:4"]}),
      "prune.weights.settings"),
     (lambda c: c["prune"].pop("weights"), "'weights' is a required property"),
-    (lambda c: c["prune"].__setitem__("methods", ["slicegpt"]), "does not run slicing methods (slicegpt) yet"),
+    (lambda c: c["prune"].__setitem__("methods", ["slicegpt"]), "list it under prune.slicing.methods"),
+    (lambda c: c["prune"].__setitem__("slicing", {"methods": ["slicegpt"], "settings": ["2of4"]}),
+     "prune.slicing.settings"),
 ], ids=["unknown-method", "speedup-1", "negative-n", "limit-0", "fraction", "model-name", "typo-section",
         "weights-method-as-sublayer", "sublayer-method-as-weights", "unknown-pattern", "setting-with-colon",
-        "no-weights-section", "slicing-not-run-yet"])
+        "no-weights-section", "slicegpt-as-sublayer", "slicing-with-a-weight-setting"])
 def test_schema_errors_name_the_key(tmp_path, mutate, key):
     work = make_workdir(tmp_path / "w")
     proc = snakemake("-n", "--configfile", str(write_config(work, mutate)), cwd=work)
@@ -365,7 +374,7 @@ def _dvc_stages(work: Path) -> list[dict]:
 @needs_mirror
 def test_dvc_stages_run_exactly_the_snakemake_jobs(tmp_path):
     work = make_workdir(tmp_path / "w")
-    with_weights(work, ["wanda"], ["2of4"])
+    with_weights(work, ["wanda"], ["2of4"], slicing=["s25"])
     run(["git", "init", "-q"], work, check=True)
     run([sys.executable, "-m", "dvc", "init", "-q"], work, check=True)
     jobs = [j for j in planned_jobs(snakemake("-n", "-p", cwd=work, check=True).stdout) if j["rule"] != "all"]
@@ -442,7 +451,8 @@ def tiny_params(model: Path, target: float) -> dict:
                     "max_rounds": 12, "max_spread": 0.5, "attempts": 2, "fraction": 0.5},  # a loose bound: plumbing
         "prune": {"methods": ["sprint", "shortgpt"], "target_speedups": [target], "alpha": 2, "beta": 2,
                   "tune_ratio": 1.0, "reference": "dense", "distance": "frobenius", "batch_size": 4,
-                  "ppl_windows": None, "weights": {"methods": [], "settings": ["2of4"]}},
+                  "ppl_windows": None, "weights": {"methods": [], "settings": ["2of4"]},
+                  "slicing": {"methods": [], "settings": ["s25"]}},
         "evaluate": {"tasks": ["arc_easy", "piqa"], "limit": 4, "seed": 0, "ppl_seq_len": 32, "ppl_max_windows": 2,
                      "batch_size": 4},
         "report": {},
@@ -619,8 +629,9 @@ def test_stages_depend_on_the_library_code_they_run(tmp_path):
     work = make_workdir(tmp_path / "w")
     run(["git", "init", "-q"], work, check=True)
     run([sys.executable, "-m", "dvc", "init", "-q"], work, check=True)
-    with_weights(work, ["wanda"], ["2of4"])
-    stage_rule = {"evaluate-dense": "evaluate_dense", "prune-weights": "prune_weights", "evaluate-weights": "evaluate"}
+    with_weights(work, ["wanda"], ["2of4"], slicing=["s25"])
+    stage_rule = {"evaluate-dense": "evaluate_dense", "prune-weights": "prune_at_setting", "evaluate-weights": "evaluate",
+                  "prune-slicing": "prune_at_setting", "evaluate-slicing": "evaluate"}
     for st in _dvc_stages(work):
         base = st["name"].split("@")[0]
         code = {d for d in st["deps"] if d.startswith("sprint/")}

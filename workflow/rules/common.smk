@@ -14,51 +14,58 @@ from snakemake.exceptions import WorkflowError
 from sprint.codedeps import stage_files
 from sprint.data import check_source
 from sprint.errors import SprintError
-from sprint.methods import METHODS as ALL_METHODS, REGISTRY, weight_setting  # the registry of methods
+from sprint.methods import METHODS as ALL_METHODS, ONE_SHOT, REGISTRY, setting_options  # the registry of methods
 from sprint.tracking import close_pipeline_run, open_pipeline_run  # the Snakefile's onstart / onsuccess
 
 BASEDIR = Path(workflow.basedir)
 BASE, PRUNE, EVALUATE = config["base"], config["prune"], config["evaluate"]
-WEIGHTS = PRUNE["weights"]
+# Where each kind of method is listed: sublayer methods at target speedups, one-shot methods at settings.
+SECTIONS = {"sublayer": "prune.methods", "weights": "prune.weights", "slicing": "prune.slicing"}
+DOES = {"sublayer": "removes sublayers until a target speedup", "weights": "zeroes weights at a sparsity",
+        "slicing": "slices the hidden width at a ratio"}
 
 
-def _check_methods(key: str, names: list, kind: str, other: str) -> None:
-    """Every name of ``key`` is a registry method of ``kind``; one of the other kind belongs under ``other``."""
+def _check_methods(kind: str, names: list) -> None:
+    """Every name listed for ``kind`` is a registry method of that kind; the message says where others belong."""
+    key = SECTIONS[kind] + ("" if kind == "sublayer" else ".methods")
     unknown = [m for m in names if m not in ALL_METHODS]
     if unknown:
         raise WorkflowError(f"invalid configuration at {key}: {', '.join(map(repr, unknown))} is not a method of the "
                             f"registry (sprint.methods): expected some of {', '.join(ALL_METHODS)}")
-    misplaced = [m for m in names if REGISTRY[m].kind != kind]
-    if misplaced:
-        other_kind = REGISTRY[misplaced[0]].kind
-        if other_kind not in ("weights", "sublayer"):
-            raise WorkflowError(f"invalid configuration at {key}: the pipeline does not run {other_kind} methods "
-                                f"({', '.join(misplaced)}) yet: use `sprint prune --method {misplaced[0]}` by hand")
-        does = {"weights": "zero weights at a sparsity, with no target speedup",
-                "sublayer": "remove sublayers until a target speedup"}[other_kind]
-        raise WorkflowError(f"invalid configuration at {key}: {', '.join(misplaced)} {does}: list them under {other}")
+    for m in names:
+        other = REGISTRY[m].kind
+        if other != kind:
+            where = SECTIONS[other] + ("" if other == "sublayer" else ".methods")
+            raise WorkflowError(f"invalid configuration at {key}: {m} {DOES[other]}: list it under {where}")
 
 
-_check_methods("prune.methods", PRUNE["methods"], "sublayer", "prune.weights.methods (at prune.weights.settings)")
-_check_methods("prune.weights.methods", WEIGHTS["methods"], "weights", "prune.methods (at prune.target_speedups)")
-for _setting in WEIGHTS["settings"]:
-    try:
-        weight_setting(_setting)
-    except ValueError as err:
-        raise WorkflowError(f"invalid configuration at prune.weights.settings: {err}") from None
+def _one_shot(kind: str) -> tuple[list, list]:
+    """(methods, settings) of a one-shot section; the settings are checked against the kind's forms."""
+    section = PRUNE[SECTIONS[kind].split(".")[1]]
+    _check_methods(kind, section["methods"])
+    for setting in section["settings"]:
+        try:
+            setting_options(setting, kind)
+        except ValueError as err:
+            raise WorkflowError(f"invalid configuration at {SECTIONS[kind]}.settings: {err}") from None
+    return list(section["methods"]), list(section["settings"]) if section["methods"] else []
+
+
+_check_methods("sublayer", PRUNE["methods"])
 SEEDS = [int(s) for s in BASE["seeds"]]
 METHODS = list(PRUNE["methods"])
-WEIGHT_METHODS = list(WEIGHTS["methods"])
 # Targets keep their spelling in params.yaml (1.2 -> x1.2, 2 -> x2): DVC's ${item} renders them the same way.
 TARGET_NAMES = [str(t) for t in sorted(PRUNE["target_speedups"], key=float)]
-SETTINGS = list(WEIGHTS["settings"]) if WEIGHT_METHODS else []
-# Every pruned model as (method, point): x{target} of the sublayer methods, the settings of the weights methods.
-POINTS = [(m, f"x{t}") for m in METHODS for t in TARGET_NAMES] + [(m, s) for m in WEIGHT_METHODS for s in SETTINGS]
+# Every pruned model as (method, point): x{target} of the sublayer methods, each setting of the one-shot methods.
+POINTS = [(m, f"x{t}") for m in METHODS for t in TARGET_NAMES]
+for _kind in ("weights", "slicing"):
+    _methods, _settings = _one_shot(_kind)
+    POINTS += [(m, s) for m in _methods for s in _settings]
 
 
-def methods_regex(kind: str) -> str:
-    """The method wildcard of the rules that run methods of ``kind`` (every registry method of that kind)."""
-    return "|".join(re.escape(name) for name, m in REGISTRY.items() if m.kind == kind)
+def methods_regex(*kinds: str) -> str:
+    """The method wildcard of the rules that run methods of ``kinds`` (every registry method of those kinds)."""
+    return "|".join(re.escape(name) for name, m in REGISTRY.items() if m.kind in kinds)
 
 
 def pruned_dir(model: str, method: str, seed, point: str) -> str:
@@ -91,8 +98,8 @@ wildcard_constraints:
     model=r"[A-Za-z0-9][A-Za-z0-9_-]*",
     method="|".join(re.escape(m) for m in ALL_METHODS),
     seed=r"[0-9]+",
-    point=r"x[0-9]+(\.[0-9]+)?|[1-9][0-9]*of[1-9][0-9]*|u[1-9][0-9]?",
-    setting=r"[1-9][0-9]*of[1-9][0-9]*|u[1-9][0-9]?",
+    point=r"x[0-9]+(\.[0-9]+)?|[1-9][0-9]*of[1-9][0-9]*|[us][1-9][0-9]?",
+    setting=r"[1-9][0-9]*of[1-9][0-9]*|[us][1-9][0-9]?",
 
 
 # ----------------------------------------------------------------------------------------------- models

@@ -1,9 +1,9 @@
 # Stage 4, pruning.  Sublayer methods (prune.methods): one job per (model, method, seed) prunes once to the largest
 # target speedup and saves a checkpoint at every target on the way (the greedy removal order does not depend on the
-# target) -> results/{model}/pruned/{method}/seed{seed}/x{target}/.  Weights methods (prune.weights.methods): one
-# job per (model, method, seed, setting) zeroes weights at the setting's pattern and sparsity, with no latency
-# table (their speed is measured by evaluate) -> results/{model}/pruned/{method}/seed{seed}/{setting}/.
-# Every checkpoint folder holds its pruning.json.
+# target) -> results/{model}/pruned/{method}/seed{seed}/x{target}/.  One-shot methods (prune.weights: Wanda and
+# SparseGPT zero weights; prune.slicing: SliceGPT slices the hidden width): one job per (model, method, seed,
+# setting), with no latency table (their speed is measured by evaluate)
+# -> results/{model}/pruned/{method}/seed{seed}/{setting}/.  Every checkpoint folder holds its pruning.json.
 
 
 def prune_outputs(wildcards, output) -> str:
@@ -48,18 +48,18 @@ rule prune:
         " --output {params.outputs} > {log:q} 2>&1"
 
 
-rule prune_weights:
+rule prune_at_setting:
     input:
-        code=stage_files("prune_weights"),
+        code=stage_files("prune_at_setting"),
         model=model_dir("{model}"),
         calibration="data/calibration/{model}/seed{seed}.pt",
     output:
         directory("results/{model}/pruned/{method}/seed{seed}/{setting}"),
     wildcard_constraints:
-        method=methods_regex("weights"),
+        method=methods_regex(*ONE_SHOT),
     params:
         model=model_opts,
-        setting=lambda wc: " ".join(f"--{k} {v}" for k, v in weight_setting(wc.setting).items()),
+        setting=lambda wc: " ".join(f"--{k} {v}" for k, v in setting_options(wc.setting, REGISTRY[wc.method].kind).items()),
         batch_size=PRUNE["batch_size"],
         env=lambda wc: model_tag(wc.model),
     threads: ALL_CORES
