@@ -22,6 +22,7 @@ COMMON_OPTIONS = ("method", "target_speedup", "seed", "batch_size")
 SPRINT_OPTIONS = ("alpha", "beta", "tune_ratio", "reference", "distance", "store_dtype")
 WEIGHT_OPTIONS = ("sparsity", "pattern")
 SLICING_OPTIONS = ("slicing",)
+STRUCTURED_OPTIONS = ("structured_ratio", "importance")
 
 
 KINDS = {
@@ -31,8 +32,10 @@ KINDS = {
                "speedup target: its speed is measured; a sprint.layerwise.WeightPruner)",
     "slicing": "rotates the residual stream and deletes --slicing of its width in one shot (smaller shapes; no "
                "speedup target: its speed is measured)",
+    "structured": "removes --structured-ratio of the query heads and MLP channels of the middle layers in one shot "
+                  "(smaller shapes; no speedup target: its speed is measured)",
 }
-ONE_SHOT = ("weights", "slicing")  # kinds pruned once at a setting, with no target speedup
+ONE_SHOT = ("weights", "slicing", "structured")  # kinds pruned once at a setting, with no target speedup
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,9 @@ REGISTRY: dict[str, Method] = {m.name: m for m in (
     Method("slicegpt", "SliceGPT", "sprint.slicegpt:SliceGPTPruner",
            "PCA rotation of the residual stream, then deletion of its least significant directions (Ashkboos et al., "
            "ICLR 2024)", options=SLICING_OPTIONS, kind="slicing"),
+    Method("llm-pruner", "LLM-Pruner", "sprint.llm_pruner:LLMPrunerPruner",
+           "query heads and MLP channels by first-order Taylor importance, without LoRA recovery (Ma et al., NeurIPS "
+           "2023)", options=STRUCTURED_OPTIONS, kind="structured"),
 )}
 ENTRY_POINT_GROUP = "sprint.methods"
 
@@ -122,10 +128,12 @@ def method(name: str) -> Method:
 # 50% of the weights zeroed) for kind "weights", "s25" (25% of the hidden width sliced away) for kind "slicing".
 # DVC and Snakemake put these names into paths, hence no ':' or '%'.
 WEIGHT_PATTERNS = ("2:4", "4:8")
-_SETTING = re.compile(r"(?:(?P<n>[1-9][0-9]*)of(?P<m>[1-9][0-9]*)|u(?P<pct>[1-9][0-9]?)|s(?P<slice>[1-9][0-9]?))")
+_SETTING = re.compile(r"(?:(?P<n>[1-9][0-9]*)of(?P<m>[1-9][0-9]*)|u(?P<pct>[1-9][0-9]?)|s(?P<slice>[1-9][0-9]?)"
+                      r"|c(?P<struct>[1-9][0-9]?))")
 SETTING_FORMS = {"weights": f"{' or '.join(p.replace(':', 'of') for p in WEIGHT_PATTERNS)} (N of every M weights "
                             "kept) or uP (unstructured, P% of the weights zeroed: u50)",
-                 "slicing": "sP (P% of the hidden width sliced away: s25)"}
+                 "slicing": "sP (P% of the hidden width sliced away: s25)",
+                 "structured": "cP (P% of the query heads and MLP channels of the pruned layers removed: c20)"}
 
 
 def setting_options(name: str, kind: str | None = None) -> dict[str, Any]:
@@ -133,13 +141,15 @@ def setting_options(name: str, kind: str | None = None) -> dict[str, Any]:
     unstructured, sparsity 0.6; "s25" -> slicing 0.25.  With ``kind``, only that kind's forms are accepted.
     ValueError naming what is accepted otherwise."""
     match = _SETTING.fullmatch(str(name))
-    found = None if match is None else "slicing" if match["slice"] else "weights"
+    found = None if match is None else "slicing" if match["slice"] else "structured" if match["struct"] else "weights"
     if (found is None or (kind is not None and found != kind)
             or (match["n"] and f"{match['n']}:{match['m']}" not in WEIGHT_PATTERNS)):
         forms = SETTING_FORMS[kind] if kind else " or ".join(SETTING_FORMS.values())
         raise ValueError(f"{kind + ' ' if kind else ''}setting {name!r}: expected {forms}")
     if match["slice"]:
         return {"slicing": int(match["slice"]) / 100}
+    if match["struct"]:
+        return {"structured_ratio": int(match["struct"]) / 100}
     if match["pct"]:
         return {"pattern": "unstructured", "sparsity": int(match["pct"]) / 100}
     n, m = int(match["n"]), int(match["m"])
@@ -147,13 +157,16 @@ def setting_options(name: str, kind: str | None = None) -> dict[str, Any]:
 
 
 def point_name(target: float | None = None, pattern: str | None = None, sparsity: float | None = None,
-               slicing: float | None = None) -> str:
+               slicing: float | None = None, structured_ratio: float | None = None) -> str:
     """The point's name: ``x{target:g}`` for a target speedup, ``s{percent}`` for a slicing ratio (s25: 25% of the
-    hidden width deleted), else the weight setting (see :func:`setting_options`)."""
+    hidden width deleted), ``c{percent}`` for a structured ratio, else the weight setting (see
+    :func:`setting_options`)."""
     if target is not None:
         return f"x{float(target):g}"
     if slicing is not None:
         return f"s{round(100 * float(slicing)):d}"
+    if structured_ratio is not None:
+        return f"c{round(100 * float(structured_ratio)):d}"
     if pattern is None:
         raise ValueError("a point needs a target speedup, a slicing ratio or a weight pattern")
     if pattern != "unstructured":
@@ -168,6 +181,8 @@ def point_label(name: str) -> str:
     setting = setting_options(name)
     if "slicing" in setting:
         return f"{name[1:]}% sliced"
+    if "structured_ratio" in setting:
+        return f"{name[1:]}% heads/channels"
     return setting["pattern"] if setting["pattern"] != "unstructured" else f"{name[1:]}% unstr."
 
 
@@ -205,6 +220,10 @@ class PruneConfig:
                            choices=("unstructured", *WEIGHT_PATTERNS))
     slicing: float = _option(0.25, "slicegpt: share of the hidden width deleted after the rotation (0: the rotation "
                              "alone, which computes the same function)")
+    structured_ratio: float = _option(0.2, "llm-pruner: share of the query heads (of every KV group) and of the MLP "
+                                      "channels removed in each pruned layer (layers 4 to L-3, as its scripts)")
+    importance: str = _option("element", "llm-pruner: first-order Taylor importance per weight summed over a group "
+                              "(element) or of the group as a whole (vector)", choices=("element", "vector"))
 
     @property
     def targets(self) -> list[float]:
@@ -216,7 +235,8 @@ class PruneConfig:
             raise SprintError(f"unknown method {self.method!r}: expected one of {', '.join(METHODS)}")
         if method(self.method).kind in ONE_SHOT:
             if self.targets:
-                how = "--sparsity / --pattern" if method(self.method).kind == "weights" else "--slicing"
+                how = {"weights": "--sparsity / --pattern", "slicing": "--slicing",
+                       "structured": "--structured-ratio"}[method(self.method).kind]
                 raise SprintError(f"{self.method} takes no target speedup: it prunes once at {how}, and its speedup is "
                                   "measured afterwards (sprint evaluate --latency)")
         elif not self.targets:
@@ -225,6 +245,8 @@ class PruneConfig:
             raise SprintError(f"sparsity must be in (0, 1), got {self.sparsity}")
         if not 0.0 <= self.slicing < 1.0:
             raise SprintError(f"slicing must be in [0, 1), got {self.slicing}")
+        if not 0.0 <= self.structured_ratio < 1.0:
+            raise SprintError(f"structured_ratio must be in [0, 1), got {self.structured_ratio}")
         for t in self.targets:
             if not t > 1.0:
                 raise SprintError(f"target speedup {t} must be > 1 (it divides the dense latency)")

@@ -194,9 +194,49 @@ def strip_removed(model: nn.Module) -> None:
         setattr(layers[layer], ad.norm(kind), None)
 
 
+def layer_shapes(model: nn.Module) -> list[list[int]]:
+    """Every decoder layer's [query heads per KV group, MLP width], as its modules have them."""
+    ad = adapter_for(model)
+    out = []
+    for layer in decoder_layers(model):
+        attn, mlp = getattr(layer, ad.attn), getattr(layer, ad.mlp)
+        q = attn.q_proj.out_features // attn.head_dim if attn is not None else 0
+        out.append([q // model.config.num_key_value_heads, mlp.down_proj.in_features if mlp is not None else 0])
+    return out
+
+
+def set_layer_shapes(model: nn.Module, shapes: list[list[int]]) -> None:
+    """Give each decoder layer ``shapes[i]`` = [query heads per KV group, MLP width] (a structurally pruned model,
+    see sprint/llm_pruner.py): projections of another shape are replaced by new ones of that shape, to be loaded;
+    records the shapes in ``config.sprint_layer_shapes``."""
+    ad = adapter_for(model)
+    kv = model.config.num_key_value_heads
+    for layer, (per_group, width) in zip(decoder_layers(model), shapes):
+        attn, mlp = getattr(layer, ad.attn), getattr(layer, ad.mlp)
+        if attn is not None:
+            inner = per_group * kv * attn.head_dim
+            _resize(attn, "q_proj", out_features=inner)
+            _resize(attn, ad.o_proj, in_features=inner)
+            attn.num_key_value_groups = per_group
+        if mlp is not None:
+            _resize(mlp, "gate_proj", out_features=width)
+            _resize(mlp, "up_proj", out_features=width)
+            _resize(mlp, ad.down_proj, in_features=width)
+    model.config.sprint_layer_shapes = [list(s) for s in shapes]
+
+
+def _resize(parent: nn.Module, name: str, in_features: int | None = None, out_features: int | None = None) -> None:
+    old = getattr(parent, name)
+    shape = (out_features or old.out_features, in_features or old.in_features)
+    if (old.out_features, old.in_features) != shape:
+        setattr(parent, name, nn.Linear(shape[1], shape[0], bias=old.bias is not None, device=old.weight.device,
+                                        dtype=old.weight.dtype))
+
+
 class _SprintPrunedMixin:
     """Builds the dense architecture, then removes the sublayers listed in ``config.sprint_removed`` (and adds the
-    residual shortcuts of a sliced model, ``config.sprint_shortcuts``)."""
+    residual shortcuts of a sliced model, ``config.sprint_shortcuts``, and gives a structurally pruned model its
+    layers' shapes, ``config.sprint_layer_shapes``)."""
 
     def __init__(self, config, *args, **kwargs):
         super().__init__(config, *args, **kwargs)
@@ -204,6 +244,8 @@ class _SprintPrunedMixin:
         strip_removed(self)
         if getattr(config, "sprint_shortcuts", False):
             add_shortcuts(self)
+        if getattr(config, "sprint_layer_shapes", None):
+            set_layer_shapes(self, config.sprint_layer_shapes)
 
 
 def _pruned_class(adapter: Adapter) -> type:

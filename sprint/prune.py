@@ -72,10 +72,9 @@ def prune_model(model, calibration: torch.Tensor, latency: LatencyTable | None, 
     cfg.validate()
     torch.manual_seed(cfg.seed)
     view = SublayerView(model, batch_size=cfg.batch_size)
-    if method(cfg.method).kind in ONE_SHOT:
+    if method(cfg.method).kind in ONE_SHOT:  # each sets its own autograd mode (LLM-Pruner needs gradients)
         pruner = build_pruner(view, calibration, latency, cfg, progress=progress)
-        with torch.inference_mode():
-            pruner.run()
+        pruner.run()
         return pruner
     latency.check_plausible(view.num_layers)
     check_reachable(cfg.method, view.num_layers, latency, cfg.targets)
@@ -131,8 +130,11 @@ def pruning_record(model_name: str, cfg: PruneConfig, target: float, pruner: Pru
 
 def one_shot_point(cfg: PruneConfig) -> str:
     """The point a one-shot method's run writes: its weight setting (2of4, u50) or slicing ratio (s25)."""
-    if method(cfg.method).kind == "slicing":
+    kind = method(cfg.method).kind
+    if kind == "slicing":
         return point_name(slicing=cfg.slicing)
+    if kind == "structured":
+        return point_name(structured_ratio=cfg.structured_ratio)
     return point_name(pattern=cfg.pattern, sparsity=cfg.sparsity)
 
 

@@ -687,6 +687,10 @@ def _weights_note(m: ModelResults) -> list[str]:
     if slicing:
         what.append(f"{', '.join(map(_name, slicing))} rotates the residual stream and deletes a share of its width "
                     "(25% sliced: a quarter), so its matrices are smaller")
+    structured = [meth for meth in methods if REGISTRY[meth].kind == "structured"]
+    if structured:
+        what.append(f"{', '.join(map(_name, structured))} removes a share of the query heads and MLP channels of the "
+                    "middle layers (20% heads/channels: a fifth), without its optional LoRA recovery")
     return ["_Settings_: " + "; ".join(what) + ". No target sets their ratio: their speedup is measured as for every "
             "model, and they are compared with each other at the same setting, not with the sublayer methods at a "
             "target.", ""]

@@ -17,6 +17,7 @@ from sprint.prune import PruneConfig, build_pruner
 from sprint.layerwise import WeightPruner
 from sprint.pruner import Pruner
 from sprint.slicegpt import SliceGPTPruner
+from sprint.llm_pruner import LLMPrunerPruner
 from sprint.sublayers import SublayerView
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,7 +32,8 @@ def test_every_entry_builds_its_pruner_from_a_config():
     for name, entry in REGISTRY.items():
         cfg = PruneConfig(name, 1.1, ppl_windows=1) if entry.kind == "sublayer" else PruneConfig(name, pattern="2:4")
         pruner = build_pruner(SublayerView(model, batch_size=2), ids, table, cfg, progress=False)
-        assert isinstance(pruner, {"sublayer": Pruner, "weights": WeightPruner, "slicing": SliceGPTPruner}[entry.kind])
+        assert isinstance(pruner, {"sublayer": Pruner, "weights": WeightPruner, "slicing": SliceGPTPruner,
+                                   "structured": LLMPrunerPruner}[entry.kind])
         assert isinstance(pruner, entry.pruner_class())
         assert pruner.admissible() == entry.admissible(4), name  # the instance and the registry agree
 
@@ -41,9 +43,9 @@ def test_admissible_sublayers_are_the_papers():
     assert method("sleb").admissible(4) == [2, 3, 4, 5]  # SLEB keeps the first and the last layer
     assert method("blockpruner").admissible(4) == list(range(8)) == method("shortgpt").admissible(4)
     assert method("wanda").admissible(4) == [] == method("sparsegpt").admissible(4)  # weights only
-    assert method("slicegpt").admissible(4) == []  # slices widths, removes no sublayer
+    assert method("slicegpt").admissible(4) == [] == method("llm-pruner").admissible(4)  # shrinks shapes instead
     with pytest.raises(KeyError, match="expected one of sprint"):
-        method("llm-pruner")
+        method("magnitude")
 
 
 def test_weight_methods_take_a_sparsity_not_a_target():
@@ -61,10 +63,11 @@ def test_points_name_targets_and_settings_both_ways():
     for name, setting, kind in (("2of4", {"pattern": "2:4", "sparsity": 0.5}, "weights"),
                                 ("4of8", {"pattern": "4:8", "sparsity": 0.5}, "weights"),
                                 ("u60", {"pattern": "unstructured", "sparsity": 0.6}, "weights"),
-                                ("s25", {"slicing": 0.25}, "slicing")):
+                                ("s25", {"slicing": 0.25}, "slicing"), ("c20", {"structured_ratio": 0.2}, "structured")):
         assert setting_options(name) == setting == setting_options(name, kind) and point_name(**setting) == name
-        PruneConfig("wanda" if kind == "weights" else "slicegpt", **setting).validate()
+        PruneConfig({"weights": "wanda", "slicing": "slicegpt", "structured": "llm-pruner"}[kind], **setting).validate()
     assert point_label("2of4") == "2:4" and point_label("u60") == "60% unstr." and point_label("s25") == "25% sliced"
+    assert point_label("c20") == "20% heads/channels"
     for bad in ("1of4", "3of4", "2:4", "u0", "u100", "s0", "x1.2", "half"):
         with pytest.raises(ValueError, match="expected 2of4 or 4of8"):
             setting_options(bad)

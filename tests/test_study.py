@@ -126,7 +126,7 @@ def test_the_shipped_study_reads(tmp_path: Path) -> None:
     s = study_mod.load_study(SHIPPED / "workflow/study/smollm2-cpu.yaml", SHIPPED)
     config = s.config
     targets = {f"x{t}" for t in config["prune"]["target_speedups"]}
-    settings = set(config["prune"]["weights"]["settings"]) | set(config["prune"]["slicing"]["settings"])
+    settings = {s for k in ("weights", "slicing", "structured") for s in config["prune"][k]["settings"]}
     for cell in s.cells(resolve=False):
         assert cell.method == "dense" or cell.point in (targets | settings), cell
     assert set(s.tables()) == {"smollm2-135m", "smollm2-135m-long"}  # cal4x shares the default's table

@@ -118,7 +118,8 @@ def write_config(work: Path, mutate) -> Path:
 def expected_counts(cfg: dict) -> dict[str, int]:
     m, s = len(cfg["base"]["models"]), len(cfg["base"]["seeds"])
     me, t = len(cfg["prune"]["methods"]), len(cfg["prune"]["target_speedups"])
-    w = sum(len(cfg["prune"][k]["methods"]) * len(cfg["prune"][k]["settings"]) for k in ("weights", "slicing"))
+    w = sum(len(cfg["prune"][k]["methods"]) * len(cfg["prune"][k]["settings"])
+            for k in ("weights", "slicing", "structured"))
     together = cfg["latency"].get("speedups", "apart") == "together"
     return {"datasets": 1, "model": m, "calibrate": m * s, "profile": m, "prune": m * me * s,
             **({"prune_at_setting": m * w * s} if w else {}), "evaluate": m * (me * t + w) * s, "evaluate_dense": m,
@@ -132,6 +133,7 @@ def with_weights(work: Path, methods=("wanda", "sparsegpt"), settings=("2of4", "
     cfg["prune"]["weights"] = {"methods": list(methods), "settings": list(settings)}
     if slicing:
         cfg["prune"]["slicing"] = {"methods": ["slicegpt"], "settings": list(slicing)}
+        cfg["prune"]["structured"] = {"methods": ["llm-pruner"], "settings": ["c20"]}
     (work / "params.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     return cfg
 
@@ -201,9 +203,12 @@ def test_weights_methods_run_once_per_setting_and_are_evaluated_like_the_others(
     model, seed = next(iter(cfg["base"]["models"])), cfg["base"]["seeds"][0]
     assert set(weights) == {f"results/{model}/pruned/{m}/seed{seed}/{s}" for m in ("wanda", "sparsegpt")
                             for s in ("2of4", "u50")} | {f"results/{model}/pruned/slicegpt/seed{seed}/{s}"
-                                                         for s in ("s20", "s30")}
+                                                         for s in ("s20", "s30")} | {
+        f"results/{model}/pruned/llm-pruner/seed{seed}/c20"}
     assert "--method slicegpt" in weights[f"results/{model}/pruned/slicegpt/seed{seed}/s30"]["shell"]
     assert "--slicing 0.3 " in weights[f"results/{model}/pruned/slicegpt/seed{seed}/s30"]["shell"]
+    assert "--structured_ratio" not in weights[f"results/{model}/pruned/llm-pruner/seed{seed}/c20"]["shell"]
+    assert "--structured-ratio 0.2 " in weights[f"results/{model}/pruned/llm-pruner/seed{seed}/c20"]["shell"]
     two_four = weights[f"results/{model}/pruned/wanda/seed{seed}/2of4"]["shell"]
     assert "--method wanda" in two_four and "--pattern 2:4 --sparsity 0.5" in two_four
     assert "--pattern unstructured --sparsity 0.5" in weights[f"results/{model}/pruned/sparsegpt/seed{seed}/u50"]["shell"]
@@ -452,7 +457,7 @@ def tiny_params(model: Path, target: float) -> dict:
         "prune": {"methods": ["sprint", "shortgpt"], "target_speedups": [target], "alpha": 2, "beta": 2,
                   "tune_ratio": 1.0, "reference": "dense", "distance": "frobenius", "batch_size": 4,
                   "ppl_windows": None, "weights": {"methods": [], "settings": ["2of4"]},
-                  "slicing": {"methods": [], "settings": ["s25"]}},
+                  "slicing": {"methods": [], "settings": ["s25"]}, "structured": {"methods": [], "settings": ["c20"]}},
         "evaluate": {"tasks": ["arc_easy", "piqa"], "limit": 4, "seed": 0, "ppl_seq_len": 32, "ppl_max_windows": 2,
                      "batch_size": 4},
         "report": {},
@@ -631,7 +636,8 @@ def test_stages_depend_on_the_library_code_they_run(tmp_path):
     run([sys.executable, "-m", "dvc", "init", "-q"], work, check=True)
     with_weights(work, ["wanda"], ["2of4"], slicing=["s25"])
     stage_rule = {"evaluate-dense": "evaluate_dense", "prune-weights": "prune_at_setting", "evaluate-weights": "evaluate",
-                  "prune-slicing": "prune_at_setting", "evaluate-slicing": "evaluate"}
+                  "prune-slicing": "prune_at_setting", "evaluate-slicing": "evaluate",
+                  "prune-structured": "prune_at_setting", "evaluate-structured": "evaluate"}
     for st in _dvc_stages(work):
         base = st["name"].split("@")[0]
         code = {d for d in st["deps"] if d.startswith("sprint/")}

@@ -20,9 +20,10 @@ from sprint.tracking import close_pipeline_run, open_pipeline_run  # the Snakefi
 BASEDIR = Path(workflow.basedir)
 BASE, PRUNE, EVALUATE = config["base"], config["prune"], config["evaluate"]
 # Where each kind of method is listed: sublayer methods at target speedups, one-shot methods at settings.
-SECTIONS = {"sublayer": "prune.methods", "weights": "prune.weights", "slicing": "prune.slicing"}
+SECTIONS = {"sublayer": "prune.methods", "weights": "prune.weights", "slicing": "prune.slicing",
+            "structured": "prune.structured"}
 DOES = {"sublayer": "removes sublayers until a target speedup", "weights": "zeroes weights at a sparsity",
-        "slicing": "slices the hidden width at a ratio"}
+        "slicing": "slices the hidden width at a ratio", "structured": "removes heads and channels at a ratio"}
 
 
 def _check_methods(kind: str, names: list) -> None:
@@ -58,7 +59,7 @@ METHODS = list(PRUNE["methods"])
 TARGET_NAMES = [str(t) for t in sorted(PRUNE["target_speedups"], key=float)]
 # Every pruned model as (method, point): x{target} of the sublayer methods, each setting of the one-shot methods.
 POINTS = [(m, f"x{t}") for m in METHODS for t in TARGET_NAMES]
-for _kind in ("weights", "slicing"):
+for _kind in ("weights", "slicing", "structured"):
     _methods, _settings = _one_shot(_kind)
     POINTS += [(m, s) for m in _methods for s in _settings]
 
@@ -98,8 +99,8 @@ wildcard_constraints:
     model=r"[A-Za-z0-9][A-Za-z0-9_-]*",
     method="|".join(re.escape(m) for m in ALL_METHODS),
     seed=r"[0-9]+",
-    point=r"x[0-9]+(\.[0-9]+)?|[1-9][0-9]*of[1-9][0-9]*|[us][1-9][0-9]?",
-    setting=r"[1-9][0-9]*of[1-9][0-9]*|[us][1-9][0-9]?",
+    point=r"x[0-9]+(\.[0-9]+)?|[1-9][0-9]*of[1-9][0-9]*|[usc][1-9][0-9]?",
+    setting=r"[1-9][0-9]*of[1-9][0-9]*|[usc][1-9][0-9]?",
 
 
 # ----------------------------------------------------------------------------------------------- models

@@ -59,7 +59,7 @@ rule prune_at_setting:
         method=methods_regex(*ONE_SHOT),
     params:
         model=model_opts,
-        setting=lambda wc: " ".join(f"--{k} {v}" for k, v in setting_options(wc.setting, REGISTRY[wc.method].kind).items()),
+        setting=lambda wc: " ".join(f"--{k.replace('_', '-')} {v}" for k, v in setting_options(wc.setting, REGISTRY[wc.method].kind).items()),
         batch_size=PRUNE["batch_size"],
         env=lambda wc: model_tag(wc.model),
     threads: ALL_CORES
