@@ -30,7 +30,8 @@ def test_median_run_of_repeated_sprint_runs():
 def test_bench_quick(tiny_model_dir, tmp_path):
     out = tmp_path / "bench"
     argv = ["--quick", "--model", str(tiny_model_dir("llama", 4)), "--methods", "sprint,blockpruner",
-            "--scaling-greedy-steps", "1", "--sprint-repeats", "2", "--output", str(out)]
+            "--one-shot", "wanda:2of4,slicegpt:s25", "--scaling-greedy-steps", "1", "--sprint-repeats", "2",
+            "--output", str(out)]
     assert main(argv) == 0
     bench = json.loads((out / "bench.json").read_text())
     for key in ("methods", "forward_pass_s", "floor_ratio", "scaling", "speedup_error", "machine", "command", "date",
@@ -42,6 +43,10 @@ def test_bench_quick(tiny_model_dir, tmp_path):
         for key in ("wall_time_s", "peak_rss_mb", "ratio_to_sprint", "load_time_s"):
             assert _finite(s[key]) and s[key] > 0, (method, key, s[key])
     assert bench["methods"]["sprint"]["ratio_to_sprint"] == 1.0
+    assert set(bench["one_shot"]) == {"wanda:2of4", "slicegpt:s25"}
+    for key, s in bench["one_shot"].items():
+        assert s["status"] == "ok" and _finite(s["wall_time_s"]) and _finite(s["ratio_to_sprint"]), (key, s)
+    assert "## 1b. One-shot methods at a setting" in (out / "bench.md").read_text()
     samples = bench["methods"]["sprint"]["wall_time_samples_s"]  # --sprint-repeats 2: the slower one counts
     assert len(samples) == 2 and bench["methods"]["sprint"]["wall_time_s"] == max(samples)
     assert _finite(bench["forward_pass_s"]) and _finite(bench["floor_ratio"])
@@ -73,4 +78,9 @@ def test_weight_methods_are_refused_in_one_line(tiny_model_dir, tmp_path, capsys
     argv = ["--quick", "--model", str(tiny_model_dir("llama", 2)), "--methods", "sprint,wanda", "--output",
             str(tmp_path / "bench")]
     assert main(argv) == 2
-    assert "the benchmark times the sublayer methods" in capsys.readouterr().err
+    assert "one-shot methods go to --one-shot METHOD:SETTING" in capsys.readouterr().err
+    argv[argv.index("sprint,wanda")] = "sprint"
+    assert main(argv + ["--one-shot", "sleb:2of4"]) == 2
+    assert "'sleb' is not a one-shot method" in capsys.readouterr().err
+    assert main(argv + ["--one-shot", "slicegpt:2of4"]) == 2
+    assert "slicing setting '2of4': expected sP" in capsys.readouterr().err

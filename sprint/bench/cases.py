@@ -19,7 +19,7 @@ from sprint.bench.render import render_markdown, time_of
 from sprint.bench.runner import Runner, load1, machine_info
 from sprint.errors import SprintError
 from sprint.io import atomic_write_json, atomic_write_text
-from sprint.methods import SUBLAYER_METHODS
+from sprint.methods import ONE_SHOT, REGISTRY, SUBLAYER_METHODS, setting_options
 from sprint.tiny import save_tiny_model
 
 log = logging.getLogger("sprint")
@@ -113,6 +113,22 @@ class Calibrations:
             meta = calibration_meta(tokenizer, label, ids, self.seed)
         save_calibration(tokens, path, meta)
         return str(path)
+
+
+def parse_one_shot(text: str) -> list[tuple[str, str]]:
+    """'wanda:2of4,slicegpt:s25' -> [(method, setting), ...], each setting checked against its method's kind."""
+    out = []
+    for item in (t.strip() for t in (text or "").split(",") if t.strip()):
+        m, _, setting = item.partition(":")
+        if m not in REGISTRY or REGISTRY[m].kind not in ONE_SHOT:
+            one_shot = ", ".join(n for n, e in REGISTRY.items() if e.kind in ONE_SHOT)
+            raise SprintError(f"--one-shot {item!r}: {m!r} is not a one-shot method (one of {one_shot})")
+        try:
+            setting_options(setting, REGISTRY[m].kind)
+        except ValueError as err:
+            raise SprintError(f"--one-shot {item!r}: {err}") from None
+        out.append((m, setting))
+    return out
 
 
 def _check_reachable(method: str, num_layers: int, table, target: float) -> str | None:
@@ -228,10 +244,11 @@ def run_bench(args) -> dict:
     model_tag = Path(model_path).name
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     for m in methods:
-        if m not in SUBLAYER_METHODS:  # weight methods (wanda, sparsegpt) have no target: not timed here yet
-            raise SprintError(f"method {m!r}: the benchmark times the sublayer methods, some of "
-                              f"{', '.join(SUBLAYER_METHODS)}")
+        if m not in SUBLAYER_METHODS:  # one-shot methods have no target: --one-shot times them at a setting
+            raise SprintError(f"method {m!r}: --methods takes the sublayer methods, some of "
+                              f"{', '.join(SUBLAYER_METHODS)} (one-shot methods go to --one-shot METHOD:SETTING)")
     methods = ["sprint"] + [m for m in methods if m != "sprint"]  # ratios need sprint
+    one_shot = parse_one_shot(args.one_shot)
     num_layers = load_config(model_path).num_hidden_layers
     runner = Runner(out, args.max_method_time, args.resume)
     bench: dict[str, Any] = {
@@ -297,6 +314,20 @@ def run_bench(args) -> dict:
             s["extrapolated_ratio_to_sprint"] = s["extrapolated_wall_time_s"] / base
     bench["methods"] = summaries
     save()
+
+    # 1b. the one-shot methods at their settings, one fresh child each (no target, no latency table)
+    if one_shot:
+        timed = {}
+        for m, setting in tqdm(one_shot, desc="one-shot methods", unit="method"):
+            job = runner.job("prune", f"{m}-{model_tag}-{n}x{seq}-{setting}", method=m, setting=setting,
+                             model=model_path, calibration=main_calib, n=n, seq_len=seq, num_layers=num_layers,
+                             **common)
+            s = summary(runner.run([job], job["key"])[0])
+            t, _ = time_of(s)
+            s["ratio_to_sprint"] = t / base if t is not None and base and summaries["sprint"]["status"] == "ok" else None
+            timed[f"{m}:{setting}"] = s
+        bench["one_shot"] = timed
+        save()
 
     # 2. the floor: one dense decoder forward over the calibration set (quick mode: with the scaling batch)
     fwd_job = forward_job(n, seq, main_calib)

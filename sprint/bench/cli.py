@@ -14,6 +14,8 @@ from sprint.bench.runner import run_jobs
 from sprint.errors import SprintError
 from sprint.methods import SUBLAYER_METHODS
 
+ONE_SHOT_DEFAULT = "wanda:2of4,sparsegpt:2of4,slicegpt:s25,llm-pruner:c20"
+
 log = logging.getLogger("sprint")
 
 DEFAULTS = dict(model="data/models/smollm2-135m", calibration_n=32, seq_len=256, token_sizes="8x256,16x256,32x256",
@@ -37,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", default=",".join(SUBLAYER_METHODS),
                    help=f"comma-separated sublayer methods (default: all {len(SUBLAYER_METHODS)})")
     p.add_argument("--target", type=float, default=1.3, help="target speedup of every run (default 1.3)")
+    p.add_argument("--one-shot", default=ONE_SHOT_DEFAULT,
+                   help="one-shot methods at a setting, METHOD:SETTING comma-separated, timed like the others (their "
+                        f"speedups are measured by the pipeline's evaluate); '' for none (default {ONE_SHOT_DEFAULT})")
     p.add_argument("--calibration-n", type=int, default=None,
                    help=f"calibration windows (default {d['calibration_n']})")
     p.add_argument("--seq-len", type=int, default=None, help=f"tokens per window (default {d['seq_len']})")

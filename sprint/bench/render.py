@@ -92,6 +92,12 @@ def render_markdown(b: dict) -> str:
         if len(samples) > 1:
             lines += [f"sprint's time is the median of {len(samples)} fresh-process runs: "
                       f"{', '.join(num(t, '.4g') for t in samples)} s.", ""]
+    if b.get("one_shot"):
+        lines += ["## 1b. One-shot methods at a setting (one fresh process each; no target: their speedups are "
+                  "measured by the pipeline's evaluate)", ""]
+        lines += table([{"method:setting": k, "status": s.get("status"), "pruning s": num(time_of(s)[0], ".4g"),
+                         "load s": num(s.get("load_time_s"), ".3g"), "peak RSS MB": num(s.get("peak_rss_mb"), ".0f"),
+                         "ratio to sprint": num(s.get("ratio_to_sprint"), ".3g")} for k, s in b["one_shot"].items()])
     if "forward_pass_s" in b:
         s = methods.get("sprint", {})
         lines += ["## 2. The floor: one dense decoder forward over the calibration set", ""]

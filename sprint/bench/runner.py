@@ -60,9 +60,12 @@ def _run_prune(job: dict) -> dict:
     from sprint.calibration import load_calibration
     from sprint.latency import load_latency
     from sprint.models import load_model
+    from sprint.methods import method, setting_options
     from sprint.prune import PruneConfig, peak_rss_mb, prune_model
 
-    tokens, table = load_calibration(job["calibration"]), load_latency(job["latency"])
+    one_shot = job.get("setting")  # a one-shot method at a setting (no target, no latency table)
+    tokens = load_calibration(job["calibration"])
+    table = None if one_shot else load_latency(job["latency"])
     t0 = time.perf_counter()
     model, _ = load_model(job["model"], device=job["device"], dtype=job["dtype"])
     prog: dict[str, Any] = {"step_times_s": [], "counts": [0, 0], "load_time_s": time.perf_counter() - t0,
@@ -93,7 +96,9 @@ def _run_prune(job: dict) -> dict:
 
     old_handler = signal.signal(signal.SIGTERM, on_term)
     try:
-        cfg = PruneConfig(method=job["method"], target_speedup=job["target"], batch_size=job["batch_size"])
+        cfg = (PruneConfig(method=job["method"], batch_size=job["batch_size"],
+                           **setting_options(one_shot, method(job["method"]).kind)) if one_shot else
+               PruneConfig(method=job["method"], target_speedup=job["target"], batch_size=job["batch_size"]))
         clock["start"] = time.perf_counter()
         pruner = prune_model(model, tokens, table, cfg, progress=False, on_step=on_step)
         wall = time.perf_counter() - clock["start"]
@@ -105,7 +110,7 @@ def _run_prune(job: dict) -> dict:
     removed = [r.to_dict() for r in pruner.removed]
     return {**prog, "status": "ok", "wall_time_s": wall, "elapsed_s": wall, "peak_rss_mb_self": peak_rss_mb(),
             "removed": removed, "n_removed": len(removed), "counts": list(pruner.counts()),
-            "estimated_speedup": table.speedup(*pruner.counts()), "num_tunings": pruner.num_tunings,
+            "estimated_speedup": table.speedup(*pruner.counts()) if table else None, "num_tunings": pruner.num_tunings,
             "num_layers": pruner.view.num_layers, "tokens": int(tokens.numel()),
             "torch_threads": torch.get_num_threads()}
 
