@@ -218,13 +218,15 @@ def measure_tables(study: Study) -> None:
             os.unlink(f.name)
         table.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(study.root / f"results/{model}/latency.json", table)
-        _copy(study.root, f"results/benchmarks/profile/{model}.tsv", study.output)
+        _copy(study.root, f"results/benchmarks/profile/{model}.tsv", study.output)  # the measuring job's time
         _commit(study, f"study {study.path.stem}: latency table of {model}, measured once and kept")
 
 
 def collect(study: Study, cell: Cell) -> None:
     """Copy a finished cell's small files (metrics, pruning record, latency table, stage times) into the output."""
-    files = [f"results/{cell.model}/latency.json", f"results/benchmarks/profile/{cell.model}.tsv"]
+    files = [f"results/{cell.model}/latency.json"]
+    if not (study.output / f"results/benchmarks/profile/{cell.model}.tsv").is_file():  # keep the measuring job's time
+        files.append(f"results/benchmarks/profile/{cell.model}.tsv")
     if cell.method == "dense":
         files.append(f"results/benchmarks/evaluate/{cell.model}/dense.tsv")
     else:

@@ -57,6 +57,9 @@ def fake_pipeline(root: Path, config: Path, targets: list[str]) -> None:
         latency = root / "results" / model / "latency.json"
         latency.parent.mkdir(parents=True, exist_ok=True)
         latency.write_text(json.dumps({"dense_s": 1.0, "t_attn_s": 0.01, "t_mlp_s": 0.02}))
+        bench = root / "results/benchmarks/profile" / f"{model}.tsv"
+        bench.parent.mkdir(parents=True, exist_ok=True)
+        bench.write_text("s\tmax_rss\n" + ("60.0" if target.endswith("latency.json") else "9.0") + "\t100\n")
         if target.endswith("latency.json"):
             continue
         method = "dense" if parts[-1] == "dense.json" else parts[3]
@@ -87,6 +90,7 @@ def test_cells_run_in_order_commit_and_resume(repo: Path) -> None:
     assert "latency table of m, measured once" in log and "m/sprint/seed0/x1.2" in log
     assert git(repo, "diff", "--cached", "--name-only").split() == ["unrelated.txt"]
     assert (repo / "out/results/m/pruned/sprint/seed0/x1.2/pruning.json").is_file()
+    assert (repo / "out/results/benchmarks/profile/m.tsv").read_text() == "s\tmax_rss\n60.0\t100\n"  # not the copy's
     assert not list((repo / "out").rglob("*.safetensors"))
 
     calls = len(fake_pipeline.calls)
