@@ -74,6 +74,13 @@ class Cell:
     def pruned(self) -> str | None:
         return None if self.method == "dense" else f"results/{self.model}/pruned/{self.method}/seed{self.seed}/{self.point}"
 
+    @property
+    def prune_job(self) -> str | None:
+        """The folder the pipeline's pruning job for this cell writes (a sublayer method's holds every target)."""
+        if self.method == "dense" or self.method not in REGISTRY:
+            return None
+        return self.pruned if REGISTRY[self.method].kind != "sublayer" else str(Path(self.pruned).parent)
+
     def __str__(self) -> str:
         return self.model + ("/dense" if self.method == "dense" else f"/{self.method}/seed{self.seed}/{self.point}")
 
@@ -241,6 +248,14 @@ def collect(study: Study, cell: Cell) -> None:
         raise SprintError(f"study: {cell} finished without {cell.metrics}")
 
 
+def release(study: Study, cell: Cell) -> None:
+    """Delete the checkpoints of ``cell``'s pruning job once every cell that reads them is done: they are the study's
+    bulk (about 0.5 GB per SmolLM2 checkpoint, several per job), and its committed files are what it keeps."""
+    job = cell.prune_job
+    if job and all(study.done(c) for c in study.cells() if c.prune_job == job):
+        shutil.rmtree(study.root / job, ignore_errors=True)
+
+
 def run(study: Study, max_cells: int | None = None) -> list[Cell]:
     """Measure the missing latency tables, then run the cells not done yet, in order, committing each; returns the
     cells run."""
@@ -257,6 +272,7 @@ def run(study: Study, max_cells: int | None = None) -> list[Cell]:
         _snakemake(study.root, study.config_path, [cell.metrics])
         collect(study, cell)
         _commit(study, f"study {study.path.stem}: {cell} ({time.perf_counter() - t0:.0f} s)")
+        release(study, cell)
         ran.append(cell)
     return ran
 

@@ -92,6 +92,7 @@ def test_cells_run_in_order_commit_and_resume(repo: Path) -> None:
     assert (repo / "out/results/m/pruned/sprint/seed0/x1.2/pruning.json").is_file()
     assert (repo / "out/results/benchmarks/profile/m.tsv").read_text() == "s\tmax_rss\n60.0\t100\n"  # not the copy's
     assert not list((repo / "out").rglob("*.safetensors"))
+    assert not (repo / "results/m/pruned/sprint/seed0").exists()  # every cell of that pruning job done: freed
 
     calls = len(fake_pipeline.calls)
     ran = study_mod.run(study_mod.load_study(repo / "study.yaml", repo))  # resumes: the done cells are skipped
