@@ -230,10 +230,9 @@ def measure_tables(study: Study) -> None:
 
 
 def collect(study: Study, cell: Cell) -> None:
-    """Copy a finished cell's small files (metrics, pruning record, latency table, stage times) into the output."""
-    files = [f"results/{cell.model}/latency.json"]
-    if not (study.output / f"results/benchmarks/profile/{cell.model}.tsv").is_file():  # keep the measuring job's time
-        files.append(f"results/benchmarks/profile/{cell.model}.tsv")
+    """Copy a finished cell's small files (metrics, pruning record, latency table, pruning and evaluation times) into
+    the output."""
+    files = [f"results/{cell.model}/latency.json"]  # (the profile's time is the measuring job's, kept by measure_tables)
     if cell.method == "dense":
         files.append(f"results/benchmarks/evaluate/{cell.model}/dense.tsv")
     else:
@@ -402,7 +401,7 @@ def page(study: Study) -> Path:
     done = [c for c in cells if study.done(c)]
     lat = main.latency or {}
     cfg = study.config
-    bench = load_benchmarks(results / "benchmarks", names)
+    bench = load_benchmarks(results / "benchmarks", list(study.config["base"]["models"]))
     rel = os.path.relpath(study.output, study.output.parent)
     ev = cfg["evaluate"]
     lines = [
