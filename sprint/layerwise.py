@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from sprint.pruner import OneShotPruner
 from sprint.sublayers import SublayerView, sublayer_index, sublayer_name
 
 
@@ -99,34 +100,18 @@ def lowest_mask(scores: torch.Tensor, sparsity: float, pattern: str) -> torch.Te
     return mask.reshape(rows, cols // m, m).scatter_(2, drop, True).reshape(rows, cols)
 
 
-class WeightPruner:
+class WeightPruner(OneShotPruner):
     """A method of kind "weights" (:mod:`sprint.methods`): ``run()`` zeroes weights inside every decoder linear of
-    ``view.model`` in one shot and returns each linear's share of zeros; no sublayer is removed, so ``removed`` stays
-    empty and the latency table plays no part.  Subclasses implement :meth:`prune`."""
+    ``view.model`` in one shot and returns each linear's share of zeros.  Subclasses implement :meth:`prune`."""
+
+    options = ("sparsity", "pattern")
 
     def __init__(self, view: SublayerView, calibration: torch.Tensor, sparsity: float = 0.5,
                  pattern: str = "unstructured", progress: bool = True):
         parse_pattern(pattern)
-        self.view, self.calibration, self.sparsity, self.pattern, self.progress = (view, calibration, sparsity,
-                                                                                   pattern, progress)
-        self.removed: list = []
-        self.num_tunings = 0
+        super().__init__(view, calibration, progress)
+        self.sparsity, self.pattern = sparsity, pattern
         self.zeros: dict[str, float] = {}
-
-    @classmethod
-    def from_config(cls, view: SublayerView, calibration: torch.Tensor, latency, cfg, *, progress: bool = True,
-                    **settings) -> "WeightPruner":
-        return cls(view, calibration, cfg.sparsity, cfg.pattern, progress=progress, **settings)
-
-    @staticmethod
-    def allowed(num_sublayers: int, **settings) -> list[int]:
-        return []  # removes no sublayer
-
-    def admissible(self) -> list[int]:
-        return []
-
-    def counts(self) -> tuple[int, int]:
-        return 0, 0
 
     def prune(self) -> dict[str, float]:
         raise NotImplementedError

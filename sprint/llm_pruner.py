@@ -27,6 +27,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from sprint.modeling_sprint import layer_shapes, set_layer_shapes
+from sprint.pruner import OneShotPruner
 from sprint.sublayers import SublayerView
 
 IMPORTANCE = ("element", "vector")
@@ -136,33 +137,17 @@ def prune_structures(view: SublayerView, calibration: torch.Tensor, ratio: float
     return shapes
 
 
-class LLMPrunerPruner:
-    """LLM-Pruner as a method of the registry (kind "structured"): ``run()`` prunes heads and channels in one shot; no
-    sublayer is removed and the latency table plays no part."""
+class LLMPrunerPruner(OneShotPruner):
+    """LLM-Pruner as a method of the registry (kind "structured"): ``run()`` prunes heads and channels in one shot."""
+
+    options = ("structured_ratio", "importance")
 
     def __init__(self, view: SublayerView, calibration: torch.Tensor, ratio: float = 0.2, importance: str = "element",
                  progress: bool = True):
-        self.view, self.calibration, self.ratio, self.importance, self.progress = (view, calibration, ratio,
-                                                                                   importance, progress)
-        self.removed: list = []
-        self.num_tunings = 0
+        super().__init__(view, calibration, progress)
+        self.ratio, self.importance = ratio, importance
         self.shapes: list[list[int]] = []
         self.params_before = sum(p.numel() for p in view.model.parameters())
-
-    @classmethod
-    def from_config(cls, view: SublayerView, calibration: torch.Tensor, latency, cfg, *, progress: bool = True,
-                    **settings) -> "LLMPrunerPruner":
-        return cls(view, calibration, cfg.structured_ratio, cfg.importance, progress=progress, **settings)
-
-    @staticmethod
-    def allowed(num_sublayers: int, **settings) -> list[int]:
-        return []  # removes no sublayer
-
-    def admissible(self) -> list[int]:
-        return []
-
-    def counts(self) -> tuple[int, int]:
-        return 0, 0
 
     def run(self) -> list[list[int]]:
         self.shapes = prune_structures(self.view, self.calibration, self.ratio, self.importance,

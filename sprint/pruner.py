@@ -75,3 +75,31 @@ class Pruner:
 
     def saving(self, s: int) -> float:
         return self.latency.saving(sublayer_name(s)[1])
+
+
+class OneShotPruner:
+    """A method pruned once at a setting (kinds "weights", "slicing", "structured" of :mod:`sprint.methods`): it
+    removes no sublayer, so ``removed`` stays empty and the latency table plays no part.  A subclass names the
+    PruneConfig fields its constructor takes (``options``, in order) and implements ``run()`` and ``record()``."""
+
+    options: tuple[str, ...] = ()
+
+    def __init__(self, view: SublayerView, calibration: torch.Tensor, progress: bool = True):
+        self.view, self.calibration, self.progress = view, calibration, progress
+        self.removed: list = []
+        self.num_tunings = 0
+
+    @classmethod
+    def from_config(cls, view: SublayerView, calibration: torch.Tensor, latency, cfg, *, progress: bool = True,
+                    **settings) -> "OneShotPruner":
+        return cls(view, calibration, *(getattr(cfg, k) for k in cls.options), progress=progress, **settings)
+
+    @staticmethod
+    def allowed(num_sublayers: int, **settings) -> list[int]:
+        return []  # removes no sublayer
+
+    def admissible(self) -> list[int]:
+        return []
+
+    def counts(self) -> tuple[int, int]:
+        return 0, 0

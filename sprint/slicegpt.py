@@ -33,6 +33,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from sprint.modeling_sprint import add_shortcuts
+from sprint.pruner import OneShotPruner
 from sprint.sublayers import SublayerView, sublayer_name
 
 
@@ -133,31 +134,16 @@ def slice_model(view: SublayerView, calibration: torch.Tensor, slicing: float, p
     return d2
 
 
-class SliceGPTPruner:
-    """SliceGPT as a method of the registry (kind "slicing"): ``run()`` rotates and slices the model in one shot; no
-    sublayer is removed and the latency table plays no part."""
+class SliceGPTPruner(OneShotPruner):
+    """SliceGPT as a method of the registry (kind "slicing"): ``run()`` rotates and slices the model in one shot."""
+
+    options = ("slicing",)
 
     def __init__(self, view: SublayerView, calibration: torch.Tensor, slicing: float = 0.25, progress: bool = True):
-        self.view, self.calibration, self.slicing, self.progress = view, calibration, slicing, progress
-        self.removed: list = []
-        self.num_tunings = 0
+        super().__init__(view, calibration, progress)
+        self.slicing = slicing
         self.hidden_size = view.model.config.hidden_size
         self.sliced_size: int | None = None
-
-    @classmethod
-    def from_config(cls, view: SublayerView, calibration: torch.Tensor, latency, cfg, *, progress: bool = True,
-                    **settings) -> "SliceGPTPruner":
-        return cls(view, calibration, cfg.slicing, progress=progress, **settings)
-
-    @staticmethod
-    def allowed(num_sublayers: int, **settings) -> list[int]:
-        return []  # removes no sublayer
-
-    def admissible(self) -> list[int]:
-        return []
-
-    def counts(self) -> tuple[int, int]:
-        return 0, 0
 
     def run(self) -> int:
         self.sliced_size = slice_model(self.view, self.calibration, self.slicing, self.progress)
