@@ -440,7 +440,7 @@ def _paired_section(m: ModelResults, csv: Path, out: list[Path]) -> tuple[list[s
 # ----------------------------------------------------------------------------------------------- figures
 
 
-def _is_weights(method: str) -> bool:
+def _at_setting(method: str) -> bool:
     """A method pruned once at a setting (sprint.methods kinds "weights" and "slicing") rather than to a target."""
     return method in REGISTRY and REGISTRY[method].kind in ONE_SHOT
 
@@ -491,7 +491,7 @@ def plot_metric_speedup(m: ModelResults, path: Path, col: str = "mean_accuracy")
         (x, xerr), (y, yerr) = _bars(rows, "measured_speedup"), _bars(rows, col)
         style = ({"marker": "*", "ms": 16, "color": "black", "label": "Dense"} if method == "dense"
                  else {"ms": 7, **_style(method)})
-        settings = _is_weights(method)  # points at settings, not along a speedup: no line, each one labelled
+        settings = _at_setting(method)  # points at settings, not along a speedup: no line, each one labelled
         ax.errorbar(x, y, xerr=xerr, yerr=yerr, capsize=3, **style, **({"ls": "none"} if settings else {}))
         for r, xi, yi in zip(rows, x, y) if settings else ():
             ax.annotate(point_label(r["point"]), (xi, yi), xytext=(6, 3), textcoords="offset points", fontsize=7,
@@ -671,9 +671,9 @@ def _departures(m: ModelResults) -> list[str]:
     return ["- Departures from the paper's protocol (budget): " + "; ".join(out)] if out else []
 
 
-def _weights_note(m: ModelResults) -> list[str]:
-    """What the rows of weights methods (Wanda, SparseGPT) are, when there are any."""
-    methods = [meth for meth in _order(m.runs["method"]) if _is_weights(meth)]
+def _settings_note(m: ModelResults) -> list[str]:
+    """What the rows of one-shot methods (Wanda, SparseGPT, SliceGPT, LLM-Pruner) are, when there are any."""
+    methods = [meth for meth in _order(m.runs["method"]) if _at_setting(meth)]
     if not methods:
         return []
     lat = m.latency or {}
@@ -785,7 +785,7 @@ def _model_report(m: ModelResults, folder: Path, out: list[Path]) -> list[str]:
                           "Measured speedup: the per-round ratio of dense to pruned generation time over interleaved "
                           "rounds, its Hodges-Lehmann estimate (the median with `estimator: median`) [95% CI]; spread: the "
                           "CI's relative half-width (mean over seeds). Dense is timed against a second copy of "
-                          "itself (≈ 1 up to noise). " + VS_BEST) + _weights_note(m) + prune_budget + eval_budget
+                          "itself (≈ 1 up to noise). " + VS_BEST) + _settings_note(m) + prune_budget + eval_budget
     ppl_cols = ["method", "point", "seeds", *(c for c in main if c.startswith(("wikitext2_ppl", "ppl_tokens")))]
     ppl_lines = _section("Perplexity", perplexity, main[ppl_cols],
                          path("perplexity.csv"), out,
