@@ -11,7 +11,7 @@ import logging
 import sys
 from dataclasses import fields
 
-from sprint.latency import ESTIMATORS, TIMINGS, Protocol
+from sprint.latency import ESTIMATORS, SPARSE_KERNELS, TIMINGS, Protocol
 from sprint.methods import KINDS, METHODS, REGISTRY, PruneConfig
 
 
@@ -47,6 +47,9 @@ def _add_protocol_args(p: argparse.ArgumentParser, defaults: Protocol | None) ->
                         f"symmetric noise, ~1.5x narrower) or median (order statistics) ({shown('estimator')})")
     p.add_argument("--attempts", type=int, default=default("attempts"),
                    help=f"fresh measurements tried before failing as too noisy ({shown('attempts')})")
+    p.add_argument("--sparse-kernels", choices=SPARSE_KERNELS, default=default("sparse_kernels"),
+                   help="how a 2:4-sparse model is timed: auto (semi-structured sparse kernels where they run: CUDA, "
+                        f"compute capability 8.0+) or dense (as stored) ({shown('sparse_kernels')})")
 
 
 _FIELD_TYPES = {"int": int, "float": float, "str": str}
@@ -73,7 +76,7 @@ def protocol_settings(args: argparse.Namespace) -> dict:
     """The protocol flags as Protocol field names (None where not given)."""
     return {"timing": args.timing, "threads": args.threads, "warmup": args.warmup, "min_rounds": args.rounds,
             "max_rounds": args.max_rounds, "max_spread": args.max_spread, "attempts": args.attempts,
-            "estimator": args.estimator}
+            "estimator": args.estimator, "sparse_kernels": args.sparse_kernels}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -288,20 +288,34 @@ def _speedup_record(result: dict[str, Any], dense_model: str, table: Any) -> dic
             "latency_s": result["latency_s"], "dense_latency_s": result["dense_latency_s"], "speedup": result}
 
 
+def _log_kernels(name: str, kernels: dict[str, Any]) -> None:
+    if "sparse_linears" in kernels:  # a 2:4-sparse model
+        log.info("%s: 2:4-sparse, timed with %s kernels (%d linears sparse, %d dense)%s", name, kernels["kernels"],
+                 kernels["sparse_linears"], kernels["dense_linears"],
+                 f": {kernels['reason']}" if kernels.get("reason") else "")
+
+
 def measured_speedup(model: Any, dense_model: str, table: Any, protocol: Any, device: str, dtype: str) -> dict:
     """The speedup a user gets: ``model`` (as loaded from its checkpoint, carried code included) timed against a
     fresh load of the dense model ``dense_model`` by the latency protocol (interleaved rounds, median ratio with
     its 95% CI; see :class:`sprint.latency.Protocol`), at the latency table's prompt and generation lengths.
 
     The dense model's own evaluation times it against a second copy of itself: its speedup is 1 up to noise, a
-    check of the protocol on every run.  Both models are held at once (twice the model's memory).
+    check of the protocol on every run.  Both models are held at once (twice the model's memory).  A 2:4-sparse
+    ``model`` is first switched to sparse kernels where ``protocol.sparse_kernels`` and the hardware allow
+    (:func:`sprint.sparse_kernels.use_sparse_kernels`, in place: call this after the accuracy run); the record's
+    ``speedup.kernels`` says which kernels ran.
     """
     from sprint.latency import measure_speedup
     from sprint.models import load_model
 
+    from sprint.sparse_kernels import use_sparse_kernels
+
     dense, _ = load_model(dense_model, device=device, dtype=dtype)
-    record = _speedup_record(measure_speedup(lambda: dense, lambda: model, protocol, desc="measured speedup"),
-                             dense_model, table)
+    kernels = use_sparse_kernels(model, protocol.sparse_kernels)
+    _log_kernels(str(model.name_or_path) if hasattr(model, "name_or_path") else "model", kernels)
+    record = _speedup_record({**measure_speedup(lambda: dense, lambda: model, protocol, desc="measured speedup"),
+                              "kernels": kernels}, dense_model, table)
     log.info("measured speedup %.3fx, 95%% CI [%.3f, %.3f] (±%.1f%%, %d rounds)", record["measured_speedup"],
              *record["measured_speedup_ci"], 100 * record["speedup"]["spread"], record["speedup"]["rounds"])
     return record
@@ -323,6 +337,7 @@ def speedups_to_file(checkpoints: list[str], dense_model: str, latency: str | os
     """
     from sprint.latency import measure_speedups
     from sprint.models import load_config, load_model
+    from sprint.sparse_kernels import use_sparse_kernels
 
     table, speed = latency_protocol(latency, protocol)
     records = {str(c): pruning_summary(c) for c in checkpoints}
@@ -333,14 +348,18 @@ def speedups_to_file(checkpoints: list[str], dense_model: str, latency: str | os
     dense, _ = load_model(dense_model, device=device, dtype=dtype)
     copy, _ = load_model(dense_model, device=device, dtype=dtype)
     models = {"dense copy": copy}
+    kernels = {}
     for checkpoint in records:
         models[checkpoint], _ = load_model(checkpoint, device=device, dtype=dtype, carried_code=True)
+        kernels[checkpoint] = use_sparse_kernels(models[checkpoint], speed.sparse_kernels)
+        _log_kernels(checkpoint, kernels[checkpoint])
     results = measure_speedups(lambda: dense, {name: (lambda m=m: m) for name, m in models.items()}, speed,
                                desc=f"measured speedups ({len(models)} models)")
     out = {"dense": {**pruning_summary(dense_model), "model": str(dense_model),
                      **_speedup_record(results["dense copy"], dense_model, table)}}
     for checkpoint, record in records.items():
-        out[checkpoint] = {**record, "model": checkpoint, **_speedup_record(results[checkpoint], dense_model, table)}
+        out[checkpoint] = {**record, "model": checkpoint,
+                           **_speedup_record({**results[checkpoint], "kernels": kernels[checkpoint]}, dense_model, table)}
         log.info("%s: measured speedup %.3fx, 95%% CI [%.3f, %.3f] (estimated %.3fx)", checkpoint,
                  out[checkpoint]["measured_speedup"], *out[checkpoint]["measured_speedup_ci"],
                  record["estimated_speedup"])

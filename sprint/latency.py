@@ -249,6 +249,7 @@ def decode_steps(subject: Callable[[], Any], prompt_len: int, gen_len: int,
 
 
 TIMINGS = ("generate", "step")
+SPARSE_KERNELS = ("auto", "dense")  # how a 2:4-sparse model is timed (sprint.sparse_kernels)
 
 
 class NoisyLatencyError(SprintError):
@@ -272,7 +273,9 @@ class Protocol:
     forwards and the greedy pick, not ``generate``'s own bookkeeping (the same for dense and pruned models), and it
     synchronises a GPU at every step: GPUs keep ``"generate"``.  ``threads`` > 0 sets torch's CPU threads while
     timing (0 leaves them): one thread on a 2-core VM halves the per-round spread and keeps a busy second core out
-    of the numbers; the table and the report record it as part of the device.
+    of the numbers; the table and the report record it as part of the device.  ``sparse_kernels`` says how a
+    2:4-sparse checkpoint is timed: ``auto`` with semi-structured sparse kernels where the hardware has them (CUDA,
+    compute capability 8.0+), ``dense`` as stored (:mod:`sprint.sparse_kernels`).
     A quantity is a location estimate over rounds of a per-round value (a ratio of two times, a difference) with a
     95% confidence interval: by default (``estimator="hodges-lehmann"``) the Hodges-Lehmann estimate, the median of
     the pairwise means of the rounds, with the exact Wilcoxon signed-rank CI (:func:`hodges_lehmann_ci`); with
@@ -300,8 +303,12 @@ class Protocol:
     attempts: int = 2
     seed: int = 0
     estimator: str = "hodges-lehmann"
+    sparse_kernels: str = "auto"
 
     def validate(self) -> None:
+        if self.sparse_kernels not in SPARSE_KERNELS:
+            raise SprintError(f"latency protocol: sparse_kernels must be one of {', '.join(SPARSE_KERNELS)}, got "
+                              f"{self.sparse_kernels!r}")
         if self.timing not in TIMINGS:
             raise SprintError(f"latency protocol: timing must be one of {', '.join(TIMINGS)}, got {self.timing!r}")
         if self.estimator not in ESTIMATORS:

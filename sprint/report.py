@@ -37,8 +37,8 @@ PRUNE_COLS = [*KEYS, "est_pruning", "pruning_time_s", "num_tunings", "peak_rss_m
 # ``{col}_se``: standard error of ``col``; ``{col}_lo`` / ``{col}_hi``: its 95 % CI (single evaluation)
 METRIC_COLS = [*KEYS, "estimated_speedup", "measured_speedup", "measured_speedup_lo", "measured_speedup_hi",
                "speedup_spread", "mean_accuracy", "mean_accuracy_se", "wikitext2_ppl", "wikitext2_ppl_lo",
-               "wikitext2_ppl_hi", "ppl_tokens", "ppl_seq_len", "eval_limit"]
-TEXT_COLS = {"method", "point", "removed", "calibration", "hparams", "eval_limit"}
+               "wikitext2_ppl_hi", "ppl_tokens", "ppl_seq_len", "eval_limit", "kernels"]
+TEXT_COLS = {"method", "point", "removed", "calibration", "hparams", "eval_limit", "kernels"}
 N_BOOT = 2000  # paired-bootstrap resamples
 COLOURS = {"attn": "#f28e2b", "mlp": "#4e79a7", "pruned": "#a0a0a0"}
 
@@ -141,7 +141,8 @@ def _metrics_row(path: Path, tasks: dict[str, str], speedups: dict | None = None
                "mean_accuracy_se": 100 * _num(d.get("mean_accuracy_stderr")),
                "wikitext2_ppl": _num(d.get("wikitext2_ppl")), "wikitext2_ppl_lo": ppl_lo, "wikitext2_ppl_hi": ppl_hi,
                "ppl_tokens": _num(d.get("wikitext2_tokens")), "ppl_seq_len": _num(params.get("ppl_seq_len")),
-               "eval_limit": str(params.get("limit") or "all")}
+               "eval_limit": str(params.get("limit") or "all"),
+               "kernels": str(((d.get("speedup") or {}).get("kernels") or {}).get("kernels", "dense"))}
         sample: dict[str, stats.Sample] = {}
         for task, t in d["tasks"].items():
             row.update(zip(_task_cols(task), (100 * _num(t["value"]), 100 * _num(t.get("stderr")),
@@ -681,8 +682,12 @@ def _settings_note(m: ModelResults) -> list[str]:
     slicing = [meth for meth in methods if REGISTRY[meth].kind == "slicing"]
     what = []
     if zeroing:
+        sparse = sorted(k for k in m.runs.loc[m.runs["method"].isin(zeroing), "kernels"].dropna().unique()
+                        if k != "dense")
+        how = (f"2:4 models were timed with PyTorch's {', '.join(sparse)} kernels, the others with the dense ones"
+               if sparse else "they run the dense kernels")
         what.append(f"{', '.join(map(_name, zeroing))} zero weights inside every decoder linear and keep its dense "
-                    f"shape, so on this run's device ({lat.get('device', 'unknown')}) they run the dense kernels "
+                    f"shape, so on this run's device ({lat.get('device', 'unknown')}) {how} "
                     "(2:4: 2 of every 4 weights kept; 50% unstr.: half of every row's weights zeroed)")
     if slicing:
         what.append(f"{', '.join(map(_name, slicing))} rotates the residual stream and deletes a share of its width "

@@ -174,7 +174,8 @@ def protocol_opts() -> str:
     """The latency protocol's flags (sprint.latency.Protocol), the same for the profile and every speedup."""
     lat = config["latency"]
     return (f"--timing {lat['timing']} --threads {lat['threads']} --warmup {lat['warmup']} --rounds {lat['rounds']} --max-rounds {lat['max_rounds']}"
-            f" --max-spread {lat['max_spread']} --attempts {lat['attempts']} --estimator {lat['estimator']}")
+            f" --max-spread {lat['max_spread']} --attempts {lat['attempts']} --estimator {lat['estimator']}"
+            f" --sparse-kernels {lat['sparse_kernels']}")
 
 
 def model_gpus(wildcards) -> int:
