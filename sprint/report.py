@@ -180,7 +180,8 @@ def _pruning_row(path: Path) -> dict[str, Any]:
         raise SprintError(f"{path}: malformed pruning record ({type(e).__name__}: {e})") from e
 
 
-def _name(method: str) -> str:
+def method_name(method: str) -> str:
+    """The display name of a method (SPRINT, ShortGPT, ..., as in the paper)."""
     return NAMES.get(method, method)
 
 
@@ -253,7 +254,7 @@ def load_model(folder: Path, metrics_files: list[Path] | None = None) -> ModelRe
                     on=KEYS, how="outer", indicator=True)
     for side, what in (("left_only", "metrics"), ("right_only", "pruning.json")):
         for r in runs[runs["_merge"] == side].itertuples():
-            missing.append(f"{what} of {_name(r.method)} {point_label(r.point)} seed {r.seed}")
+            missing.append(f"{what} of {method_name(r.method)} {point_label(r.point)} seed {r.seed}")
     runs["estimated_speedup"] = runs["estimated_speedup"].fillna(runs["est_pruning"])
     dense = pd.DataFrame(dense, columns=cols)
     for df in (runs, dense):
@@ -331,7 +332,7 @@ def _cell(row: dict[str, Any], col: str, fmt: str) -> str:
 
 def _display(agg: pd.DataFrame, spec: list[tuple[str, str, str]]) -> pd.DataFrame:
     """Aggregated frame -> human table: method name, point, seeds, then one :func:`_cell` per spec entry."""
-    out = pd.DataFrame({"method": agg["method"].map(_name), _point_header(agg["point"]): agg["point"].map(point_label),
+    out = pd.DataFrame({"method": agg["method"].map(method_name), _point_header(agg["point"]): agg["point"].map(point_label),
                         "seeds": agg["seeds"]})
     rows = agg.to_dict("records")
     for label, col, fmt in spec:
@@ -339,7 +340,7 @@ def _display(agg: pd.DataFrame, spec: list[tuple[str, str, str]]) -> pd.DataFram
     return out
 
 
-def _md(df: pd.DataFrame) -> str:
+def markdown_table(df: pd.DataFrame) -> str:
     """A pipe table (no tabulate dependency)."""
     rows = [list(map(str, df.columns)), ["---"] * df.shape[1], *df.astype(str).values.tolist()]
     return "\n".join("| " + " | ".join(r) + " |" for r in rows)
@@ -425,7 +426,7 @@ def _paired_section(m: ModelResults, csv: Path, out: list[Path]) -> tuple[list[s
               "0, indistinguishable from the best; **worse**: the CI excludes 0.")
     shown = pd.DataFrame({
         _point_header(tests["point"]): tests["point"].map(point_label), "seed": tests["seed"],
-        "method": tests["method"].map(_name),
+        "method": tests["method"].map(method_name),
         "mean acc. (%)": [_ci(v, math.nan, math.nan, "{:.2f}") for v in tests["acc"]],
         "Δ acc. (pp) [95% CI]": [_ci(*r, fmt="{:+.2f}") for r in tests[["acc_diff", "acc_lo", "acc_hi"]].to_numpy()],
         "acc. vs best": tests["acc_mark"].map(MARKS).fillna(""),
@@ -449,7 +450,7 @@ def _at_setting(method: str) -> bool:
 def _style(method: str) -> dict[str, str]:
     """Fixed colour, marker and label per method, the same in every figure."""
     i = list(NAMES).index(method) if method in NAMES else len(NAMES)
-    return {"color": f"C{i % 10}", "marker": "os^DvPXph"[i % 9], "label": _name(method)}
+    return {"color": f"C{i % 10}", "marker": "os^DvPXph"[i % 9], "label": method_name(method)}
 
 
 def _by_method(df: pd.DataFrame) -> Iterator[tuple[str, pd.DataFrame]]:
@@ -564,7 +565,7 @@ def plot_pattern(m: ModelResults, target: float, path: Path) -> Path | None:
     step = max(1, n_layers // 32)
     layers = np.arange(0, n_layers, step)
     ax.set_xticks(2 * layers + 0.5, labels=layers.astype(str), fontsize=8)
-    ax.set_yticks(range(len(first)), labels=[f"{_name(r.method)} (seed {r.seed})" for r in first.itertuples()])
+    ax.set_yticks(range(len(first)), labels=[f"{method_name(r.method)} (seed {r.seed})" for r in first.itertuples()])
     ax.set_xticks(np.arange(0, 2 * n_layers + 1, 2) - 0.5, minor=True)  # white lines between layers
     ax.set_yticks(np.arange(len(first) + 1) - 0.5, minor=True)
     ax.grid(which="minor", color="white", lw=1.5)
@@ -636,7 +637,7 @@ def _header(m: ModelResults) -> list[str]:
         + (", ".join(f"{t} ({k})" for t, k in m.tasks.items()) or "none"),
         f"- Latency: {latency}",
         f"- SPRINT hyper-parameters: {_unique(sprint['hparams'])}",
-        f"- Methods: {', '.join(map(_name, _order(m.runs['method']))) or 'none'}; "
+        f"- Methods: {', '.join(map(method_name, _order(m.runs['method']))) or 'none'}; "
         f"targets: {', '.join(point_label(p) for p in targets) or 'none'}; "
         + (f"weight settings: {', '.join(map(point_label, settings))}; " if settings else "")
         + f"seeds: {_unique(m.runs['seed'])}",
@@ -686,15 +687,15 @@ def _settings_note(m: ModelResults) -> list[str]:
                         if k != "dense")
         how = (f"2:4 models were timed with PyTorch's {', '.join(sparse)} kernels, the others with the dense ones"
                if sparse else "they run the dense kernels")
-        what.append(f"{', '.join(map(_name, zeroing))} zero weights inside every decoder linear and keep its dense "
+        what.append(f"{', '.join(map(method_name, zeroing))} zero weights inside every decoder linear and keep its dense "
                     f"shape, so on this run's device ({lat.get('device', 'unknown')}) {how} "
                     "(2:4: 2 of every 4 weights kept; 50% unstr.: half of every row's weights zeroed)")
     if slicing:
-        what.append(f"{', '.join(map(_name, slicing))} rotates the residual stream and deletes a share of its width "
+        what.append(f"{', '.join(map(method_name, slicing))} rotates the residual stream and deletes a share of its width "
                     "(25% sliced: a quarter), so its matrices are smaller")
     structured = [meth for meth in methods if REGISTRY[meth].kind == "structured"]
     if structured:
-        what.append(f"{', '.join(map(_name, structured))} removes a share of the query heads and MLP channels of the "
+        what.append(f"{', '.join(map(method_name, structured))} removes a share of the query heads and MLP channels of the "
                     "middle layers (20% heads/channels: a fifth), without its optional LoRA recovery")
     return ["_Settings_: " + "; ".join(what) + ". No target sets their ratio: their speedup is measured as for every "
             "model, and they are compared with each other at the same setting, not with the sublayer methods at a "
@@ -709,7 +710,7 @@ def _budget_notes(m: ModelResults) -> tuple[list[str], list[str]]:
     if not few.empty:
         windows, methods = few["ppl_windows"].astype(int), _order(few["method"])
         pruning += [
-            f"_Budget_: {' and '.join(map(_name, methods))} scored perplexity on {_unique(windows)} "
+            f"_Budget_: {' and '.join(map(method_name, methods))} scored perplexity on {_unique(windows)} "
             f"calibration window{'s' if windows.max() > 1 else ''} of "
             f"{_unique(few['calibration_seq_len'].astype(int))} tokens (papers: the whole calibration set, "
             f"{_unique(few['calibration'])}), which makes {'them' if len(methods) > 1 else 'it'} cheaper and "
@@ -726,7 +727,7 @@ def _section(title: str, shown: pd.DataFrame, data: pd.DataFrame, csv: Path, out
     if shown.empty:
         return [f"### {title}", "", empty, ""]
     out.append(atomic_write_text(csv, data.round(6).to_csv(index=False)))
-    return [f"### {title}", "", *([note, ""] if note else []), _md(shown), "",
+    return [f"### {title}", "", *([note, ""] if note else []), markdown_table(shown), "",
             f"CSV: [{csv.name}](report/{csv.name})", ""]
 
 
@@ -752,7 +753,7 @@ def _spread(value: float) -> str:
 
 def _speedup_shown(speed: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
-        "method": speed["method"].map(_name), "target": speed["point"].map(point_label), "seed": speed["seed"],
+        "method": speed["method"].map(method_name), "target": speed["point"].map(point_label), "seed": speed["seed"],
         "estimated (×)": speed["estimated_speedup"].map("{:.3f}".format),
         "measured (×) [95% CI]": [_ci(*r) for r in speed[["measured_speedup", "measured_speedup_lo",
                                                            "measured_speedup_hi"]].to_numpy()],

@@ -303,7 +303,7 @@ def _variant(study: Study, name: str) -> str:
 def _verdicts(m, tests) -> list[str]:
     """One sentence per point and measure: the best method by the mean over seeds and SPRINT's paired marks."""
     from sprint.methods import point_label
-    from sprint.report import _name, aggregate
+    from sprint.report import aggregate, method_name
 
     out = []
     agg = aggregate(m.runs, ["mean_accuracy", "wikitext2_ppl"])
@@ -324,14 +324,14 @@ def _verdicts(m, tests) -> list[str]:
                 verdict = ("SPRINT is best and every other method is worse in the paired test" if beaten else
                            "SPRINT is best, but not every other method is separable from it")
             elif "worse" in marks:
-                verdict = f"{_name(best)} is best; SPRINT is worse than it in the paired test"
+                verdict = f"{method_name(best)} is best; SPRINT is worse than it in the paired test"
             else:
-                verdict = f"{_name(best)} is best; SPRINT is indistinguishable from it in the paired test"
+                verdict = f"{method_name(best)} is best; SPRINT is indistinguishable from it in the paired test"
             n = int(rows["seeds"].max())
             rival = (values.drop("sprint").idxmax() if higher else values.drop("sprint").idxmin()) \
                 if best == "sprint" else best
             out.append(f"- **{point_label(point)}, {measure}** ({n} seed{'s' if n > 1 else ''}): {verdict} "
-                       f"(SPRINT {values['sprint']:.2f}{unit}, {'next ' if best == 'sprint' else ''}{_name(rival)} "
+                       f"(SPRINT {values['sprint']:.2f}{unit}, {'next ' if best == 'sprint' else ''}{method_name(rival)} "
                        f"{values[rival]:.2f}{unit}; SPRINT's marks by seed: {counts or 'none'}).")
     return out or ["- _no point with SPRINT and another method evaluated yet_"]
 
@@ -344,7 +344,7 @@ def _controlled(study: Study, base, other, name: str) -> list[str]:
 
     from sprint import stats
     from sprint.methods import point_label
-    from sprint.report import _md
+    from sprint.report import markdown_table
 
     def table(m) -> str:
         lat = m.latency or {}
@@ -380,14 +380,14 @@ def _controlled(study: Study, base, other, name: str) -> list[str]:
     if not rows:
         return lines + ["_no SPRINT cell of this setting done yet_", ""]
     return lines + ["SPRINT under each setting (same documents and windows; Δ: paired bootstrap, this setting − "
-                    "the default, same target and seed):", "", _md(pd.DataFrame(rows)), ""]
+                    "the default, same target and seed):", "", markdown_table(pd.DataFrame(rows)), ""]
 
 
 def page(study: Study) -> Path:
     """Write the study's results page (``output`` + ``.md``) and its full report (``output/report.md`` with its
     figures and CSVs) from the committed cells; returns the page."""
     from sprint.io import atomic_write_text
-    from sprint.report import _md, load_benchmarks, load_model, paired_tests, summary_table, write_report
+    from sprint.report import load_benchmarks, markdown_table, load_model, paired_tests, summary_table, write_report
 
     results = study.output / "results"
     names = [n for n in study.config["base"]["models"] if (results / n / "metrics").is_dir()]
@@ -423,11 +423,11 @@ def page(study: Study) -> Path:
         f" in {ev['ppl_seq_len']}-token windows.",
         f"- Job time of the cells done: {bench['wall_s'].sum() / 3600:.2f} h in all" if not bench.empty else
         "- Job time: no benchmark files yet", "",
-        _md(bench.round(1)) if not bench.empty else "", "",
+        markdown_table(bench.round(1)) if not bench.empty else "", "",
         f"## Main comparison (`{main_name}`)", "",
         "Mean ± sample std over seeds (one seed: accuracy ± its stderr, perplexity and speedup [95% CI]); _vs best_: "
         "paired test against the best method at the same target and seed, one mark per seed.", "",
-        _md(summary_table(main, tests)), "",
+        markdown_table(summary_table(main, tests)), "",
         "In words (best by the mean over seeds; SPRINT's paired marks against the best, per seed):", "",
         *_verdicts(main, tests), "",
     ]
