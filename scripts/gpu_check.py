@@ -15,12 +15,13 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from conftest import tiny_model, tiny_tokenizer  # noqa: E402
-
-from sprint.checkpoint import load_pruned  # noqa: E402
-from sprint.evaluate import evaluate_to_file  # noqa: E402
-from sprint.prune import PruneConfig, prune_to_checkpoint  # noqa: E402
+from sprint.checkpoint import load_pruned
+from sprint.evaluate import evaluate_to_file
+from sprint.prune import PruneConfig, prune_to_checkpoint
+from sprint.sparse_kernels import use_sparse_kernels
+from sprint.sublayers import SublayerView
+from sprint.tiny import save_tiny_model, tiny_model
+from sprint.wanda import wanda_prune
 
 DEV = os.environ.get("GPU_CHECK_DEVICE", "cuda")
 failures: list[str] = []
@@ -54,8 +55,7 @@ def synthetic_mirror(root: Path) -> Path:
 def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="gpu_check_"))
     model_dir = tmp / "tiny"
-    tiny_model("llama", 6).save_pretrained(model_dir)
-    tiny_tokenizer().save_pretrained(model_dir)
+    save_tiny_model(model_dir, "llama", 6)
     calib = tmp / "calib.pt"
     torch.save(torch.randint(3, 90, (16, 24), generator=torch.Generator().manual_seed(0)), calib)
     latency = tmp / "latency.json"
@@ -125,6 +125,22 @@ def main() -> int:
     for task in a["tasks"]:
         diff = sum(x != y for x, y in zip(a["tasks"][task]["correct"], b["tasks"][task]["correct"]))
         check(diff <= 1, f"{task}: per-document correctness differs on {diff} documents (<= 1 allowed: near-ties)")
+
+    print("2:4 sparse kernels (sprint.sparse_kernels) on", DEV, "fp16", flush=True)
+    sparse = tiny_model("llama", 2, hidden_size=128, intermediate_size=256, num_attention_heads=4,
+                        num_key_value_heads=2, head_dim=32).to(DEV, torch.float16)
+    ids = torch.randint(0, sparse.config.vocab_size, (4, 16), generator=torch.Generator().manual_seed(0)).to(DEV)
+    wanda_prune(SublayerView(sparse, batch_size=4), ids, 0.5, "2:4", progress=False)
+    with torch.no_grad():
+        before = sparse(ids).logits.float()
+        kernels = use_sparse_kernels(sparse, "auto")
+        after = sparse(ids).logits.float()
+    print(f"  kernels: {kernels}", flush=True)
+    if DEV == "cuda" and torch.cuda.get_device_capability() >= (8, 0):
+        check(kernels["kernels"].startswith("semi-structured") and kernels["sparse_linears"] == 14,
+              "every 2:4 linear runs on semi-structured sparse kernels")
+    check(torch.allclose(before, after, atol=2e-2, rtol=2e-2),
+          f"logits with the kernels equal the stored model's (max diff {(before - after).abs().max().item():.2e})")
 
     if failures:
         print(f"gpu_check: {len(failures)} difference(s) from the CPU result:", *failures, sep="\n  ")
