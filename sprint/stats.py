@@ -98,6 +98,19 @@ def paired_bootstrap(a: Sample, b: Sample, stat: Statistic, n_boot: int = 2000, 
     return _difference(full[0] - full[1], resampled[:, 0] - resampled[:, 1])
 
 
+def detectable_difference(a: Sample, b: Sample, stat: Statistic, power: float = 0.8, n_boot: int = 2000,
+                          seed: int = 0) -> float:
+    """The smallest true |stat(a) − stat(b)| that a paired test at the 5 % level finds with probability ``power``,
+    given these pairs' spread: (z_0.975 + z_power) × the paired-bootstrap standard error of the difference (the
+    normal approximation; its scale is that of ``stat``)."""
+    from statistics import NormalDist
+
+    strata = paired([a, b])
+    resampled = bootstrap(strata, stat, n_boot, seed)
+    z = NormalDist().inv_cdf(0.975) + NormalDist().inv_cdf(power)
+    return float(z * np.std(resampled[:, 0] - resampled[:, 1], ddof=1))
+
+
 def bootstrap_ci(a: Sample, stat: Statistic, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
     """95 % percentile CI of ``stat`` of one model over resampled items."""
     lo, hi = np.percentile(bootstrap(paired([a]), stat, n_boot, seed)[:, 0], [2.5, 97.5])

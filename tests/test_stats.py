@@ -74,3 +74,18 @@ def test_compare_to_best_marks():
     ppl = stats.compare_to_best(windows, stats.perplexity, higher_is_better=False)
     assert ppl["low"].mark == "best" and ppl["high"].mark == "worse"
     assert ppl["low"].value == pytest.approx(math.e)
+
+
+def test_the_detectable_difference_follows_the_discordant_pairs():
+    """Two models that disagree on a share q of n documents (half each way): the per-document difference has
+    variance q, so the paired standard error is sqrt(q / n) and 80 % power at the 5 % level needs 2.80 of them; the
+    bootstrap's figure agrees, and it shrinks with the square root of the documents."""
+    for n, q in ((400, 0.3), (1600, 0.3), (400, 0.1)):
+        ids = list(range(n))
+        k = int(q * n) // 2
+        a = [1] * k + [0] * k + [1] * ((n - 2 * k) // 2) + [0] * (n - 2 * k - (n - 2 * k) // 2)
+        b = [0] * k + [1] * k + a[2 * k:]
+        got = stats.detectable_difference({"t": (ids, a)}, {"t": (ids, b)}, stats.mean_accuracy, n_boot=4000)
+        assert got == pytest.approx(2.8016 * math.sqrt(q / n), rel=0.06), (n, q, got)
+    same = {"t": (list(range(50)), [1, 0] * 25)}
+    assert stats.detectable_difference(same, same, stats.mean_accuracy) == 0.0  # identical answers: no spread

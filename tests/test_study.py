@@ -5,6 +5,7 @@ jobs would (the pipeline has its own tests)."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -166,6 +167,8 @@ def test_the_page_reads_the_cells_done(repo: Path, monkeypatch) -> None:
     assert "| SPRINT | 1.2× | 1 | 1.150 [1.140, 1.160] | 45.00 ± 0.71 |" in main
     assert "- **1.2×, accuracy** (1 seed): SPRINT is best" in main and "(SPRINT 45.00%, next SLEB 43.00%" in main
     assert "- done: `m/sleb/seed0/x1.2`" in text and "- to do: `m/sprint/seed1/x1.2`" in text
+    assert re.search(r"What the paired test can detect here .* SPRINT's 2 pair\(s\) .* a difference in mean accuracy of "
+                     r"\d+\.\d pp \(range", main), main
     study_mod.run(s)
     text = study_mod.page(s).read_text()
     control = text.split("## Controlled change: calibration n=96 (`m-cal`)")[1]
