@@ -124,11 +124,53 @@ def _residual(layer: nn.Module, kind: str, x: torch.Tensor) -> torch.Tensor:
     return x if shortcut is None else shortcut(x)
 
 
+def residual_width(config) -> int:
+    """The width of the residual stream: ``config.sprint_residual_width`` for a sliced model, else ``hidden_size``."""
+    return getattr(config, "sprint_residual_width", None) or config.hidden_size
+
+
+def set_residual_width(model: nn.Module, width: int) -> None:
+    """Make every module that reads or writes the residual stream ``width`` wide (a sliced model, see
+    sprint/slicegpt.py): the embeddings, every norm, the attention's q/k/v inputs and output, the MLP's gate/up inputs
+    and down output, and the LM head's input; modules of another shape are replaced by new ones, to be loaded.
+    Records it in ``config.sprint_residual_width``; ``config.hidden_size`` keeps the dense width, since
+    transformers checks it against the number of attention heads (the heads keep their explicit ``head_dim``)."""
+    ad = adapter_for(model)
+    emb = model.get_input_embeddings()
+    if emb.embedding_dim != width:
+        model.set_input_embeddings(nn.Embedding(emb.num_embeddings, width, padding_idx=emb.padding_idx,
+                                                device=emb.weight.device, dtype=emb.weight.dtype))
+
+    def norm(module: nn.Module | None) -> None:
+        if module is not None and module.weight.shape[0] != width:
+            module.weight = nn.Parameter(torch.empty(width, device=module.weight.device, dtype=module.weight.dtype))
+
+    for layer in decoder_layers(model):
+        attn, mlp = getattr(layer, ad.attn), getattr(layer, ad.mlp)
+        norm(getattr(layer, ad.attn_norm))
+        norm(getattr(layer, ad.mlp_norm))
+        if attn is not None:
+            for name in ("q_proj", "k_proj", "v_proj"):
+                _resize(attn, name, in_features=width)
+            _resize(attn, ad.o_proj, out_features=width)
+        if mlp is not None:
+            for name in ("gate_proj", "up_proj"):
+                _resize(mlp, name, in_features=width)
+            _resize(mlp, ad.down_proj, out_features=width)
+    norm(model.get_submodule(ad.final_norm))
+    head = model.get_output_embeddings()
+    if head.in_features != width:
+        model.set_output_embeddings(nn.Linear(width, head.out_features, bias=head.bias is not None,
+                                              device=head.weight.device, dtype=head.weight.dtype))
+    model.config.sprint_residual_width = int(width)
+
+
 def add_shortcuts(model: nn.Module, weights: list[torch.Tensor] | None = None) -> None:
     """Give every sublayer of ``model`` a bias-free square linear on its residual connection (``weights``: one per
-    sublayer in order, each [hidden, hidden]; None: uninitialised, to be loaded); sets ``config.sprint_shortcuts``."""
+    sublayer in order, each [width, width] for the residual width; None: uninitialised, to be loaded); sets
+    ``config.sprint_shortcuts``."""
     layers = decoder_layers(model)
-    d = model.config.hidden_size
+    d = residual_width(model.config)
     for i, layer in enumerate(layers):
         for j, kind in enumerate(KINDS):
             ref = next(layer.parameters())
@@ -234,14 +276,16 @@ def _resize(parent: nn.Module, name: str, in_features: int | None = None, out_fe
 
 
 class _SprintPrunedMixin:
-    """Builds the dense architecture, then removes the sublayers listed in ``config.sprint_removed`` (and adds the
-    residual shortcuts of a sliced model, ``config.sprint_shortcuts``, and gives a structurally pruned model its
+    """Builds the dense architecture, then removes the sublayers listed in ``config.sprint_removed`` (and gives a
+    sliced model its residual width and shortcuts, ``config.sprint_residual_width`` / ``sprint_shortcuts``, and gives a structurally pruned model its
     layers' shapes, ``config.sprint_layer_shapes``)."""
 
     def __init__(self, config, *args, **kwargs):
         super().__init__(config, *args, **kwargs)
         set_removed(self, getattr(config, "sprint_removed", None) or [])
         strip_removed(self)
+        if getattr(config, "sprint_residual_width", None):
+            set_residual_width(self, config.sprint_residual_width)
         if getattr(config, "sprint_shortcuts", False):
             add_shortcuts(self)
         if getattr(config, "sprint_layer_shapes", None):

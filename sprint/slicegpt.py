@@ -20,8 +20,9 @@ Paper -> code:
 - no recovery fine-tuning (their optional step; SPRINT does none either).
 
 The sliced model is saved as a SPRINT checkpoint: ``config.sprint_shortcuts`` makes the carried modeling code
-(:mod:`sprint.modeling_sprint`) build the shortcut linears, ``hidden_size`` is d' (``head_dim`` kept explicit), and
-the embeddings and the LM head are untied (they differ by their rotations).
+(:mod:`sprint.modeling_sprint`) build the shortcut linears, ``config.sprint_residual_width`` is d' (``hidden_size``
+keeps d: transformers requires it to be a multiple of the number of heads, which d' need not be, e.g. 400 for 9 heads;
+``head_dim`` is kept explicit), and the embeddings and the LM head are untied (they differ by their rotations).
 """
 
 from __future__ import annotations
@@ -128,7 +129,8 @@ def slice_model(view: SublayerView, calibration: torch.Tensor, slicing: float, p
     final = model.get_submodule(view.adapter.final_norm)
     final.weight = nn.Parameter(torch.full((d2,), math.sqrt(d / d2), dtype=final.weight.dtype,
                                            device=final.weight.device), requires_grad=False)
-    model.config.hidden_size, model.config.head_dim = d2, head_dim
+    model.config.head_dim = head_dim
+    model.config.sprint_residual_width = d2
     add_shortcuts(model, shortcuts)
     view._kwargs.clear()
     return d2
