@@ -14,7 +14,7 @@ they run::
 A cell is one metrics file of the pipeline (``results/{model}/metrics/{method}/seed{seed}/{point}.json``), and
 ``snakemake --configfile CONFIG <that file>`` makes it with whatever it needs (model, calibration, pruning).
 ``strongest-baseline`` is the sublayer baseline with the best mean accuracy (then perplexity) at that point and
-seed 0 among the cells already done.
+seed 0 among the cells already done of the main comparison (the first configured model).
 
 Latency tables are measured once: every model whose ``latency_table`` lies under the output folder and does not
 exist yet is profiled first (with a configuration of that model alone, minus that key), and the table is committed; from then on the
@@ -119,16 +119,18 @@ class Study:
                     continue
                 for seed in line.get("seeds", [0]):
                     for point in line["points"]:
-                        name = self.strongest(line["model"], point) if method == STRONGEST and resolve else None
+                        name = self.strongest(point) if method == STRONGEST and resolve else None
                         out.append(Cell(line["model"], name or method, int(seed), str(point)))
         return list(dict.fromkeys(out))
 
-    def strongest(self, model: str, point: str) -> str | None:
+    def strongest(self, point: str) -> str | None:
         """The baseline with the best mean accuracy (then the lower perplexity) at ``point``, seed 0, among the
-        cells done; None while none is."""
+        cells done of the main comparison (the first configured model, whichever model the cell is of: a
+        controlled change meets the rival of the default setting); None while none is."""
+        main = next(iter(self.config["base"]["models"]))
         scores = {}
         for method in BASELINES:
-            path = self.output / Cell(model, method, 0, point).metrics
+            path = self.output / Cell(main, method, 0, point).metrics
             if path.is_file():
                 d = json.loads(path.read_text(encoding="utf-8"))
                 scores[method] = (d.get("mean_accuracy") or 0.0, -(d.get("wikitext2_ppl") or float("inf")))
@@ -369,15 +371,26 @@ def _detectable(m) -> list[str]:
     return lines + [""]
 
 
+def _paired_text(a, b, key: str) -> str:
+    """stat(a) − stat(b) with its paired 95% CI, in pp for accuracy; '' unless both samples hold ``key``."""
+    from sprint import stats
+
+    stat, scale = (stats.mean_accuracy, 100) if key == "acc" else (stats.perplexity, 1)
+    if not (a or {}).get(key) or not (b or {}).get(key):
+        return ""
+    d = stats.paired_bootstrap(a[key], b[key], stat)
+    return f"{scale * d.estimate:+.2f} [{scale * d.lo:+.2f}, {scale * d.hi:+.2f}]"
+
+
 def _controlled(study: Study, base, other, name: str) -> list[str]:
-    """SPRINT under the default setting against SPRINT under ``other``'s, point by point and seed by seed."""
+    """Every method run under ``other``'s setting against itself under the default one, point by point and seed by
+    seed; then SPRINT against each other method within each setting (paired)."""
     import math
 
     import pandas as pd
 
-    from sprint import stats
     from sprint.methods import point_label
-    from sprint.report import markdown_table
+    from sprint.report import markdown_table, method_name
 
     def table(m) -> str:
         lat = m.latency or {}
@@ -385,35 +398,41 @@ def _controlled(study: Study, base, other, name: str) -> list[str]:
                 f" ms (ratio {lat.get('t_mlp_s', math.nan) / lat.get('t_attn_s', math.nan):.2f}) of dense "
                 f"{lat.get('dense_s', math.nan):.3f} s at {lat.get('prompt_len', '?')}+{lat.get('gen_len', '?')} tokens")
 
-    rows = []
-    for r in other.runs[other.runs["method"] == "sprint"].itertuples():
-        key = ("sprint", r.point, r.seed)
-        ref = base.runs[(base.runs["method"] == "sprint") & (base.runs["point"] == r.point)
-                        & (base.runs["seed"] == r.seed)]
-        diff = {}
-        for measure, stat, scale in (("acc", stats.mean_accuracy, 100), ("ppl", stats.perplexity, 1)):
-            a, b = other.samples.get(key, {}).get(measure), base.samples.get(key, {}).get(measure)
-            if a and b:
-                d = stats.paired_bootstrap(a, b, stat)
-                diff[measure] = f"{scale * d.estimate:+.2f} [{scale * d.lo:+.2f}, {scale * d.hi:+.2f}]"
-        for label, m, row in (("default", base, ref.iloc[0] if not ref.empty else None), (name, other, r)):
+    def find(m, key):
+        rows = m.runs[(m.runs["method"] == key[0]) & (m.runs["point"] == key[1]) & (m.runs["seed"] == key[2])]
+        return rows.iloc[0] if not rows.empty else None
+
+    runs = other.runs.assign(first=other.runs["method"] != "sprint").sort_values(["first", "method", "point", "seed"])
+    rows, rivals = [], []
+    for r in runs.itertuples():
+        key = (r.method, r.point, r.seed)
+        mine, theirs = other.samples.get(key), base.samples.get(key)
+        for label, row in (("default", find(base, key)), (name, r)):
             if row is None:
                 continue
             removed = row.removed if isinstance(row.removed, list) else []
             n_attn = sum(kind == "attn" for _, kind in removed)
-            rows.append({"target": point_label(r.point), "seed": r.seed, "setting": label,
-                         "removed": f"{n_attn} attn + {len(removed) - n_attn} MLP",
+            rows.append({"method": method_name(r.method), "target": point_label(r.point), "seed": r.seed,
+                         "setting": label, "removed": f"{n_attn} attn + {len(removed) - n_attn} MLP",
                          "measured speedup (×)": f"{row.measured_speedup:.3f} [{row.measured_speedup_lo:.3f}, "
                                                  f"{row.measured_speedup_hi:.3f}]",
                          "mean acc. (%)": f"{row.mean_accuracy:.2f}", "WikiText-2 ppl": f"{row.wikitext2_ppl:.2f}",
-                         "Δ acc. (pp) vs default [95% CI]": diff.get("acc", "") if label == name else "",
-                         "Δ ppl vs default [95% CI]": diff.get("ppl", "") if label == name else ""})
+                         "Δ acc. (pp) vs default [95% CI]": _paired_text(mine, theirs, "acc") if label == name else "",
+                         "Δ ppl vs default [95% CI]": _paired_text(mine, theirs, "ppl") if label == name else ""})
+        sprint_key = ("sprint", r.point, r.seed)
+        if r.method != "sprint" and sprint_key in other.samples:
+            within = [f"under `{setting}`: accuracy {_paired_text(m.samples.get(sprint_key), m.samples.get(key), 'acc')}"
+                      f" pp, perplexity {_paired_text(m.samples.get(sprint_key), m.samples.get(key), 'ppl')}"
+                      for setting, m in ((name, other), ("default", base)) if key in m.samples]
+            rivals.append(f"- SPRINT − {method_name(r.method)} at {point_label(r.point)}, seed {r.seed} (paired, 95% "
+                          f"CI): {'; '.join(within)}.")
     lines = [f"## Controlled change: {_variant(study, name)} (`{name}`)", "",
              f"- Latency tables: default {table(base)}; `{name}` {table(other)}.", ""]
     if not rows:
-        return lines + ["_no SPRINT cell of this setting done yet_", ""]
-    return lines + ["SPRINT under each setting (same documents and windows; Δ: paired bootstrap, this setting − "
-                    "the default, same target and seed):", "", markdown_table(pd.DataFrame(rows)), ""]
+        return lines + ["_no cell of this setting done yet_", ""]
+    return lines + ["Each method under both settings (same documents and windows; Δ: paired bootstrap, this setting "
+                    "− the default, same target and seed; each setting's speedup is measured at its own token "
+                    "lengths):", "", markdown_table(pd.DataFrame(rows)), "", *rivals, *([""] if rivals else [])]
 
 
 def page(study: Study) -> Path:

@@ -37,7 +37,8 @@ def repo(tmp_path: Path, monkeypatch) -> Path:
         {"model": "m", "methods": ["dense"]},
         {"model": "m", "methods": ["sprint", "shortgpt", "sleb"], "seeds": [0], "points": ["x1.2"]},
         {"model": "m", "methods": ["sprint", "strongest-baseline"], "seeds": [1], "points": ["x1.2"]},
-        {"model": "m-cal", "methods": ["sprint"], "seeds": [0], "points": ["x1.2"]}]}))
+        {"model": "m-cal", "methods": ["sprint"], "seeds": [0], "points": ["x1.2"]},
+        {"model": "m-cal", "methods": ["strongest-baseline"], "seeds": [0], "points": ["x1.2"]}]}))
     git(root, "init", "-q")
     git(root, "add", ".")
     git(root, "commit", "-qm", "init")
@@ -98,7 +99,8 @@ def test_cells_run_in_order_commit_and_resume(repo: Path) -> None:
     calls = len(fake_pipeline.calls)
     ran = study_mod.run(study_mod.load_study(repo / "study.yaml", repo))  # resumes: the done cells are skipped
     assert [str(c) for c in ran] == ["m/shortgpt/seed0/x1.2", "m/sleb/seed0/x1.2", "m/sprint/seed1/x1.2",
-                                     "m/sleb/seed1/x1.2", "m-cal/sprint/seed0/x1.2"]  # SLEB: the best baseline
+                                     "m/sleb/seed1/x1.2", "m-cal/sprint/seed0/x1.2",
+                                     "m-cal/sleb/seed0/x1.2"]  # SLEB: the best baseline of the main comparison
     assert all(t != ["results/m/latency.json"] for t in fake_pipeline.calls[calls:])  # no second profile
     assert all(study_mod.load_study(repo / "study.yaml", repo).done(c) for c in s.cells())
     assert study_mod.run(study_mod.load_study(repo / "study.yaml", repo)) == []
@@ -162,7 +164,7 @@ def test_the_page_reads_the_cells_done(repo: Path, monkeypatch) -> None:
     study_mod.run(s, max_cells=4)
     text = study_mod.page(s).read_text()
     assert (repo / "out.md").is_file() and (repo / "out/report.md").is_file()
-    assert "from the 4 of 7 cells done" in text and "[out/report.md](out/report.md)" in text
+    assert "from the 4 of 8 cells done" in text and "[out/report.md](out/report.md)" in text
     main = text.split("## Main comparison (`m`)")[1].split("\n## ")[0]
     assert "| SPRINT | 1.2× | 1 | 1.150 [1.140, 1.160] | 45.00 ± 0.71 |" in main
     assert "- **1.2×, accuracy** (1 seed): SPRINT is best" in main and "(SPRINT 45.00%, next SLEB 43.00%" in main
@@ -176,3 +178,6 @@ def test_the_page_reads_the_cells_done(repo: Path, monkeypatch) -> None:
     assert "| 1.2× | 0 | m-cal | 1 attn + 1 MLP | 1.150 [1.140, 1.160] | 50.00 |" in control
     assert "| +6.00 [+2.00, +11.00] |" in control  # 3 more documents right of 50 in each task, paired
     assert "SPRINT's marks by seed: best in 2" in text
+    assert "| SLEB | 1.2× | 0 | m-cal |" in control  # the rival under the changed setting, from the main comparison
+    assert re.search(r"- SPRINT − SLEB at 1\.2×, seed 0 \(paired, 95% CI\): under `m-cal`: accuracy \+2\.00 \[.*\] pp, "
+                     r"perplexity .*; under `default`: accuracy \+0\.00 \[", control), control  # 22 of 50 right each (round(21.5))
