@@ -443,14 +443,19 @@ def _paired_section(m: ModelResults, csv: Path, out: list[Path]) -> tuple[list[s
 
 
 def _at_setting(method: str) -> bool:
-    """A method pruned once at a setting (sprint.methods kinds "weights" and "slicing") rather than to a target."""
+    """A method pruned once at a setting (the one-shot kinds of sprint.methods) rather than to a target."""
     return method in REGISTRY and REGISTRY[method].kind in ONE_SHOT
+
+
+# One colour per method: matplotlib's ten, then three more (with eleven methods, "C{i % 10}" gave LLM-Pruner
+# SPRINT's orange).
+PALETTE = [*(f"C{i}" for i in range(10)), "#393b79", "#7f0000", "#e7298a"]
 
 
 def _style(method: str) -> dict[str, str]:
     """Fixed colour, marker and label per method, the same in every figure."""
     i = list(NAMES).index(method) if method in NAMES else len(NAMES)
-    return {"color": f"C{i % 10}", "marker": "os^DvPXph"[i % 9], "label": method_name(method)}
+    return {"color": PALETTE[i % len(PALETTE)], "marker": "os^DvPXph"[i % 9], "label": method_name(method)}
 
 
 def _by_method(df: pd.DataFrame) -> Iterator[tuple[str, pd.DataFrame]]:
