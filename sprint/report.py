@@ -506,8 +506,11 @@ def plot_metric_speedup(m: ModelResults, path: Path, col: str = "mean_accuracy")
     what = "WikiText-2 perplexity (lower is better)" if ppl else "mean zero-shot accuracy (%)"
     bars = ("error bars: one seed, perplexity and speedup 95% CI; several seeds, std over seeds" if ppl
             else ERROR_BARS.format(" and speedup 95% CI"))
-    ax.set(xlabel="measured speedup (×)", ylabel=what,
+    log_scale = ppl and runs[col].max() > 5 * runs[col].min()  # one collapsed model would flatten all the others
+    ax.set(xlabel="measured speedup (×)", ylabel=what + (", log scale" if log_scale else ""),
            title=f"{m.name}: {'perplexity' if ppl else 'accuracy'} vs speedup\n({bars})")
+    if log_scale:
+        ax.set_yscale("log")
     ax.grid(alpha=0.3)
     ax.legend()
     return _save(fig, path)
