@@ -308,7 +308,6 @@ def measured_speedup(model: Any, dense_model: str, table: Any, protocol: Any, de
     """
     from sprint.latency import measure_speedup
     from sprint.models import load_model
-
     from sprint.sparse_kernels import use_sparse_kernels
 
     dense, _ = load_model(dense_model, device=device, dtype=dtype)

@@ -25,7 +25,7 @@ from sprint.latency import SPARSE_KERNELS
 
 
 def is_two_four(weight: torch.Tensor) -> bool:
-    """Every group of 4 consecutive weights along a row holds at most 2 non-zeros (and there is at least one)."""
+    """Every group of 4 consecutive weights along a row holds at most 2 non-zeros."""
     if weight.dim() != 2 or weight.shape[1] % 4:
         return False
     return bool(((weight.detach().reshape(-1, 4) != 0).sum(-1) <= 2).all())
