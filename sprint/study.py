@@ -371,15 +371,27 @@ def _detectable(m) -> list[str]:
     return lines + [""]
 
 
-def _paired_text(a, b, key: str) -> str:
-    """stat(a) − stat(b) with its paired 95% CI, in pp for accuracy; '' unless both samples hold ``key``."""
+def _paired_text(a, b, key: str, reading: bool = False) -> str:
+    """stat(a) − stat(b) with its paired 95% CI, in pp for accuracy; with ``reading``, what it says about ``a``
+    ("better", "worse": the CI excludes 0 on that side; "≈": it includes 0) after the unit; '' unless both samples hold ``key``."""
     from sprint import stats
 
     stat, scale = (stats.mean_accuracy, 100) if key == "acc" else (stats.perplexity, 1)
     if not (a or {}).get(key) or not (b or {}).get(key):
         return ""
     d = stats.paired_bootstrap(a[key], b[key], stat)
-    return f"{scale * d.estimate:+.2f} [{scale * d.lo:+.2f}, {scale * d.hi:+.2f}]"
+    text = f"{scale * d.estimate:+.2f} [{scale * d.lo:+.2f}, {scale * d.hi:+.2f}]"
+    if not reading:
+        return text
+    up = d.lo > 0 if key == "acc" else d.hi < 0  # higher accuracy, lower perplexity
+    down = d.hi < 0 if key == "acc" else d.lo > 0
+    return f"{text}{' pp' if key == 'acc' else ''} ({'better' if up else 'worse' if down else '≈'})"
+
+
+def _against(text: str) -> str:
+    """'more accurate than' / 'as accurate as (≈)' / 'less accurate than' from a _paired_text reading."""
+    return ("more accurate than" if text.endswith("(better)") else "less accurate than" if text.endswith("(worse)")
+            else "not separable in accuracy from")
 
 
 def _controlled(study: Study, base, other, name: str) -> list[str]:
@@ -421,11 +433,17 @@ def _controlled(study: Study, base, other, name: str) -> list[str]:
                          "Δ ppl vs default [95% CI]": _paired_text(mine, theirs, "ppl") if label == name else ""})
         sprint_key = ("sprint", r.point, r.seed)
         if r.method != "sprint" and sprint_key in other.samples:
-            within = [f"under `{setting}`: accuracy {_paired_text(m.samples.get(sprint_key), m.samples.get(key), 'acc')}"
-                      f" pp, perplexity {_paired_text(m.samples.get(sprint_key), m.samples.get(key), 'ppl')}"
+            acc = {setting: _paired_text(m.samples.get(sprint_key), m.samples.get(key), "acc", reading=True)
+                   for setting, m in ((name, other), ("default", base)) if key in m.samples}
+            within = [f"under `{setting}`: accuracy {acc[setting]}, perplexity "
+                      f"{_paired_text(m.samples.get(sprint_key), m.samples.get(key), 'ppl', reading=True)}"
                       for setting, m in ((name, other), ("default", base)) if key in m.samples]
             rivals.append(f"- SPRINT − {method_name(r.method)} at {point_label(r.point)}, seed {r.seed} (paired, 95% "
-                          f"CI): {'; '.join(within)}.")
+                          f"CI; better / worse: for SPRINT, ≈: the CI includes 0): {'; '.join(within)}.")
+            if acc.get("default") and acc.get(name):
+                rivals.append(f"  So SPRINT is {_against(acc['default'])} {method_name(r.method)} in the "
+                              f"default setting and {_against(acc[name])} it under `{name}`, each measured at its own "
+                              "setting.")
     lines = [f"## Controlled change: {_variant(study, name)} (`{name}`)", "",
              f"- Latency tables: default {table(base)}; `{name}` {table(other)}.", ""]
     if not rows:
