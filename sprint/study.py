@@ -302,8 +302,9 @@ def _variant(study: Study, name: str) -> str:
     return "; ".join(p for p in parts if p) or "the default setting"
 
 
-def _verdicts(m, tests) -> list[str]:
-    """One sentence per point and measure: the best method by the mean over seeds and SPRINT's paired marks."""
+def _verdicts(m, tests) -> list[tuple[str, str, str]]:
+    """Per point and measure, the best method by the mean over seeds and SPRINT's paired marks: (point, measure,
+    short verdict for the summary, the full sentence)."""
     from sprint.methods import point_label
     from sprint.report import aggregate, method_name
 
@@ -321,21 +322,48 @@ def _verdicts(m, tests) -> list[str]:
             marks = tests[(tests["method"] == "sprint") & (tests["point"] == point)][f"{key}_mark"].dropna().tolist()
             others = tests[(tests["method"] != "sprint") & (tests["point"] == point)]
             counts = ", ".join(f"{mark} in {marks.count(mark)}" for mark in ("best", "≈", "worse") if mark in marks)
+            worse = marks.count("worse")
             if best == "sprint":
                 beaten = (others[f"{key}_mark"] == "worse").all() and not others.empty
                 verdict = ("SPRINT is best and every other method is worse in the paired test" if beaten else
                            "SPRINT is best, but not every other method is separable from it")
-            elif "worse" in marks:
+                short = "best, every other method worse (paired)" if beaten else "best by the mean, not separable " \
+                        "from every other method"
+            elif worse and worse == len(marks):
                 verdict = f"{method_name(best)} is best; SPRINT is worse than it in the paired test"
+                short = f"worse than {method_name(best)} (paired{', every seed' if worse > 1 else ''})"
+            elif worse:
+                verdict = (f"{method_name(best)} is best; SPRINT is worse than it in the paired test in {worse} of "
+                           f"{len(marks)} seeds and not separable in the rest")
+                short = f"worse than {method_name(best)} in {worse} of {len(marks)} seeds (paired)"
             else:
                 verdict = f"{method_name(best)} is best; SPRINT is indistinguishable from it in the paired test"
+                short = f"not separable from {method_name(best)}, the best by the mean"
             n = int(rows["seeds"].max())
             rival = (values.drop("sprint").idxmax() if higher else values.drop("sprint").idxmin()) \
                 if best == "sprint" else best
-            out.append(f"- **{point_label(point)}, {measure}** ({n} seed{'s' if n > 1 else ''}): {verdict} "
-                       f"(SPRINT {values['sprint']:.2f}{unit}, {'next ' if best == 'sprint' else ''}{method_name(rival)} "
-                       f"{values[rival]:.2f}{unit}; SPRINT's marks by seed: {counts or 'none'}).")
-    return out or ["- _no point with SPRINT and another method evaluated yet_"]
+            out.append((point, measure, short,
+                        f"- **{point_label(point)}, {measure}** ({n} seed{'s' if n > 1 else ''}): {verdict} "
+                        f"(SPRINT {values['sprint']:.2f}{unit}, {'next ' if best == 'sprint' else ''}"
+                        f"{method_name(rival)} {values[rival]:.2f}{unit}; SPRINT's marks by seed: {counts or 'none'})."))
+    return out
+
+
+def _summary(verdicts, turns) -> list[str]:
+    """The page's answer in a few lines, from the verdicts of the main comparison and of each controlled change."""
+    from sprint.methods import point_label
+
+    lines = ["## In short", "",
+             "Generated from the paired tests below (same documents and windows for every model; one line per "
+             "measure, then each controlled change against the default setting's rivals):", ""]
+    for measure in ("accuracy", "perplexity"):
+        found = [f"at {point_label(point)}, {short}" for point, m, short, _ in verdicts if m == measure]
+        lines.append(f"- SPRINT's {measure} among the methods at its targets: "
+                     f"{'; '.join(found) if found else 'no target with SPRINT and another method done yet'}.")
+    for name, change, rival, point, seed, default, changed in turns:
+        lines.append(f"- Under `{name}` ({change}, one change): SPRINT is {default} {rival} in the default "
+                     f"setting and {changed} it under the change ({point_label(point)}, seed {seed}).")
+    return lines + [""]
 
 
 def _detectable(m) -> list[str]:
@@ -394,9 +422,10 @@ def _against(text: str) -> str:
             else "not separable in accuracy from")
 
 
-def _controlled(study: Study, base, other, name: str) -> list[str]:
+def _controlled(study: Study, base, other, name: str) -> tuple[list[str], list[tuple]]:
     """Every method run under ``other``'s setting against itself under the default one, point by point and seed by
-    seed; then SPRINT against each other method within each setting (paired)."""
+    seed; then SPRINT against each other method within each setting (paired).  Returns the lines and, per rival
+    measured in both settings, (name, what it changes, rival, point, seed, SPRINT against it by default, and under the change)."""
     import math
 
     import pandas as pd
@@ -415,7 +444,7 @@ def _controlled(study: Study, base, other, name: str) -> list[str]:
         return rows.iloc[0] if not rows.empty else None
 
     runs = other.runs.assign(first=other.runs["method"] != "sprint").sort_values(["first", "method", "point", "seed"])
-    rows, rivals = [], []
+    rows, rivals, turns = [], [], []
     for r in runs.itertuples():
         key = (r.method, r.point, r.seed)
         mine, theirs = other.samples.get(key), base.samples.get(key)
@@ -441,16 +470,17 @@ def _controlled(study: Study, base, other, name: str) -> list[str]:
             rivals.append(f"- SPRINT − {method_name(r.method)} at {point_label(r.point)}, seed {r.seed} (paired, 95% "
                           f"CI; better / worse: for SPRINT, ≈: the CI includes 0): {'; '.join(within)}.")
             if acc.get("default") and acc.get(name):
+                turns.append((name, _variant(study, name), method_name(r.method), r.point, r.seed, _against(acc["default"]), _against(acc[name])))
                 rivals.append(f"  So SPRINT is {_against(acc['default'])} {method_name(r.method)} in the "
                               f"default setting and {_against(acc[name])} it under `{name}`, each measured at its own "
                               "setting.")
     lines = [f"## Controlled change: {_variant(study, name)} (`{name}`)", "",
              f"- Latency tables: default {table(base)}; `{name}` {table(other)}.", ""]
     if not rows:
-        return lines + ["_no cell of this setting done yet_", ""]
+        return lines + ["_no cell of this setting done yet_", ""], turns
     return lines + ["Each method under both settings (same documents and windows; Δ: paired bootstrap, this setting "
                     "− the default, same target and seed; each setting's speedup is measured at its own token "
-                    "lengths):", "", markdown_table(pd.DataFrame(rows)), "", *rivals, *([""] if rivals else [])]
+                    "lengths):", "", markdown_table(pd.DataFrame(rows)), "", *rivals, *([""] if rivals else [])], turns
 
 
 def page(study: Study) -> Path:
@@ -467,6 +497,7 @@ def page(study: Study) -> Path:
     models = {n: load_model(results / n) for n in names}
     main_name, main = names[0], models[names[0]]
     tests, _ = paired_tests(main)
+    verdicts = _verdicts(main, tests)
     cells = study.cells()
     done = [c for c in cells if study.done(c)]
     lat = main.latency or {}
@@ -499,11 +530,16 @@ def page(study: Study) -> Path:
         "paired test against the best method at the same target and seed, one mark per seed.", "",
         markdown_table(summary_table(main, tests)), "",
         "In words (best by the mean over seeds; SPRINT's paired marks against the best, per seed):", "",
-        *_verdicts(main, tests), "",
+        *([line for *_, line in verdicts] or ["- _no point with SPRINT and another method evaluated yet_"]), "",
         *_detectable(main),
     ]
+    turns = []
     for name in names[1:]:
-        lines += _controlled(study, main, models[name], name)
+        more, found = _controlled(study, main, models[name], name)
+        lines += more
+        turns += found
+    at = lines.index("## Machine, settings and budget")
+    lines[at:at] = _summary(verdicts, turns)
     lines += ["## Cells", "", *(f"- {'done' if study.done(c) else 'to do'}: `{c}`" for c in cells), ""]
     out = study.output.with_suffix(".md")
     atomic_write_text(out, "\n".join(lines).rstrip() + "\n")
