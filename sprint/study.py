@@ -361,6 +361,11 @@ def _summary(verdicts, turns) -> list[str]:
         lines.append(f"- SPRINT's {measure} among the methods at its targets: "
                      f"{'; '.join(found) if found else 'no target with SPRINT and another method done yet'}.")
     for name, change, rival, point, seed, default, changed in turns:
+        if rival is None:  # SPRINT against itself
+            lines.append(f"- Under `{name}` ({change}, one change), SPRINT against itself in the default setting "
+                         f"({point_label(point)}, seed {seed}; better / worse / ≈ for the change): accuracy {default}, "
+                         f"perplexity {changed}.")
+            continue
         lines.append(f"- Under `{name}` ({change}, one change): SPRINT is {default} {rival} in the default "
                      f"setting and {changed} it under the change ({point_label(point)}, seed {seed}).")
     return lines + [""]
@@ -425,7 +430,9 @@ def _against(text: str) -> str:
 def _controlled(study: Study, base, other, name: str) -> tuple[list[str], list[tuple]]:
     """Every method run under ``other``'s setting against itself under the default one, point by point and seed by
     seed; then SPRINT against each other method within each setting (paired).  Returns the lines and, per rival
-    measured in both settings, (name, what it changes, rival, point, seed, SPRINT against it by default, and under the change)."""
+    measured in both settings, (name, what it changes, rival, point, seed, SPRINT against it by default, and under
+    the change); for SPRINT itself, rival None and the paired accuracy and perplexity differences (change − default)
+    with their readings."""
     import math
 
     import pandas as pd
@@ -448,6 +455,9 @@ def _controlled(study: Study, base, other, name: str) -> tuple[list[str], list[t
     for r in runs.itertuples():
         key = (r.method, r.point, r.seed)
         mine, theirs = other.samples.get(key), base.samples.get(key)
+        if r.method == "sprint" and mine and theirs:
+            turns.append((name, _variant(study, name), None, r.point, r.seed, _paired_text(mine, theirs, "acc", True),
+                          _paired_text(mine, theirs, "ppl", True)))
         for label, row in (("default", find(base, key)), (name, r)):
             if row is None:
                 continue

@@ -187,3 +187,5 @@ def test_the_page_reads_the_cells_done(repo: Path, monkeypatch) -> None:
     assert "- SPRINT's perplexity among the methods at its targets: at 1.2×, best, every other method worse" in short
     assert ("- Under `m-cal` (calibration n=96, one change): SPRINT is not separable in accuracy from SLEB in the "
             "default setting and") in short
+    assert re.search(r"- Under `m-cal` \(calibration n=96, one change\), SPRINT against itself .*: accuracy \+6\.00 "
+                     r"\[\+2\.00, \+11\.00\] pp \(better\), perplexity", short), short
