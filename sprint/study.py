@@ -302,9 +302,9 @@ def _variant(study: Study, name: str) -> str:
     return "; ".join(p for p in parts if p) or "the default setting"
 
 
-def _verdicts(m, tests) -> list[tuple[str, str, str]]:
+def _verdicts(m, tests) -> list[tuple[str, str, str, str, str]]:
     """Per point and measure, the best method by the mean over seeds and SPRINT's paired marks: (point, measure,
-    short verdict for the summary, the full sentence)."""
+    how many seeds, a short verdict for the summary, the full sentence)."""
     from sprint.methods import point_label
     from sprint.report import aggregate, method_name
 
@@ -342,7 +342,7 @@ def _verdicts(m, tests) -> list[tuple[str, str, str]]:
             n = int(rows["seeds"].max())
             rival = (values.drop("sprint").idxmax() if higher else values.drop("sprint").idxmin()) \
                 if best == "sprint" else best
-            out.append((point, measure, short,
+            out.append((point, measure, f"{n} seed{'s' if n > 1 else ''}", short,
                         f"- **{point_label(point)}, {measure}** ({n} seed{'s' if n > 1 else ''}): {verdict} "
                         f"(SPRINT {values['sprint']:.2f}{unit}, {'next ' if best == 'sprint' else ''}"
                         f"{method_name(rival)} {values[rival]:.2f}{unit}; SPRINT's marks by seed: {counts or 'none'})."))
@@ -357,7 +357,7 @@ def _summary(verdicts, turns) -> list[str]:
              "Generated from the paired tests below (same documents and windows for every model; one line per "
              "measure, then each controlled change against the default setting's rivals):", ""]
     for measure in ("accuracy", "perplexity"):
-        found = [f"at {point_label(point)}, {short}" for point, m, short, _ in verdicts if m == measure]
+        found = [f"at {point_label(point)} ({seeds}), {short}" for point, m, seeds, short, _ in verdicts if m == measure]
         lines.append(f"- SPRINT's {measure} among the methods at its targets: "
                      f"{'; '.join(found) if found else 'no target with SPRINT and another method done yet'}.")
     for name, change, rival, point, seed, default, changed in turns:

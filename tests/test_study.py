@@ -184,7 +184,7 @@ def test_the_page_reads_the_cells_done(repo: Path, monkeypatch) -> None:
     # 22 of 50 right each by default (round(21.5)); the reading of each difference, then in words
     assert "So SPRINT is not separable in accuracy from SLEB in the default setting" in control
     short = text.split("## In short")[1].split("\n## ")[0]  # the answer first, from the same tests
-    assert "- SPRINT's perplexity among the methods at its targets: at 1.2×, best, every other method worse" in short
+    assert "- SPRINT's perplexity among the methods at its targets: at 1.2× (2 seeds), best, every other method worse" in short
     assert ("- Under `m-cal` (calibration n=96, one change): SPRINT is not separable in accuracy from SLEB in the "
             "default setting and") in short
     assert re.search(r"- Under `m-cal` \(calibration n=96, one change\), SPRINT against itself .*: accuracy \+6\.00 "
