@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from sprint.errors import SprintError
 from sprint.report import write_report
@@ -105,6 +106,7 @@ def test_full_report(results: Path) -> None:
     for png in (p for p in written if p.suffix == ".png"):
         data = png.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, png
+        assert Image.open(png).mode == "P", png  # palette PNGs: the study commits them
 
 
 def test_malformed_json_names_file(results: Path) -> None:
