@@ -499,6 +499,7 @@ def plot_metric_speedup(m: ModelResults, path: Path, col: str = "mean_accuracy")
         return None
     fig = Figure(figsize=(7, 4.5))
     ax = fig.add_subplot()
+    labels: list[tuple[str, float, float, str]] = []
     for method, g in _by_method(aggregate(runs, ["measured_speedup", col])):
         rows = sorted(g.to_dict("records"), key=lambda r: r["measured_speedup_mean"])
         (x, xerr), (y, yerr) = _bars(rows, "measured_speedup"), _bars(rows, col)
@@ -506,9 +507,12 @@ def plot_metric_speedup(m: ModelResults, path: Path, col: str = "mean_accuracy")
                  else {"ms": 7, **_style(method)})
         settings = _at_setting(method)  # points at settings, not along a speedup: no line, each one labelled
         ax.errorbar(x, y, xerr=xerr, yerr=yerr, capsize=3, **style, **({"ls": "none"} if settings else {}))
-        for r, xi, yi in zip(rows, x, y) if settings else ():
-            ax.annotate(point_label(r["point"]), (xi, yi), xytext=(6, 3), textcoords="offset points", fontsize=7,
-                        color=style["color"])
+        labels += [(point_label(r["point"]), xi, yi, style["color"]) for r, xi, yi in zip(rows, x, y) if settings]
+    left, right = ax.get_xlim()
+    for text, xi, yi, colour in labels:  # a label near the right edge goes to the left of its point, inside the axes
+        flip = xi > left + 0.75 * (right - left)
+        ax.annotate(text, (xi, yi), xytext=(-6 if flip else 6, 3), textcoords="offset points", fontsize=7,
+                    color=colour, ha="right" if flip else "left")
     what = "WikiText-2 perplexity (lower is better)" if ppl else "mean zero-shot accuracy (%)"
     bars = ("error bars: one seed, perplexity and speedup 95% CI; several seeds, std over seeds" if ppl
             else ERROR_BARS.format(" and speedup 95% CI"))
@@ -517,8 +521,11 @@ def plot_metric_speedup(m: ModelResults, path: Path, col: str = "mean_accuracy")
            title=f"{m.name}: {'perplexity' if ppl else 'accuracy'} vs speedup\n({bars})")
     if log_scale:
         ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))  # 20, 50, 100, 200 rather than 2 × 10^1
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)  # beside the axes: never over a point
     return _save(fig, path)
 
 

@@ -542,6 +542,9 @@ def page(study: Study) -> Path:
         "In words (best by the mean over seeds; SPRINT's paired marks against the best, per seed):", "",
         *([line for *_, line in verdicts] or ["- _no point with SPRINT and another method evaluated yet_"]), "",
         *_detectable(main),
+        *(f"![{what} vs measured speedup, `{main_name}`]({rel}/report/{main_name}_{stem}.png)\n"
+          for what, stem in (("Accuracy", "accuracy_speedup"), ("Perplexity", "ppl_speedup"))
+          if (study.output / "report" / f"{main_name}_{stem}.png").is_file()),
     ]
     turns = []
     for name in names[1:]:

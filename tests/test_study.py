@@ -165,6 +165,8 @@ def test_the_page_reads_the_cells_done(repo: Path, monkeypatch) -> None:
     text = study_mod.page(s).read_text()
     assert (repo / "out.md").is_file() and (repo / "out/report.md").is_file()
     assert "from the 4 of 8 cells done" in text and "[out/report.md](out/report.md)" in text
+    assert "![Accuracy vs measured speedup, `m`](out/report/m_accuracy_speedup.png)" in text
+    assert (repo / "out/report/m_accuracy_speedup.png").is_file()
     main = text.split("## Main comparison (`m`)")[1].split("\n## ")[0]
     assert "| SPRINT | 1.2× | 1 | 1.150 [1.140, 1.160] | 45.00 ± 0.71 |" in main
     assert "- **1.2×, accuracy** (1 seed): SPRINT is best" in main and "(SPRINT 45.00%, next SLEB 43.00%" in main
