@@ -333,8 +333,8 @@ def _verdicts(m, tests) -> list[tuple[str, str, str, str, str]]:
                 verdict = f"{method_name(best)} is best; SPRINT is worse than it in the paired test"
                 short = f"worse than {method_name(best)} (paired{', every seed' if worse > 1 else ''})"
             elif worse:
-                verdict = (f"{method_name(best)} is best; SPRINT is worse than it in the paired test in {worse} of "
-                           f"{len(marks)} seeds and not separable in the rest")
+                verdict = (f"{method_name(best)} is best by the mean; SPRINT is worse than it in the paired test in "
+                           f"{worse} of {len(marks)} seeds")
                 short = f"worse than {method_name(best)} in {worse} of {len(marks)} seeds (paired)"
             else:
                 verdict = f"{method_name(best)} is best; SPRINT is indistinguishable from it in the paired test"

@@ -140,9 +140,8 @@ def test_the_shipped_study_reads(tmp_path: Path) -> None:
     assert set(s.tables()) == {"smollm2-135m", "smollm2-135m-long"}  # cal4x shares the default's table
 
 
-def test_the_page_reads_the_cells_done(repo: Path, monkeypatch) -> None:
-    """The page from committed cells: the main table, one verdict per point and measure, the controlled change
-    (paired against the default setting), the cells left."""
+def realistic_pipeline(shift=lambda method, model, seed: 0.05 if model == "m-cal" else 0.0):
+    """fake_pipeline with metrics files the report reads (per-document results): ACCURACY[method] + shift(...)."""
     from test_report import _metrics, _pruning
 
     def realistic(root: Path, config: Path, targets: list[str]) -> None:
@@ -152,13 +151,19 @@ def test_the_page_reads_the_cells_done(repo: Path, monkeypatch) -> None:
             if target.endswith("latency.json"):
                 continue
             method = "dense" if parts[-1] == "dense.json" else parts[3]
-            acc = ACCURACY[method] + (0.05 if parts[1] == "m-cal" else 0.0)
             seed = int(parts[4].removeprefix("seed")) if method != "dense" else 0
+            acc = ACCURACY[method] + shift(method, parts[1], seed)
             (root / target).write_text(json.dumps(_metrics(method, 1.2, seed, acc, 1.15)))
             if method != "dense":
                 (root / "results" / parts[1] / "pruned" / method / parts[4] / "x1.2" / "pruning.json").write_text(
                     json.dumps(_pruning(method, 1.2, seed, [(2, "attn"), (3, "mlp")])))
+    return realistic
 
+
+def test_the_page_reads_the_cells_done(repo: Path, monkeypatch) -> None:
+    """The page from committed cells: the main table, one verdict per point and measure, the controlled change
+    (paired against the default setting), the cells left."""
+    realistic = realistic_pipeline()
     monkeypatch.setattr(study_mod, "_snakemake", realistic)
     s = study_mod.load_study(repo / "study.yaml", repo)
     study_mod.run(s, max_cells=4)
@@ -191,3 +196,16 @@ def test_the_page_reads_the_cells_done(repo: Path, monkeypatch) -> None:
             "default setting and") in short
     assert re.search(r"- Under `m-cal` \(calibration n=96, one change\), SPRINT against itself .*: accuracy \+6\.00 "
                      r"\[\+2\.00, \+11\.00\] pp \(better\), perplexity", short), short
+
+
+def test_a_verdict_split_by_seeds_says_so(repo: Path, monkeypatch) -> None:
+    """SPRINT far worse than SLEB on one calibration seed and better on the other: the page must not call the point
+    'worse' outright, but count the seeds."""
+    monkeypatch.setattr(study_mod, "_snakemake", realistic_pipeline(
+        lambda method, model, seed: -0.10 if (method, seed) == ("sprint", 0) else 0.0))
+    s = study_mod.load_study(repo / "study.yaml", repo)
+    study_mod.run(s, max_cells=6)  # dense; SPRINT, ShortGPT, SLEB at seed 0; SPRINT and SLEB at seed 1
+    text = study_mod.page(s).read_text()
+    assert ("- **1.2×, accuracy** (2 seeds): SLEB is best by the mean; SPRINT is worse than it in the paired test in 1 "
+            "of 2 seeds (SPRINT 40.00%, SLEB 43.00%; SPRINT's marks by seed: best in 1, worse in 1).") in text, text
+    assert "at 1.2× (2 seeds), worse than SLEB in 1 of 2 seeds (paired)" in text
