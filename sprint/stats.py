@@ -71,6 +71,15 @@ def paired(samples: Sequence[Sample]) -> list[np.ndarray]:
     return out
 
 
+def over_seeds(samples: Sequence[Sample]) -> Sample:
+    """One sample whose values are each item's mean over ``samples``: one method pruned with different calibration
+    seeds, every model evaluated on the same items.  A paired test of two such samples asks whether two methods
+    differ on average over those calibration draws (conditional on them), with every seed's answers in it; for
+    perplexity it compares the geometric means over seeds."""
+    strata, first = paired(samples), samples[0]
+    return {name: (list(first[name][0]), values.mean(axis=0)) for name, values in zip(sorted(first), strata)}
+
+
 def bootstrap(strata: list[np.ndarray], stat: Statistic, n_boot: int = 2000, seed: int = 0) -> np.ndarray:
     """``stat`` of ``n_boot`` resamples: (n_boot, models).
 

@@ -342,11 +342,29 @@ def _verdicts(m, tests) -> list[tuple[str, str, str, str, str]]:
             n = int(rows["seeds"].max())
             rival = (values.drop("sprint").idxmax() if higher else values.drop("sprint").idxmin()) \
                 if best == "sprint" else best
+            pooled = _pooled(m, point, rival, key)
+            if pooled:
+                verdict += f"; over the {pooled[0]} seeds pooled, SPRINT − {method_name(rival)} {pooled[1]}"
+                short += f"; {pooled[0]} seeds pooled: SPRINT − {method_name(rival)} {pooled[1]}"
             out.append((point, measure, f"{n} seed{'s' if n > 1 else ''}", short,
                         f"- **{point_label(point)}, {measure}** ({n} seed{'s' if n > 1 else ''}): {verdict} "
                         f"(SPRINT {values['sprint']:.2f}{unit}, {'next ' if best == 'sprint' else ''}"
                         f"{method_name(rival)} {values[rival]:.2f}{unit}; SPRINT's marks by seed: {counts or 'none'})."))
     return out
+
+
+def _pooled(m, point: str, rival: str, key: str) -> tuple[int, str] | None:
+    """SPRINT against ``rival`` over the calibration seeds both have at ``point`` (each item's mean over the seeds,
+    paired: :func:`sprint.stats.over_seeds`), read like :func:`_paired_text`; None with fewer than 2 such seeds."""
+    from sprint import stats
+
+    seeds = sorted(seed for method, p, seed in m.samples if method == "sprint" and p == point
+                   and (m.samples[method, p, seed] or {}).get(key) and (m.samples.get((rival, p, seed)) or {}).get(key))
+    if len(seeds) < 2:
+        return None
+    mine = stats.over_seeds([m.samples["sprint", point, seed][key] for seed in seeds])
+    theirs = stats.over_seeds([m.samples[rival, point, seed][key] for seed in seeds])
+    return len(seeds), _paired_text({key: mine}, {key: theirs}, key, reading=True)
 
 
 def _summary(verdicts, turns) -> list[str]:

@@ -89,3 +89,25 @@ def test_the_detectable_difference_follows_the_discordant_pairs():
         assert got == pytest.approx(2.8016 * math.sqrt(q / n), rel=0.06), (n, q, got)
     same = {"t": (list(range(50)), [1, 0] * 25)}
     assert stats.detectable_difference(same, same, stats.mean_accuracy) == 0.0  # identical answers: no spread
+
+
+def test_pooling_calibration_seeds_sees_what_each_seed_cannot():
+    """A method 2 documents per task worse than its rival on each of 3 seeds, on different documents each seed (4
+    wrong where the rival is right, 2 right where it is wrong): no seed alone separates them, each document's mean
+    over the seeds does; and the pooled difference is the mean of the per-seed ones."""
+    n = len(IDS)
+    rival = np.zeros(n, int)
+    seeds = []
+    for k in range(3):
+        rival[6 * k:6 * k + 4] = 1
+    for k in range(3):
+        mine = rival.copy()
+        mine[6 * k:6 * k + 4], mine[6 * k + 4:6 * k + 6] = 0, 1
+        seeds.append(_acc(*[mine.tolist()] * 3))
+    theirs = _acc(*[rival.tolist()] * 3)
+    per_seed = [stats.paired_bootstrap(s, theirs, stats.mean_accuracy) for s in seeds]
+    pooled = stats.paired_bootstrap(stats.over_seeds(seeds), theirs, stats.mean_accuracy)
+    assert all(d.includes_zero and d.estimate == pytest.approx(-0.1) for d in per_seed)
+    assert pooled.estimate == pytest.approx(-0.1) and pooled.hi < 0
+    with pytest.raises(SprintError, match="different items"):
+        stats.over_seeds([seeds[0], {"task0": ([i + 1 for i in IDS], rival.tolist())} | dict(list(seeds[0].items())[1:])])

@@ -200,12 +200,15 @@ def test_the_page_reads_the_cells_done(repo: Path, monkeypatch) -> None:
 
 def test_a_verdict_split_by_seeds_says_so(repo: Path, monkeypatch) -> None:
     """SPRINT far worse than SLEB on one calibration seed and better on the other: the page must not call the point
-    'worse' outright, but count the seeds."""
+    'worse' outright, but count the seeds, and test the seeds pooled."""
     monkeypatch.setattr(study_mod, "_snakemake", realistic_pipeline(
         lambda method, model, seed: -0.10 if (method, seed) == ("sprint", 0) else 0.0))
     s = study_mod.load_study(repo / "study.yaml", repo)
     study_mod.run(s, max_cells=6)  # dense; SPRINT, ShortGPT, SLEB at seed 0; SPRINT and SLEB at seed 1
     text = study_mod.page(s).read_text()
     assert ("- **1.2×, accuracy** (2 seeds): SLEB is best by the mean; SPRINT is worse than it in the paired test in 1 "
-            "of 2 seeds (SPRINT 40.00%, SLEB 43.00%; SPRINT's marks by seed: best in 1, worse in 1).") in text, text
-    assert "at 1.2× (2 seeds), worse than SLEB in 1 of 2 seeds (paired)" in text
+            "of 2 seeds; over the 2 seeds pooled, SPRINT − SLEB -4.00 [") in text, text
+    # per document: 18 and 22 of 50 right (round(17.5), round(22.5)) against SLEB's 22 (round(21.5)): (36 + 44) / 2 - 44
+    assert "(SPRINT 40.00%, SLEB 43.00%; SPRINT's marks by seed: best in 1, worse in 1)." in text
+    assert re.search(r"at 1\.2× \(2 seeds\), worse than SLEB in 1 of 2 seeds \(paired\); 2 seeds pooled: SPRINT − SLEB "
+                     r"-4\.00 \[.*\] pp \((≈|worse)\)", text)
