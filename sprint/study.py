@@ -354,39 +354,43 @@ def _verdicts(m, tests) -> list[tuple[str, str, str, str, str]]:
 
 
 def _pooled(m, point: str, rival: str, key: str) -> tuple[int, str] | None:
-    """SPRINT against ``rival`` over the calibration seeds both have at ``point`` (each item's mean over the seeds,
-    paired: :func:`sprint.stats.over_seeds`), read like :func:`_paired_text`; None with fewer than 2 such seeds."""
-    from sprint import stats
-
+    """SPRINT against ``rival`` over the calibration seeds both have at ``point``, read like :func:`_pooled_text`;
+    None with fewer than 2 such seeds."""
     seeds = sorted(seed for method, p, seed in m.samples if method == "sprint" and p == point
                    and (m.samples[method, p, seed] or {}).get(key) and (m.samples.get((rival, p, seed)) or {}).get(key))
     if len(seeds) < 2:
         return None
-    mine = stats.over_seeds([m.samples["sprint", point, seed][key] for seed in seeds])
-    theirs = stats.over_seeds([m.samples[rival, point, seed][key] for seed in seeds])
-    return len(seeds), _paired_text({key: mine}, {key: theirs}, key, reading=True)
+    return len(seeds), _pooled_text([m.samples["sprint", point, seed] for seed in seeds],
+                                    [m.samples[rival, point, seed] for seed in seeds], key)
 
 
-def _summary(verdicts, turns) -> list[str]:
-    """The page's answer in a few lines, from the verdicts of the main comparison and of each controlled change."""
+def _pooled_text(mine: list, theirs: list, key: str) -> str:
+    """Two models over the same calibration seeds (each item's mean over the seeds, paired:
+    :func:`sprint.stats.over_seeds`), read like :func:`_paired_text`."""
+    from sprint import stats
+
+    return _paired_text({key: stats.over_seeds([s[key] for s in mine])},
+                        {key: stats.over_seeds([s[key] for s in theirs])}, key, reading=True)
+
+
+def _reading(text: str) -> str:
+    """'better' / 'worse' / '≈' from a :func:`_paired_text` reading."""
+    return text.rsplit("(", 1)[-1].rstrip(")")
+
+
+def _summary(verdicts, turns: list[str]) -> list[str]:
+    """The page's answer in a few lines: the verdicts of the main comparison, then each controlled change's lines
+    (from :func:`_controlled`)."""
     from sprint.methods import point_label
 
     lines = ["## In short", "",
              "Generated from the paired tests below (same documents and windows for every model; one line per "
-             "measure, then each controlled change against the default setting's rivals):", ""]
+             "measure, then each controlled change on SPRINT itself and against the default setting's rivals):", ""]
     for measure in ("accuracy", "perplexity"):
         found = [f"at {point_label(point)} ({seeds}), {short}" for point, m, seeds, short, _ in verdicts if m == measure]
         lines.append(f"- SPRINT's {measure} among the methods at its targets: "
                      f"{'; '.join(found) if found else 'no target with SPRINT and another method done yet'}.")
-    for name, change, rival, point, seed, default, changed in turns:
-        if rival is None:  # SPRINT against itself
-            lines.append(f"- Under `{name}` ({change}, one change), SPRINT against itself in the default setting "
-                         f"({point_label(point)}, seed {seed}; better / worse / ≈ for the change): accuracy {default}, "
-                         f"perplexity {changed}.")
-            continue
-        lines.append(f"- Under `{name}` ({change}, one change): SPRINT is {default} {rival} in the default "
-                     f"setting and {changed} it under the change ({point_label(point)}, seed {seed}).")
-    return lines + [""]
+    return lines + turns + [""]
 
 
 def _detectable(m) -> list[str]:
@@ -445,12 +449,11 @@ def _against(text: str) -> str:
             else "not separable in accuracy from")
 
 
-def _controlled(study: Study, base, other, name: str) -> tuple[list[str], list[tuple]]:
+def _controlled(study: Study, base, other, name: str) -> tuple[list[str], list[str]]:
     """Every method run under ``other``'s setting against itself under the default one, point by point and seed by
-    seed; then SPRINT against each other method within each setting (paired).  Returns the lines and, per rival
-    measured in both settings, (name, what it changes, rival, point, seed, SPRINT against it by default, and under
-    the change); for SPRINT itself, rival None and the paired accuracy and perplexity differences (change − default)
-    with their readings."""
+    seed (and, at a point with several seeds, the seeds pooled); then SPRINT against each other method within each
+    setting (paired).  Returns the section's lines and its lines for the page's short answer: SPRINT against itself
+    per point, and per rival measured in both settings whether SPRINT's accuracy against it turns."""
     import math
 
     import pandas as pd
@@ -470,12 +473,12 @@ def _controlled(study: Study, base, other, name: str) -> tuple[list[str], list[t
 
     runs = other.runs.assign(first=other.runs["method"] != "sprint").sort_values(["first", "method", "point", "seed"])
     rows, rivals, turns = [], [], []
+    selves: dict[str, list[tuple]] = {}  # point -> [(seed, SPRINT under the change, SPRINT by default)]
     for r in runs.itertuples():
         key = (r.method, r.point, r.seed)
         mine, theirs = other.samples.get(key), base.samples.get(key)
         if r.method == "sprint" and mine and theirs:
-            turns.append((name, _variant(study, name), None, r.point, r.seed, _paired_text(mine, theirs, "acc", True),
-                          _paired_text(mine, theirs, "ppl", True)))
+            selves.setdefault(r.point, []).append((r.seed, mine, theirs))
         for label, row in (("default", find(base, key)), (name, r)):
             if row is None:
                 continue
@@ -498,17 +501,35 @@ def _controlled(study: Study, base, other, name: str) -> tuple[list[str], list[t
             rivals.append(f"- SPRINT − {method_name(r.method)} at {point_label(r.point)}, seed {r.seed} (paired, 95% "
                           f"CI; better / worse: for SPRINT, ≈: the CI includes 0): {'; '.join(within)}.")
             if acc.get("default") and acc.get(name):
-                turns.append((name, _variant(study, name), method_name(r.method), r.point, r.seed, _against(acc["default"]), _against(acc[name])))
+                turns.append(f"- Under `{name}` ({_variant(study, name)}, one change): SPRINT is "
+                             f"{_against(acc['default'])} {method_name(r.method)} in the default setting and "
+                             f"{_against(acc[name])} it under the change ({point_label(r.point)}, seed {r.seed}).")
                 rivals.append(f"  So SPRINT is {_against(acc['default'])} {method_name(r.method)} in the "
                               f"default setting and {_against(acc[name])} it under `{name}`, each measured at its own "
                               "setting.")
+    itself = []
+    for point, found in selves.items():
+        if len(found) == 1:
+            seed, mine, theirs = found[0]
+            how = f"seed {seed}"
+            acc, ppl = _paired_text(mine, theirs, "acc", True), _paired_text(mine, theirs, "ppl", True)
+        else:
+            how = (f"{len(found)} seeds pooled; accuracy by seed: "
+                   f"{' / '.join(_reading(_paired_text(mine, theirs, 'acc', True)) for _, mine, theirs in found)}")
+            acc = _pooled_text([mine for _, mine, _ in found], [theirs for *_, theirs in found], "acc")
+            ppl = _pooled_text([mine for _, mine, _ in found], [theirs for *_, theirs in found], "ppl")
+        itself.append(f"at {point_label(point)} ({how}): accuracy {acc}, perplexity {ppl}")
+    if itself:
+        turns.insert(0, f"- Under `{name}` ({_variant(study, name)}, one change), SPRINT against itself in the default "
+                        f"setting (paired, change − default; better / worse / ≈ for the change): {'; '.join(itself)}.")
     lines = [f"## Controlled change: {_variant(study, name)} (`{name}`)", "",
              f"- Latency tables: default {table(base)}; `{name}` {table(other)}.", ""]
     if not rows:
         return lines + ["_no cell of this setting done yet_", ""], turns
     return lines + ["Each method under both settings (same documents and windows; Δ: paired bootstrap, this setting "
                     "− the default, same target and seed; each setting's speedup is measured at its own token "
-                    "lengths):", "", markdown_table(pd.DataFrame(rows)), "", *rivals, *([""] if rivals else [])], turns
+                    "lengths):", "", markdown_table(pd.DataFrame(rows)), "", *turns[:1 if itself else 0],
+                    *rivals, ""], turns
 
 
 def page(study: Study) -> Path:
