@@ -474,6 +474,7 @@ def _controlled(study: Study, base, other, name: str) -> tuple[list[str], list[s
     runs = other.runs.assign(first=other.runs["method"] != "sprint").sort_values(["first", "method", "point", "seed"])
     rows, rivals, turns = [], [], []
     selves: dict[str, list[tuple]] = {}  # point -> [(seed, SPRINT under the change, SPRINT by default)]
+    compared: dict[tuple, list] = {}  # (rival, point) -> the seeds with SPRINT and the rival in both settings
     for r in runs.itertuples():
         key = (r.method, r.point, r.seed)
         mine, theirs = other.samples.get(key), base.samples.get(key)
@@ -501,12 +502,25 @@ def _controlled(study: Study, base, other, name: str) -> tuple[list[str], list[s
             rivals.append(f"- SPRINT − {method_name(r.method)} at {point_label(r.point)}, seed {r.seed} (paired, 95% "
                           f"CI; better / worse: for SPRINT, ≈: the CI includes 0): {'; '.join(within)}.")
             if acc.get("default") and acc.get(name):
-                turns.append(f"- Under `{name}` ({_variant(study, name)}, one change): SPRINT is "
-                             f"{_against(acc['default'])} {method_name(r.method)} in the default setting and "
-                             f"{_against(acc[name])} it under the change ({point_label(r.point)}, seed {r.seed}).")
-                rivals.append(f"  So SPRINT is {_against(acc['default'])} {method_name(r.method)} in the "
-                              f"default setting and {_against(acc[name])} it under `{name}`, each measured at its own "
-                              "setting.")
+                compared.setdefault((r.method, r.point), []).append(r.seed)
+    def versus(m, method, point, seeds, key):  # SPRINT − method in setting m over ``seeds``, pooled when several
+        mine = [m.samples["sprint", point, seed] for seed in seeds]
+        theirs = [m.samples[method, point, seed] for seed in seeds]
+        return _paired_text(mine[0], theirs[0], key, True) if len(seeds) == 1 else _pooled_text(mine, theirs, key)
+
+    for (method, point), seeds in compared.items():
+        acc = {setting: versus(m, method, point, seeds, "acc") for setting, m in ((name, other), ("default", base))}
+        how = f"seed {seeds[0]}" if len(seeds) == 1 else f"{len(seeds)} seeds pooled"
+        if len(seeds) > 1:
+            rivals.append(f"- SPRINT − {method_name(method)} at {point_label(point)}, {how}: "
+                          + "; ".join(f"under `{setting}`: accuracy {acc[setting]}, perplexity {versus(m, method, point, seeds, 'ppl')}"
+                                      for setting, m in ((name, other), ("default", base))) + ".")
+        turns.append(f"- Under `{name}` ({_variant(study, name)}, one change): SPRINT is {_against(acc['default'])} "
+                     f"{method_name(method)} in the default setting and {_against(acc[name])} it under the change "
+                     f"({point_label(point)}, {how}).")
+        rivals.append(f"  So SPRINT is {_against(acc['default'])} {method_name(method)} in the default setting and "
+                      f"{_against(acc[name])} it under `{name}` ({point_label(point)}, {how}), each measured at its "
+                      "own setting.")
     itself = []
     for point, found in selves.items():
         if len(found) == 1:

@@ -220,10 +220,10 @@ def test_a_controlled_change_pools_its_seeds(repo: Path, monkeypatch) -> None:
     spec = yaml.safe_load((repo / "study.yaml").read_text())
     spec["cells"] = [{"model": "m", "methods": ["dense"]},
                      {"model": "m", "methods": ["sprint", "sleb"], "seeds": [0, 1], "points": ["x1.2"]},
-                     {"model": "m-cal", "methods": ["sprint"], "seeds": [0, 1], "points": ["x1.2"]}]
+                     {"model": "m-cal", "methods": ["sprint", "sleb"], "seeds": [0, 1], "points": ["x1.2"]}]
     (repo / "study.yaml").write_text(yaml.safe_dump(spec))
     monkeypatch.setattr(study_mod, "_snakemake", realistic_pipeline(
-        lambda method, model, seed: 0.05 if (model, seed) == ("m-cal", 0) else 0.0))
+        lambda method, model, seed: 0.05 if (method, model, seed) == ("sprint", "m-cal", 0) else 0.0))
     s = study_mod.load_study(repo / "study.yaml", repo)
     study_mod.run(s)
     text = study_mod.page(s).read_text()
@@ -234,3 +234,8 @@ def test_a_controlled_change_pools_its_seeds(repo: Path, monkeypatch) -> None:
     control = text.split("## Controlled change: calibration n=96 (`m-cal`)")[1]
     assert "| +6.00 [+2.00, +11.00] |" in control and "| +0.00 [+0.00, +0.00] |" in control
     assert "2 seeds pooled" in control  # the section says it too
+    # SLEB 22 of 50 right per task everywhere (round(21.5)): SPRINT ties it by default, beats it pooled under m-cal
+    assert re.search(r"- SPRINT − SLEB at 1\.2×, 2 seeds pooled: under `m-cal`: accuracy \+3\.00 \[.*\] pp \(better\), "
+                     r"perplexity .*; under `default`: accuracy \+0\.00 \[\+0\.00, \+0\.00\] pp \(≈\)", control), control
+    assert ("- Under `m-cal` (calibration n=96, one change): SPRINT is not separable in accuracy from SLEB in the default "
+            "setting and more accurate than it under the change (1.2×, 2 seeds pooled).") in short
