@@ -302,9 +302,9 @@ def _variant(study: Study, name: str) -> str:
     return "; ".join(p for p in parts if p) or "the default setting"
 
 
-def _verdicts(m, tests) -> list[tuple[str, str, str, str, str]]:
+def _verdicts(m, tests) -> list[tuple[str, str, str, str, str, str]]:
     """Per point and measure, the best method by the mean over seeds and SPRINT's paired marks: (point, measure,
-    how many seeds, a short verdict for the summary, the full sentence)."""
+    how many seeds, a short verdict for the summary, the full sentence, the best method's name)."""
     from sprint.methods import point_label
     from sprint.report import aggregate, method_name
 
@@ -349,7 +349,8 @@ def _verdicts(m, tests) -> list[tuple[str, str, str, str, str]]:
             out.append((point, measure, f"{n} seed{'s' if n > 1 else ''}", short,
                         f"- **{point_label(point)}, {measure}** ({n} seed{'s' if n > 1 else ''}): {verdict} "
                         f"(SPRINT {values['sprint']:.2f}{unit}, {'next ' if best == 'sprint' else ''}"
-                        f"{method_name(rival)} {values[rival]:.2f}{unit}; SPRINT's marks by seed: {counts or 'none'})."))
+                        f"{method_name(rival)} {values[rival]:.2f}{unit}; SPRINT's marks by seed: {counts or 'none'}).",
+                        method_name(best)))
     return out
 
 
@@ -386,8 +387,18 @@ def _summary(verdicts, turns: list[str]) -> list[str]:
     lines = ["## In short", "",
              "Generated from the paired tests below (same documents and windows for every model; one line per "
              "measure, then each controlled change on SPRINT itself and against the default setting's rivals):", ""]
+    best = {measure: [(point, who) for point, m, _, _, _, who in verdicts if m == measure]
+            for measure in ("accuracy", "perplexity")}
+    if best["accuracy"]:
+        won = [point for point, who in best["accuracy"] if who == "SPRINT"]
+        others = "; ".join(f"{who} at {point_label(point)}" for point, who in best["accuracy"] if who != "SPRINT")
+        lines.append(f"- **The paper's claim, SPRINT the most accurate at every speedup, "
+                     f"{'holds' if len(won) == len(best['accuracy']) else 'does not hold'} here**: SPRINT has the best "
+                     f"mean accuracy at {len(won)} of {len(best['accuracy'])} targets{f' (the best: {others})' if others else ''}"
+                     f" and the lowest perplexity at {sum(who == 'SPRINT' for _, who in best['perplexity'])} of "
+                     f"{len(best['perplexity'])}; the paired tests next say which gaps are more than noise.")
     for measure in ("accuracy", "perplexity"):
-        found = [f"at {point_label(point)} ({seeds}), {short}" for point, m, seeds, short, _ in verdicts if m == measure]
+        found = [f"at {point_label(point)} ({seeds}), {short}" for point, m, seeds, short, *_ in verdicts if m == measure]
         lines.append(f"- SPRINT's {measure} among the methods at its targets: "
                      f"{'; '.join(found) if found else 'no target with SPRINT and another method done yet'}.")
     return lines + turns + [""]
@@ -593,7 +604,7 @@ def page(study: Study) -> Path:
         "paired test against the best method at the same target and seed, one mark per seed.", "",
         markdown_table(summary_table(main, tests)), "",
         "In words (best by the mean over seeds; SPRINT's paired marks against the best, per seed):", "",
-        *([line for *_, line in verdicts] or ["- _no point with SPRINT and another method evaluated yet_"]), "",
+        *([line for *_, line, _ in verdicts] or ["- _no point with SPRINT and another method evaluated yet_"]), "",
         *_detectable(main),
         *(f"![{what} vs measured speedup, `{main_name}`]({rel}/report/{main_name}_{stem}.png)\n"
           for what, stem in (("Accuracy", "accuracy_speedup"), ("Perplexity", "ppl_speedup"))

@@ -191,6 +191,8 @@ def test_the_page_reads_the_cells_done(repo: Path, monkeypatch) -> None:
     # 22 of 50 right each by default (round(21.5)); the reading of each difference, then in words
     assert "So SPRINT is not separable in accuracy from SLEB in the default setting" in control
     short = text.split("## In short")[1].split("\n## ")[0]  # the answer first, from the same tests
+    assert ("- **The paper's claim, SPRINT the most accurate at every speedup, holds here**: SPRINT has the best mean "
+            "accuracy at 1 of 1 targets and the lowest perplexity at 1 of 1;") in short
     assert "- SPRINT's perplexity among the methods at its targets: at 1.2× (2 seeds), best, every other method worse" in short
     assert ("- Under `m-cal` (calibration n=96, one change): SPRINT is not separable in accuracy from SLEB in the "
             "default setting and") in short
@@ -210,6 +212,8 @@ def test_a_verdict_split_by_seeds_says_so(repo: Path, monkeypatch) -> None:
             "of 2 seeds; over the 2 seeds pooled, SPRINT − SLEB -4.00 [") in text, text
     # per document: 18 and 22 of 50 right (round(17.5), round(22.5)) against SLEB's 22 (round(21.5)): (36 + 44) / 2 - 44
     assert "(SPRINT 40.00%, SLEB 43.00%; SPRINT's marks by seed: best in 1, worse in 1)." in text
+    assert ("- **The paper's claim, SPRINT the most accurate at every speedup, does not hold here**: SPRINT has the "
+            "best mean accuracy at 0 of 1 targets (the best: SLEB at 1.2×)") in text
     assert re.search(r"at 1\.2× \(2 seeds\), worse than SLEB in 1 of 2 seeds \(paired\); 2 seeds pooled: SPRINT − SLEB "
                      r"-4\.00 \[.*\] pp \((≈|worse)\)", text)
 
