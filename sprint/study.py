@@ -528,7 +528,8 @@ def _controlled(study: Study, base, other, name: str) -> tuple[list[str], list[s
                                       for setting, m in ((name, other), ("default", base))) + ".")
         turns.append(f"- Under `{name}` ({_variant(study, name)}, one change): SPRINT is {_against(acc['default'])} "
                      f"{method_name(method)} in the default setting and {_against(acc[name])} it under the change "
-                     f"({point_label(point)}, {how}).")
+                     f"({point_label(point)}, {how}; SPRINT − {method_name(method)}: {acc['default']} by default, "
+                     f"{acc[name]} under the change).")
         rivals.append(f"  So SPRINT is {_against(acc['default'])} {method_name(method)} in the default setting and "
                       f"{_against(acc[name])} it under `{name}` ({point_label(point)}, {how}), each measured at its "
                       "own setting.")

@@ -242,4 +242,5 @@ def test_a_controlled_change_pools_its_seeds(repo: Path, monkeypatch) -> None:
     assert re.search(r"- SPRINT − SLEB at 1\.2×, 2 seeds pooled: under `m-cal`: accuracy \+3\.00 \[.*\] pp \(better\), "
                      r"perplexity .*; under `default`: accuracy \+0\.00 \[\+0\.00, \+0\.00\] pp \(≈\)", control), control
     assert ("- Under `m-cal` (calibration n=96, one change): SPRINT is not separable in accuracy from SLEB in the default "
-            "setting and more accurate than it under the change (1.2×, 2 seeds pooled).") in short
+            "setting and more accurate than it under the change (1.2×, 2 seeds pooled; SPRINT − SLEB: +0.00 [+0.00, "
+            "+0.00] pp (≈) by default, +3.00 [") in short
