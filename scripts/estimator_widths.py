@@ -12,7 +12,7 @@ import json
 import statistics
 import sys
 
-from sprint.latency import hodges_lehmann_ci, median_ci
+from sprint.measure.protocol import hodges_lehmann_ci, median_ci
 
 ROUNDS = (10, 15, 20, 25)
 

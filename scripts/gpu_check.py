@@ -15,13 +15,13 @@ from pathlib import Path
 
 import torch
 
-from sprint.checkpoint import load_pruned
-from sprint.evaluate import evaluate_to_file
-from sprint.prune import PruneConfig, prune_to_checkpoint
-from sprint.sparse_kernels import use_sparse_kernels
-from sprint.sublayers import SublayerView
-from sprint.tiny import save_tiny_model, tiny_model
-from sprint.wanda import wanda_prune
+from sprint.model.checkpoint import load_pruned
+from sprint.measure.evaluate import evaluate_to_file
+from sprint.methods.driver import PruneConfig, prune_to_checkpoint
+from sprint.measure.sparse_kernels import use_sparse_kernels
+from sprint.model.sublayers import SublayerView
+from sprint.model.tiny import save_tiny_model, tiny_model
+from sprint.methods.wanda import wanda_prune
 
 DEV = os.environ.get("GPU_CHECK_DEVICE", "cuda")
 failures: list[str] = []
@@ -64,8 +64,9 @@ def main() -> int:
 
     if DEV == "cuda":
         print("profile (CUDA event timing)", flush=True)
-        from sprint.latency import Protocol, profile_latency
-        from sprint.models import load_model
+        from sprint.measure.protocol import Protocol
+        from sprint.measure.profile import profile_latency
+        from sprint.model.loading import load_model
 
         net, _ = load_model(str(model_dir), device="cuda", dtype="float32")
         table = profile_latency(net, str(model_dir), Protocol(prompt_len=32, gen_len=64, warmup=2, min_rounds=6,
@@ -126,7 +127,7 @@ def main() -> int:
         diff = sum(x != y for x, y in zip(a["tasks"][task]["correct"], b["tasks"][task]["correct"]))
         check(diff <= 1, f"{task}: per-document correctness differs on {diff} documents (<= 1 allowed: near-ties)")
 
-    print("2:4 sparse kernels (sprint.sparse_kernels) on", DEV, "fp16", flush=True)
+    print("2:4 sparse kernels (sprint.measure.sparse_kernels) on", DEV, "fp16", flush=True)
     sparse = tiny_model("llama", 2, hidden_size=128, intermediate_size=256, num_attention_heads=4,
                         num_key_value_heads=2, head_dim=32).to(DEV, torch.float16)
     ids = torch.randint(0, sparse.config.vocab_size, (4, 16), generator=torch.Generator().manual_seed(0)).to(DEV)

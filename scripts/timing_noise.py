@@ -11,8 +11,10 @@ import argparse
 import statistics
 import time
 
-from sprint.latency import Protocol, measure_speedup
-from sprint.models import load_model
+from sprint.measure.protocol import Protocol
+
+from sprint.measure.speedup import measure_speedup
+from sprint.model.loading import load_model
 
 
 def main() -> None:

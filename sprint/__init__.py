@@ -12,12 +12,12 @@ Library entry points::
 import importlib
 
 # Public names, imported on first use (PEP 562): `import sprint.report` need not load the pruners, so each pipeline
-# stage depends on the modules it runs only (sprint.codedeps).
+# stage depends on the modules it runs only (sprint.pipeline.codedeps).
 _EXPORTS = {
-    "METHODS": "sprint.methods", "LatencyTable": "sprint.latency", "load_latency": "sprint.latency",
-    "load_model": "sprint.models", "load_pruned": "sprint.checkpoint", "save_pruned": "sprint.checkpoint",
-    "set_removed": "sprint.modeling_sprint", "PruneConfig": "sprint.methods", "prune_model": "sprint.prune",
-    "prune_to_checkpoint": "sprint.prune",
+    "METHODS": "sprint.methods", "LatencyTable": "sprint.measure.table", "load_latency": "sprint.measure.table",
+    "load_model": "sprint.model.loading", "load_pruned": "sprint.model.checkpoint", "save_pruned": "sprint.model.checkpoint",
+    "set_removed": "sprint.model.modeling_sprint", "PruneConfig": "sprint.methods", "prune_model": "sprint.methods.driver",
+    "prune_to_checkpoint": "sprint.methods.driver",
 }
 __all__ = sorted(_EXPORTS)
 __version__ = "0.1.0"

@@ -1,5 +1,5 @@
 import sys
 
-from sprint.cli import main
+from sprint.pipeline.cli import main
 
 sys.exit(main())

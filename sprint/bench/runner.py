@@ -40,7 +40,7 @@ def machine_info() -> dict[str, Any]:
     import torch
     import transformers
 
-    from sprint.latency import device_name
+    from sprint.measure.timing import device_name
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {"cpu": device_name(torch.device("cpu")), "cores": cores, "torch_threads": torch.get_num_threads(),
@@ -57,11 +57,11 @@ def _run_prune(job: dict) -> dict:
     """Prune once; step times go to the progress file every few seconds (read back if the run is killed)."""
     import torch
 
-    from sprint.calibration import load_calibration
-    from sprint.latency import load_latency
-    from sprint.models import load_model
+    from sprint.data.calibration import load_calibration
+    from sprint.measure.table import load_latency
+    from sprint.model.loading import load_model
     from sprint.methods import method, setting_options
-    from sprint.prune import PruneConfig, peak_rss_mb, prune_model
+    from sprint.methods.driver import PruneConfig, peak_rss_mb, prune_model
 
     one_shot = job.get("setting")  # a one-shot method at a setting (no target, no latency table)
     tokens = load_calibration(job["calibration"])
@@ -119,10 +119,10 @@ def _run_forward(job: dict) -> dict:
     """Dense decoder forward over the calibration set: embed, then every sublayer (no final norm / LM head)."""
     import torch
 
-    from sprint.calibration import load_calibration
-    from sprint.models import load_model
-    from sprint.prune import peak_rss_mb
-    from sprint.sublayers import SublayerView
+    from sprint.data.calibration import load_calibration
+    from sprint.model.loading import load_model
+    from sprint.methods.driver import peak_rss_mb
+    from sprint.model.sublayers import SublayerView
 
     tokens = load_calibration(job["calibration"])
     t0 = time.perf_counter()

@@ -11,11 +11,11 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from sprint.codedeps import stage_files
-from sprint.data import check_source
+from sprint.pipeline.codedeps import stage_files
+from sprint.data.sources import check_source
 from sprint.errors import SprintError
 from sprint.methods import METHODS as ALL_METHODS, ONE_SHOT, REGISTRY, setting_options  # the registry of methods
-from sprint.tracking import close_pipeline_run, open_pipeline_run  # the Snakefile's onstart / onsuccess
+from sprint.pipeline.tracking import close_pipeline_run, open_pipeline_run  # the Snakefile's onstart / onsuccess
 
 BASEDIR = Path(workflow.basedir)
 BASE, PRUNE, EVALUATE = config["base"], config["prune"], config["evaluate"]
@@ -171,7 +171,7 @@ def model_opts(wildcards) -> str:
 
 
 def protocol_opts() -> str:
-    """The latency protocol's flags (sprint.latency.Protocol), the same for the profile and every speedup."""
+    """The latency protocol's flags (sprint.measure.protocol.Protocol), the same for the profile and every speedup."""
     lat = config["latency"]
     return (f"--timing {lat['timing']} --threads {lat['threads']} --warmup {lat['warmup']} --rounds {lat['rounds']} --max-rounds {lat['max_rounds']}"
             f" --max-spread {lat['max_spread']} --attempts {lat['attempts']} --estimator {lat['estimator']}"

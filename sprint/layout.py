@@ -1,0 +1,73 @@
+"""The layout of results: the names of a pruned model's operating points (the folder names under a method, the
+metrics files and the report's labels).
+
+A point is a pruned model's operating point, as paths, metrics files and the report name it: "x1.2" for a sublayer
+method's target speedup; for a one-shot method its setting: "2of4" (N:M, N weights kept of every M) or "u50"
+(unstructured, 50% of the weights zeroed) for kind "weights", "s25" (25% of the hidden width sliced away) for kind
+"slicing", "c20" for kind "structured". DVC and Snakemake put these names into paths, hence no ':' or '%'.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+WEIGHT_PATTERNS = ("2:4", "4:8")
+_SETTING = re.compile(r"(?:(?P<n>[1-9][0-9]*)of(?P<m>[1-9][0-9]*)|u(?P<pct>[1-9][0-9]?)|s(?P<slice>[1-9][0-9]?)"
+                      r"|c(?P<struct>[1-9][0-9]?))")
+SETTING_FORMS = {"weights": f"{' or '.join(p.replace(':', 'of') for p in WEIGHT_PATTERNS)} (N of every M weights "
+                            "kept) or uP (unstructured, P% of the weights zeroed: u50)",
+                 "slicing": "sP (P% of the hidden width sliced away: s25)",
+                 "structured": "cP (P% of the query heads and MLP channels of the pruned layers removed: c20)"}
+
+
+def setting_options(name: str, kind: str | None = None) -> dict[str, Any]:
+    """A one-shot method's setting name -> its PruneConfig fields: "2of4" -> pattern 2:4, sparsity 0.5; "u60" ->
+    unstructured, sparsity 0.6; "s25" -> slicing 0.25.  With ``kind``, only that kind's forms are accepted.
+    ValueError naming what is accepted otherwise."""
+    match = _SETTING.fullmatch(str(name))
+    found = None if match is None else "slicing" if match["slice"] else "structured" if match["struct"] else "weights"
+    if (found is None or (kind is not None and found != kind)
+            or (match["n"] and f"{match['n']}:{match['m']}" not in WEIGHT_PATTERNS)):
+        forms = SETTING_FORMS[kind] if kind else " or ".join(SETTING_FORMS.values())
+        raise ValueError(f"{kind + ' ' if kind else ''}setting {name!r}: expected {forms}")
+    if match["slice"]:
+        return {"slicing": int(match["slice"]) / 100}
+    if match["struct"]:
+        return {"structured_ratio": int(match["struct"]) / 100}
+    if match["pct"]:
+        return {"pattern": "unstructured", "sparsity": int(match["pct"]) / 100}
+    n, m = int(match["n"]), int(match["m"])
+    return {"pattern": f"{n}:{m}", "sparsity": (m - n) / m}
+
+
+def point_name(target: float | None = None, pattern: str | None = None, sparsity: float | None = None,
+               slicing: float | None = None, structured_ratio: float | None = None) -> str:
+    """The point's name: ``x{target:g}`` for a target speedup, ``s{percent}`` for a slicing ratio (s25: 25% of the
+    hidden width deleted), ``c{percent}`` for a structured ratio, else the weight setting (see
+    :func:`setting_options`)."""
+    if target is not None:
+        return f"x{float(target):g}"
+    if slicing is not None:
+        return f"s{round(100 * float(slicing)):d}"
+    if structured_ratio is not None:
+        return f"c{round(100 * float(structured_ratio)):d}"
+    if pattern is None:
+        raise ValueError("a point needs a target speedup, a slicing ratio or a weight pattern")
+    if pattern != "unstructured":
+        return pattern.replace(":", "of")
+    return f"u{round(100 * float(sparsity)):d}"
+
+
+def point_label(name: str) -> str:
+    """How the report shows a point: "1.2×", "2:4", "50% unstr.", "25% sliced"."""
+    if name.startswith("x"):
+        return f"{name[1:]}×"
+    setting = setting_options(name)
+    if "slicing" in setting:
+        return f"{name[1:]}% sliced"
+    if "structured_ratio" in setting:
+        return f"{name[1:]}% heads/channels"
+    return setting["pattern"] if setting["pattern"] != "unstructured" else f"{name[1:]}% unstr."
+
+

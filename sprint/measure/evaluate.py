@@ -1,0 +1,101 @@
+"""Evaluation: zero-shot accuracy (lm-eval as a library), WikiText-2 perplexity and measured latency.
+
+Accuracy follows the paper: zero-shot ARC-Challenge, ARC-Easy, BoolQ, HellaSwag and PIQA scored by lm-eval's
+log-likelihood ranking, ``acc_norm`` where the task has it, else ``acc``, and the plain mean of the tasks.
+With a data mirror the tasks are built from its jsonl files as local lm-eval tasks whose prompts match the
+built-in ones; without one the built-in tasks fetch their data from the hub.  Partial evaluation draws a
+seeded random subset of each task (lm-eval's ``limit`` would take the first N documents)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from sprint.data import sources
+from sprint.errors import SprintError
+from sprint.io import atomic_write_json
+from sprint.measure.accuracy import check_tasks, mean_stderr, zero_shot_accuracy
+from sprint.measure.perplexity import perplexity_record
+from sprint.measure.speedup import latency_protocol, measured_speedup
+from sprint.model.checkpoint import pruning_summary
+from sprint.provenance import provenance
+
+log = logging.getLogger("sprint")
+
+
+def evaluate_model(
+    model: Any, tokenizer: Any, *, tasks: list[str], limit: int | None, seed: int, mirror: Path | None,
+    ppl_seq_len: int, ppl_max_windows: int | None, batch_size: int,
+) -> dict[str, Any]:
+    """Accuracy and perplexity, with all parameters (the measured speedup is :func:`measured_speedup`'s)."""
+    import lm_eval
+
+    model.eval()
+    accuracy = zero_shot_accuracy(model, tokenizer, tasks, limit, seed, mirror, batch_size)
+    ppl = perplexity_record(model, tokenizer, mirror, ppl_seq_len, ppl_max_windows, batch_size)
+    windows = len(ppl["wikitext2_window_nll"])
+    log.info("wikitext2 perplexity %.3f, 95%% CI [%.3f, %.3f], over %d windows of %d tokens", ppl["wikitext2_ppl"],
+             *ppl["wikitext2_ppl_ci"], windows, ppl_seq_len)
+    metrics: dict[str, Any] = {
+        "tasks": accuracy,
+        "mean_accuracy": sum(r["value"] for r in accuracy.values()) / len(accuracy),
+        "mean_accuracy_stderr": mean_stderr([r["stderr"] for r in accuracy.values()]),
+        **ppl,
+    }
+    params: dict[str, Any] = {
+        "tasks": list(tasks), "limit": limit, "seed": seed, "num_fewshot": 0, "batch_size": batch_size,
+        "data_source": f"mirror:{mirror}" if mirror is not None else "hub",
+        "lm_eval_version": lm_eval.__version__,
+        "task_sizes": {t: {"evaluated": r["n"], "total": r["total"]} for t, r in accuracy.items()},
+        "ppl_split": "test", "ppl_seq_len": ppl_seq_len, "ppl_max_windows": ppl_max_windows, "ppl_windows": windows,
+    }
+    metrics["eval_params"] = params
+    return metrics
+
+
+
+def evaluate_to_file(
+    model: str, output: str | os.PathLike, tasks: list[str], limit: int | None, seed: int, mirror: str | None,
+    ppl_seq_len: int, ppl_max_windows: int | None, batch_size: int, latency: str | None, device: str, dtype: str,
+    dense_model: str | None = None, protocol: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Evaluate a model folder / hub id and write the metrics JSON atomically to ``output``.
+
+    With a ``latency`` table, also the measured speedup over ``dense_model`` (default: the model the checkpoint
+    was pruned from, per its pruning.json; the model itself when it is dense) at the table's prompt / generation
+    lengths; ``protocol`` overrides the table's recorded protocol settings (warmup, min_rounds, max_rounds,
+    max_spread, attempts).  Inputs (tasks, mirror, latency table, pruning record, dense model) are checked before
+    any model is loaded.
+    """
+    check_tasks(tasks)
+    mirror_path = sources.resolve_mirror(mirror)
+    if mirror_path is None and sources.hub_offline():
+        raise SprintError(f"no data mirror and the hub is offline: set ${sources.MIRROR_ENV} or --mirror")
+    if mirror_path is not None:
+        for task in tasks:
+            sources.benchmark_file(task, mirror_path)
+    record = pruning_summary(model)
+    from sprint.model.loading import load_config, load_model
+
+    table = speed = None
+    if latency is not None:
+        table, speed = latency_protocol(latency, protocol)
+        dense_model = dense_model or record["source_model"]
+        load_config(dense_model)  # a missing dense model fails now, not after the accuracy run
+
+    lm, tokenizer = load_model(model, device=device, dtype=dtype, carried_code=True)
+    metrics = {"model": str(model), **record}
+    metrics.update(evaluate_model(
+        lm, tokenizer, tasks=tasks, limit=limit, seed=seed, mirror=mirror_path, ppl_seq_len=ppl_seq_len,
+        ppl_max_windows=ppl_max_windows, batch_size=batch_size,
+    ))
+    metrics["eval_params"].update({"device": device, "dtype": dtype, "model_dtype": str(next(lm.parameters()).dtype)})
+    metrics["provenance"] = provenance()
+    if speed is not None:
+        metrics.update(measured_speedup(lm, dense_model, table, speed, device, dtype))
+    atomic_write_json(output, metrics)
+    log.info("metrics -> %s: mean accuracy %.4f, ppl %.3f", output, metrics["mean_accuracy"], metrics["wikitext2_ppl"])
+    return metrics
+

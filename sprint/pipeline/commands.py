@@ -1,0 +1,164 @@
+"""The CLI commands: glue between parsed arguments, the library and MLflow tracking. No algorithm here."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+log = logging.getLogger("sprint")
+
+
+def embedded_model(args: argparse.Namespace) -> None:
+    from sprint.model.embedded import convert_embedded
+
+    path = convert_embedded(Path(args.output))
+    log.info("embedded SmolLM2-135M written to %s", path)
+
+
+def datasets(args: argparse.Namespace) -> None:
+    from sprint.data.sources import check_source, resolve_mirror, snapshot
+
+    mirror = resolve_mirror(args.mirror)
+    check_source(mirror)
+    record = snapshot(mirror, args.output)
+    log.info("datasets from %s -> %s (%d files)", mirror or "the Hugging Face hub", args.output,
+             len(record.get("files", [])))
+
+
+def calibrate(args: argparse.Namespace) -> None:
+    from sprint.data.calibration import build_calibration, save_calibration
+    from sprint.model.loading import load_tokenizer
+    from sprint.pipeline.tracking import stage_run
+
+    params = {k: getattr(args, k) for k in ("model", "source", "n", "seq_len", "seed")}
+    with stage_run("calibrate", params) as run:
+        tokenizer = load_tokenizer(args.model)
+        tokens, meta = build_calibration(tokenizer, args.source, args.n, args.seq_len, args.seed, args.mirror)
+        save_calibration(tokens, args.output, meta)
+        run.log_params({"calibration_source": meta.get("source", args.source)})
+        run.log_metrics({"calibration_tokens": tokens.numel()})
+    log.info("calibration %s: %s windows x %s tokens -> %s", meta.get("source"), *tokens.shape, args.output)
+
+
+def profile(args: argparse.Namespace) -> None:
+    from sprint.measure.profile import profile_latency
+    from sprint.measure.protocol import Protocol
+    from sprint.measure.table import save_latency
+    from sprint.model.loading import load_model
+    from sprint.pipeline.options import protocol_settings
+    from sprint.pipeline.tracking import stage_run
+
+    if args.table:
+        from sprint.measure.table import given_table
+        from sprint.model.loading import load_config
+
+        with stage_run("profile", {"model": args.model, "table": args.table}) as run:
+            table = given_table(args.table, load_config(args.model).num_hidden_layers)
+            save_latency(table, args.output)
+            run.log_metrics({"dense_s": table.dense_s, "t_attn_s": table.t_attn_s, "t_mlp_s": table.t_mlp_s})
+            run.log_artifact(args.output)
+        log.info("latency table %s (given, not measured) -> %s", args.table, args.output)
+        return
+    protocol = Protocol(prompt_len=args.prompt_len, gen_len=args.gen_len, seed=args.seed, **protocol_settings(args))
+    protocol.validate()
+    params = {"model": args.model, "fraction": args.fraction, **protocol.to_dict()}
+    with stage_run("profile", params) as run:
+        model, _ = load_model(args.model, device=args.device, dtype=args.dtype)
+        table = profile_latency(model, args.model, protocol, fraction=args.fraction)
+        save_latency(table, args.output)
+        run.log_metrics({"dense_s": table.dense_s, "t_attn_s": table.t_attn_s, "t_mlp_s": table.t_mlp_s,
+                         "rounds": table.extra["rounds"], "attempts": table.extra["attempts"],
+                         **{f"spread/{k}": v for k, v in table.extra["spread"].items()}})
+        run.log_params({"device_name": table.device})
+        run.log_artifact(args.output)
+
+
+def prune(args: argparse.Namespace) -> None:
+    from sprint.methods import ONE_SHOT, method
+    from sprint.methods.driver import PruneConfig, one_shot_point, prune_to_checkpoint
+    from sprint.pipeline.options import prune_settings
+    from sprint.pipeline.tracking import model_name, stage_run
+
+    cfg = PruneConfig(**prune_settings(args))
+    params = {"model": model_name(args.model), "model_path": args.model, **cfg.as_params()}
+    if method(cfg.method).kind in ONE_SHOT:  # one point per run (a sublayer run writes one per target)
+        params["point"] = one_shot_point(cfg)
+    with stage_run("prune", params) as run:
+        records = prune_to_checkpoint(
+            model=args.model, calibration=args.calibration, latency=args.latency, config=cfg, output=args.output,
+            device=args.device, dtype=args.dtype,
+        )
+        keys = ("estimated_speedup", "wall_time_s", "num_tunings", "peak_rss_mb", "sparsity", "sliced_hidden_size")
+        for target, record in records.items():
+            prefix = f"x{target:g}/" if target is not None else ""
+            run.log_metrics({f"{prefix}{k}": record[k] for k in keys if record.get(k) is not None}
+                            | {f"{prefix}num_removed": len(record["removed"])})
+        for target, out in zip(args.target_speedup or [None], args.output):  # one pruning.json per target, apart
+            run.log_artifact(str(Path(out) / "pruning.json"), artifact_path=f"x{target:g}" if target else None)
+
+
+def evaluate(args: argparse.Namespace) -> None:
+    from sprint.measure.evaluate import evaluate_to_file, pruning_summary
+    from sprint.pipeline.options import protocol_settings
+    from sprint.pipeline.tracking import model_name, stage_run
+
+    record = pruning_summary(args.model)
+    params = {"model": model_name(args.model), "checkpoint": args.model, "method": record["method"],
+              "target_speedup": record["target_speedup"], "point": record["point"], "seed": record["prune_seed"],
+              "eval_seed": args.seed,
+              **{k: getattr(args, k) for k in ("tasks", "limit", "ppl_seq_len", "ppl_max_windows", "dense_model")}}
+    with stage_run("evaluate", params) as run:
+        metrics = evaluate_to_file(
+            model=args.model, output=args.output, tasks=args.tasks.split(","), limit=args.limit, seed=args.seed,
+            mirror=args.mirror, ppl_seq_len=args.ppl_seq_len, ppl_max_windows=args.ppl_max_windows,
+            batch_size=args.batch_size, latency=args.latency, device=args.device, dtype=args.dtype,
+            dense_model=args.dense_model, protocol=protocol_settings(args),
+        )
+        run.log_metrics(mlflow_metrics(metrics))
+        run.log_artifact(args.output)
+
+
+def speedup(args: argparse.Namespace) -> None:
+    from sprint.measure.speedup import speedups_to_file
+    from sprint.pipeline.options import protocol_settings
+    from sprint.pipeline.tracking import model_name, stage_run
+
+    params = {"model": model_name(args.dense_model), "checkpoints": len(args.checkpoints),
+              **{k: v for k, v in protocol_settings(args).items() if v is not None}}
+    with stage_run("speedup", params) as run:
+        document = speedups_to_file(args.checkpoints, args.dense_model, args.latency, args.output, device=args.device,
+                                    dtype=args.dtype, protocol=protocol_settings(args))
+        for name, entry in document["models"].items():
+            tag = "dense" if name == "dense" else f"{entry['method']}/{entry['point']}/seed{entry['prune_seed']}"
+            run.log_metrics({f"{tag}/{k}": v for k, v in mlflow_metrics(entry).items()})
+        run.log_artifact(args.output)
+
+
+def mlflow_metrics(metrics: dict) -> dict[str, float]:
+    """The numbers of a metrics file worth comparing across runs: the top-level ones, every task's accuracy and
+    stderr, the perplexity's CI and the measured speedup's CI and spread."""
+    out = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    for task, row in (metrics.get("tasks") or {}).items():
+        out[f"acc/{task}"] = row["value"]
+        if row.get("stderr") is not None:
+            out[f"acc_stderr/{task}"] = row["stderr"]
+    if metrics.get("wikitext2_ppl_ci"):
+        out["wikitext2_ppl_lo"], out["wikitext2_ppl_hi"] = metrics["wikitext2_ppl_ci"]
+    speed = metrics.get("speedup")
+    if speed:
+        out.update({"measured_speedup_lo": speed["ci95"][0], "measured_speedup_hi": speed["ci95"][1],
+                    "speedup_spread": speed["spread"], "speedup_rounds": speed["rounds"]})
+    return out
+
+
+def report(args: argparse.Namespace) -> None:
+    from sprint.pipeline.tracking import stage_run
+    from sprint.report import write_report
+
+    with stage_run("report", {"results": args.results}) as run:
+        written = write_report(Path(args.results), Path(args.output),
+                               None if args.metrics is None else [Path(m) for m in args.metrics])
+        for path in written:
+            run.log_artifact(str(path))
+    log.info("report written to %s", args.output)

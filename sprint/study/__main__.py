@@ -1,0 +1,5 @@
+import sys
+
+from sprint.study import main
+
+sys.exit(main())

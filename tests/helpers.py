@@ -1,0 +1,56 @@
+"""Builders shared by the tests (imported as ``helpers``: pytest puts this folder on the path through conftest.py):
+random calibration ids, and the files of a results tree (metrics and pruning records) for the report and the study."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import torch
+
+MODEL = "tiny-llama"
+TASKS = ("arc_easy", "piqa")
+
+
+def random_ids(n: int = 12, t: int = 24, seed: int = 0, low: int = 3, high: int = 90) -> torch.Tensor:
+    """Calibration token ids [n, t], seeded, in [low, high) (clear of the tiny tokenizer's special ids)."""
+    return torch.randint(low, high, (n, t), generator=torch.Generator().manual_seed(seed))
+
+
+def write_json(path: Path, obj: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj))
+
+
+def metrics_record(method: str, target: float | None, seed: int, acc: float, speedup: float, ppl_factor: float = 1.0) -> dict:
+    """A metrics file: 50 documents per task (``acc`` of them right), perplexity 20 / acc x ``ppl_factor`` on 8
+    windows, measured speedup with a ±0.01 CI."""
+    right = round(50 * acc)
+    ppl = 20.0 / acc * ppl_factor
+    return {"method": method, "target_speedup": target, "estimated_speedup": target, "seed": seed,
+            "tasks": {t: {"metric": "acc_norm", "value": acc, "stderr": 0.01, "n": 50, "total": 1000,
+                          "doc_ids": list(range(0, 100, 2)), "correct": [1] * right + [0] * (50 - right)}
+                      for t in TASKS},
+            "mean_accuracy": acc, "mean_accuracy_stderr": math.sqrt(2 * 0.01**2) / 2,
+            "wikitext2_ppl": ppl, "wikitext2_ppl_ci": [0.99 * ppl, 1.01 * ppl], "wikitext2_tokens": 8 * 255,
+            "wikitext2_window_nll": [math.log(ppl) + d for d in (0.01, -0.01) * 4],
+            "latency_s": 1.0 / speedup, "dense_latency_s": 1.0, "measured_speedup": speedup,
+            "measured_speedup_ci": [speedup - 0.01, speedup + 0.01],
+            "speedup": {"median": speedup, "ci95": [speedup - 0.01, speedup + 0.01], "spread": 0.01 / speedup,
+                        "rounds": 12, "attempts": 1},
+            "eval_params": {"limit": 50, "seed": 0, "data_source": "mirror", "ppl_seq_len": 256}}
+
+
+OLD_KEYS = ("mean_accuracy_stderr", "wikitext2_ppl_ci", "wikitext2_tokens", "wikitext2_window_nll",
+            "measured_speedup_ci", "speedup")
+
+
+def pruning_record(method: str, target: float, seed: int, removed: list[tuple[int, str]], **params) -> dict:
+    return {"method": method, "model": MODEL, "target_speedup": target, "estimated_speedup": target + 0.01,
+            "wall_time_s": 100.0 * (seed + 1) * (3 if method == "sprint-e" else 1), "num_tunings": 4 + seed,
+            "peak_rss_mb": 900.0, "num_layers": 4,
+            "params": {"seed": seed, "alpha": 8, "beta": 5, "tune_ratio": 0.5, "calibration_n": 16,
+                       "calibration_seq_len": 128, **params},
+            "removed": [{"layer": layer, "kind": kind, "importance": 0.1, "sensitivity": 0.2, "tuned_layer": None}
+                        for layer, kind in removed]}

