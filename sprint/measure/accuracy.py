@@ -1,4 +1,11 @@
-"""TODO docstring (measure.accuracy)."""
+"""Zero-shot accuracy with lm-eval used as a library.
+
+Accuracy follows the paper: zero-shot ARC-Challenge, ARC-Easy, BoolQ, HellaSwag and PIQA scored by lm-eval's
+log-likelihood ranking, ``acc_norm`` where the task has it, else ``acc``, and the plain mean of the tasks.
+With a data mirror the tasks are built from its jsonl files as local lm-eval tasks whose prompts match the
+built-in ones; without one the built-in tasks fetch their data from the hub.  Partial evaluation draws a
+seeded random subset of each task (lm-eval's ``limit`` would take the first N documents).
+"""
 
 from __future__ import annotations
 

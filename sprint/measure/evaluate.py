@@ -1,10 +1,6 @@
-"""Evaluation: zero-shot accuracy (lm-eval as a library), WikiText-2 perplexity and measured latency.
-
-Accuracy follows the paper: zero-shot ARC-Challenge, ARC-Easy, BoolQ, HellaSwag and PIQA scored by lm-eval's
-log-likelihood ranking, ``acc_norm`` where the task has it, else ``acc``, and the plain mean of the tasks.
-With a data mirror the tasks are built from its jsonl files as local lm-eval tasks whose prompts match the
-built-in ones; without one the built-in tasks fetch their data from the hub.  Partial evaluation draws a
-seeded random subset of each task (lm-eval's ``limit`` would take the first N documents)."""
+"""Evaluation of one model into one metrics file: zero-shot accuracy (:mod:`sprint.measure.accuracy`), WikiText-2
+perplexity (:mod:`sprint.measure.perplexity`) and, unless timed elsewhere, its measured speedup
+(:mod:`sprint.measure.speedup`)."""
 
 from __future__ import annotations
 

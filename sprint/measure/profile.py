@@ -1,4 +1,9 @@
-"""TODO docstring (measure.profile)."""
+"""The latency profile: the table of per-sublayer time savings, measured as the authors do.
+
+Time the dense model (T1), the model with a fraction of its MLP sublayers removed (T2) and with the same
+fraction of its attention sublayers removed (T3), interleaved under the :class:`~sprint.measure.protocol.Protocol`;
+t_mlp = (T1 - T2) / n and t_attn = (T1 - T3) / n.
+"""
 
 from __future__ import annotations
 

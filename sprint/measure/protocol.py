@@ -1,4 +1,7 @@
-"""TODO docstring (measure.protocol)."""
+"""The latency protocol: how every timing of the project is taken (:class:`Protocol`), and the distribution-free
+estimators and 95% CIs a timing is reported with.  Settings and statistics only: no torch (the command line reads
+the protocol's fields without loading a model).
+"""
 
 from __future__ import annotations
 
@@ -29,21 +32,19 @@ class NoisyLatencyError(SprintError):
 @dataclass(frozen=True)
 class Protocol:
     """How every latency number of the project is measured: the profile's table, the pipeline's measured speedups
-    and the benchmark's latency check all go through :func:`interleaved_rounds`.
+    and the benchmark's latency check all go through :func:`sprint.measure.timing.interleaved_rounds`.
 
     The timed unit is the generation of exactly ``gen_len`` tokens after a seeded random ``prompt_len`` prompt
     (batch 1, greedy, KV cache on). Every subject first runs ``warmup`` untimed generations; then each *round* times
     every subject once, the order rotated from round to round, so a drift of the machine hits all subjects alike.
     ``timing="generate"`` (the authors' protocol) times one whole HF ``generate`` per subject and round.
     ``timing="step"`` interleaves finer: the subjects' forwards alternate step by step (prefill, then each decode
-    step, :func:`decode_steps`) and a subject's time is the sum of its steps.  That is for noisy CPUs: on the shared
-    2-core VM this project is developed on, the compute speed itself wanders by ~10% over seconds (no preemption,
-    no page faults: other tenants' load on the host), so two generates a second apart differ by 8-14% while steps
-    35 ms apart share their conditions; the per-round ratio's spread drops about threefold.  It times the model's
-    forwards and the greedy pick, not ``generate``'s own bookkeeping (the same for dense and pruned models), and it
-    synchronises a GPU at every step: GPUs keep ``"generate"``.  ``threads`` > 0 sets torch's CPU threads while
-    timing (0 leaves them): one thread on a 2-core VM halves the per-round spread and keeps a busy second core out
-    of the numbers; the table and the report record it as part of the device.  ``sparse_kernels`` says how a
+    step, :func:`sprint.measure.timing.decode_steps`) and a subject's time is the sum of its steps.  That is for
+    CPUs whose speed drifts over seconds (a shared host): steps milliseconds apart share their conditions where two
+    whole generates a second apart do not.  It times the model's forwards and the greedy pick, not ``generate``'s
+    own bookkeeping (the same for dense and pruned models), and it synchronises a GPU at every step: GPUs keep
+    ``"generate"``.  ``threads`` > 0 sets torch's CPU threads while
+    timing (0 leaves them): one thread keeps a busy neighbouring core out of the numbers; the table and the report record it as part of the device.  ``sparse_kernels`` says how a
     2:4-sparse checkpoint is timed: ``auto`` with semi-structured sparse kernels where the hardware has them (CUDA,
     compute capability 8.0+), ``dense`` as stored (:mod:`sprint.measure.sparse_kernels`).
     A quantity is a location estimate over rounds of a per-round value (a ratio of two times, a difference) with a
@@ -52,10 +53,8 @@ class Protocol:
     ``estimator="median"`` the sample median with its order-statistic CI (:func:`median_ci`).  Both CIs are
     distribution-free; Hodges-Lehmann's assumes the per-round values are symmetric about their centre (timing
     noise on interleaved rounds hits both sides of a ratio alike) and in exchange is narrower: 0.82-0.99 of the
-    median's width on simulated symmetric noise (tests/test_latency.py), and 0.6-0.8 on this project's recorded
-    rounds (scripts/estimator_widths.py on 9 measured speedups of SmolLM2 here: ±4.4 / 3.3 / 2.5 / 2.4% after 10 / 15 /
-    20 / 25 rounds, against ±7.4 / 4.8 / 3.7 / 3.1% for the median), so the same precision takes about half the
-    rounds there.  The median's needs no symmetry.  Its *spread* is the CI's
+    median's width on simulated symmetric noise (tests/measure/test_latency.py), and 0.6-0.8 on recorded rounds
+    (scripts/estimator_widths.py), so the same precision takes about half the rounds.  The median's needs no symmetry.  Its *spread* is the CI's
     half-width relative to the reference time (the dense model's). ``min_rounds`` rounds are taken, then more, up to
     ``max_rounds``, while any spread exceeds ``max_spread``; a measurement still too wide is taken again from
     scratch (``attempts`` in all) and, if it stays noisy, raises :class:`NoisyLatencyError`: no number is written

@@ -1,9 +1,7 @@
-"""The latency table (per-sublayer generation-time savings) and how it is measured.
-
-Authors' protocol: time HF ``generate`` (batch 1, random prompt, exactly ``gen_len`` new tokens, KV cache on) for
-the dense model (T1), with a fraction of MLP sublayers removed (T2) and with the same fraction of attention
-sublayers removed (T3); t_mlp = (T1 - T2) / n and t_attn = (T1 - T3) / n.  During pruning the latency of a
-candidate model is *estimated* from that table; real speedups are measured afterwards."""
+"""The latency table: the dense model's generation time and the time one attention / one MLP sublayer's removal
+saves (measured by :mod:`sprint.measure.profile`).  During pruning a candidate model's latency is *estimated* from
+it (the stopping rule, and SPRINT's importance η = ζ / t); real speedups are measured afterwards
+(:mod:`sprint.measure.speedup`).  No torch."""
 
 from __future__ import annotations
 

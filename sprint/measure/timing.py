@@ -1,4 +1,6 @@
-"""TODO docstring (measure.timing)."""
+"""Timing: one subject's generation (a whole HF ``generate``, or step by step), and the interleaved rounds over
+several subjects that every latency number of the project goes through (:func:`interleaved_rounds`).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,12 @@
-"""TODO docstring (methods.perplexity_greedy)."""
+"""SLEB and BlockPruner: greedy removal by calibration perplexity, under SPRINT's stopping rule.
+
+* SLEB (Song et al. 2024): greedy over whole decoder layers; each step removes the layer whose removal gives the
+  lowest calibration perplexity.  The first and last layers are kept, as in the authors' code.
+* BlockPruner (Zhong et al. 2024): the same greedy search over individual MHA and MLP sublayers.
+
+Each step walks the current model once and branches off each candidate's pruned path to the top, so the
+activations below a candidate are computed once and shared by every candidate above it (exact reuse).  No tuning.
+"""
 
 from __future__ import annotations
 

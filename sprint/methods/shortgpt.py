@@ -1,14 +1,6 @@
-"""The sublayer-pruning baselines the paper compares against, under SPRINT's stopping rule.
-
-* ShortGPT (Men et al. 2024): Block Influence BI_l = 1 − mean_tokens cos(x_l, x_{l+1}) of each decoder layer on
-  the dense model; whole layers with the lowest BI are removed, one shot.
-* SLEB (Song et al. 2024): greedy over whole decoder layers; each step removes the layer whose removal gives the
-  lowest calibration perplexity.  The first and last layers are kept, as in the authors' code.
-* BlockPruner (Zhong et al. 2024): the same greedy search over individual MHA and MLP sublayers.
-
-The greedy searches walk the current model once per step and branch off each candidate's pruned path to the top,
-so the activations below a candidate are computed once and shared by every candidate above it (exact reuse).
-No tuning."""
+"""ShortGPT (Men et al. 2024) under SPRINT's stopping rule: Block Influence BI_l = 1 − mean_tokens cos(x_l,
+x_{l+1}) of each decoder layer on the dense model; the whole layers with the lowest BI are removed, in one shot, until
+the latency table's estimate meets the target.  No tuning."""
 
 from __future__ import annotations
 
