@@ -1,6 +1,7 @@
 """How noisy is latency timing on this machine?  The dense model against a second copy of itself, by the latency
 protocol, for each timing mode and thread count: the per-round ratio's standard deviation, the Hodges-Lehmann ratio and its
-95% CI.  What the README's choice of `timing: step, threads: 1` for the CPU default rests on.
+95% CI.  What params.yaml's choice of `timing: step, threads: 1` for the CPU default rests on
+(docs/latency-protocol.md).
 
     python scripts/timing_noise.py --model data/models/smollm2-135m --rounds 12
 """
