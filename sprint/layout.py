@@ -1,5 +1,16 @@
-"""The layout of results: the names of a pruned model's operating points (the folder names under a method, the
-metrics files and the report's labels).
+"""The layout of results: where each file of a results folder lies, and the names of a pruned model's operating
+points (the folder names under a method, the metrics files and the report's labels).
+
+The results tree (:class:`ResultsTree`), written by the pipeline under ``results/`` and read by the report; a study
+keeps a copy of its small files in the same layout::
+
+    {model}/latency.json                                    the latency table (profile)
+    {model}/speedup.json                                    measured speedups timed together (latency.speedups)
+    {model}/pruned/{method}/seed{seed}/{point}/             a pruned checkpoint, with its pruning.json
+    {model}/metrics/dense.json                              evaluation of the dense model
+    {model}/metrics/{method}/seed{seed}/{point}.json        evaluation of a pruned model
+    benchmarks/{stage}/{job}.tsv, logs/{stage}/{job}.log    Snakemake's benchmark and log of every job
+    report.md, report/                                      the report, its tables and figures
 
 A point is a pruned model's operating point, as paths, metrics files and the report name it: "x1.2" for a sublayer
 method's target speedup; for a one-shot method its setting: "2of4" (N:M, N weights kept of every M) or "u50"
@@ -9,7 +20,9 @@ method's target speedup; for a one-shot method its setting: "2of4" (N:M, N weigh
 
 from __future__ import annotations
 
+import posixpath
 import re
+from dataclasses import dataclass
 from typing import Any
 
 WEIGHT_PATTERNS = ("2:4", "4:8")
@@ -71,3 +84,60 @@ def point_label(name: str) -> str:
     return setting["pattern"] if setting["pattern"] != "unstructured" else f"{name[1:]}% unstr."
 
 
+@dataclass(frozen=True)
+class ResultsTree:
+    """The paths of the results tree (module docstring) under ``root``: "results", where the pipeline writes, or ""
+    for paths inside any results folder.  Arguments may be "*" (a glob) or Snakemake wildcards ("{model}": a rule's
+    pattern).  A job (of a benchmark or log file) is named by what it works on: model, method, seed, point, each
+    when given."""
+
+    root: str = "results"
+
+    def _path(self, *parts: Any) -> str:
+        return posixpath.join(self.root, *map(str, parts))
+
+    def latency(self, model: str) -> str:
+        return self._path(model, "latency.json")
+
+    def speedup(self, model: str) -> str:
+        return self._path(model, "speedup.json")
+
+    def pruned(self, model: str, method: str, seed: Any, point: str | None = None) -> str:
+        """A pruned checkpoint; without ``point``, the folder of one seed's checkpoints (a sublayer method's job
+        writes every target's at once)."""
+        return self._path(model, "pruned", method, f"seed{seed}", *([point] if point is not None else []))
+
+    def pruning_record(self, model: str, method: str, seed: Any, point: str) -> str:
+        return self._path(self.pruned(model, method, seed, point), "pruning.json")
+
+    def metrics(self, model: str, method: str, seed: Any = None, point: str | None = None) -> str:
+        """The metrics file of a pruned model, or of the dense one (``method`` "dense": no seed, no point)."""
+        if method == "dense":
+            return self._path(model, "metrics", "dense.json")
+        return self._path(model, "metrics", method, f"seed{seed}", f"{point}.json")
+
+    def benchmarks(self) -> str:
+        return self._path("benchmarks")
+
+    def benchmark(self, stage: str, model: str | None = None, method: str | None = None, seed: Any = None,
+                  point: str | None = None) -> str:
+        return self._path("benchmarks", stage, *_job(model, method, seed, point)) + ".tsv"
+
+    def log(self, stage: str, model: str | None = None, method: str | None = None, seed: Any = None,
+            point: str | None = None) -> str:
+        return self._path("logs", stage, *_job(model, method, seed, point)) + ".log"
+
+    @property
+    def report(self) -> str:
+        return self._path("report.md")
+
+
+def _job(model: str | None, method: str | None, seed: Any, point: str | None) -> list[str]:
+    """The path parts that name a job: ``{model}/{method}/seed{seed}/{point}``, each when given."""
+    parts = [model, method, None if seed is None else f"seed{seed}", point]
+    return [part for part in parts if part is not None]
+
+
+def report_folder(report: str) -> str:
+    """Where the report ``report`` (a Markdown file) keeps its tables and figures: ``report/`` beside it."""
+    return posixpath.join(posixpath.dirname(str(report)), "report")

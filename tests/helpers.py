@@ -9,6 +9,8 @@ from pathlib import Path
 
 import torch
 
+from sprint.layout import point_name
+
 MODEL = "tiny-llama"
 TASKS = ("arc_easy", "piqa")
 
@@ -23,12 +25,15 @@ def write_json(path: Path, obj: dict) -> None:
     path.write_text(json.dumps(obj))
 
 
-def metrics_record(method: str, target: float | None, seed: int, acc: float, speedup: float, ppl_factor: float = 1.0) -> dict:
+def metrics_record(method: str, target: float | None, seed: int, acc: float, speedup: float, ppl_factor: float = 1.0,
+                   point: str | None = None) -> dict:
     """A metrics file: 50 documents per task (``acc`` of them right), perplexity 20 / acc x ``ppl_factor`` on 8
-    windows, measured speedup with a ±0.01 CI."""
+    windows, measured speedup with a ±0.01 CI; its point is the dense model's, ``point`` or that of ``target``."""
     right = round(50 * acc)
     ppl = 20.0 / acc * ppl_factor
-    return {"method": method, "target_speedup": target, "estimated_speedup": target, "seed": seed,
+    point = "x1" if method == "dense" else point or point_name(target)
+    return {"method": method, "target_speedup": target, "point": point, "estimated_speedup": target,
+            "prune_seed": None if method == "dense" else seed,
             "tasks": {t: {"metric": "acc_norm", "value": acc, "stderr": 0.01, "n": 50, "total": 1000,
                           "doc_ids": list(range(0, 100, 2)), "correct": [1] * right + [0] * (50 - right)}
                       for t in TASKS},
@@ -42,12 +47,9 @@ def metrics_record(method: str, target: float | None, seed: int, acc: float, spe
             "eval_params": {"limit": 50, "seed": 0, "data_source": "mirror", "ppl_seq_len": 256}}
 
 
-OLD_KEYS = ("mean_accuracy_stderr", "wikitext2_ppl_ci", "wikitext2_tokens", "wikitext2_window_nll",
-            "measured_speedup_ci", "speedup")
-
-
 def pruning_record(method: str, target: float, seed: int, removed: list[tuple[int, str]], **params) -> dict:
-    return {"method": method, "model": MODEL, "target_speedup": target, "estimated_speedup": target + 0.01,
+    return {"method": method, "model": MODEL, "target_speedup": target, "point": point_name(target),
+            "estimated_speedup": target + 0.01,
             "wall_time_s": 100.0 * (seed + 1) * (3 if method == "sprint-e" else 1), "num_tunings": 4 + seed,
             "peak_rss_mb": 900.0, "num_layers": 4,
             "params": {"seed": seed, "alpha": 8, "beta": 5, "tune_ratio": 0.5, "calibration_n": 16,

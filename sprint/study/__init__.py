@@ -562,14 +562,14 @@ def page(study: Study) -> Path:
     """Write the study's results page (``output`` + ``.md``) and its full report (``output/report.md`` with its
     figures and CSVs) from the committed cells; returns the page."""
     from sprint.io import atomic_write_text
-    from sprint.report import load_benchmarks, markdown_table, load_model, paired_tests, summary_table, write_report
+    from sprint.report import load_benchmarks, load_results, markdown_table, paired_tests, summary_table, write_report
 
     results = study.output / "results"
     names = [n for n in study.config["base"]["models"] if (results / n / "metrics").is_dir()]
     if not names:
         raise SprintError(f"study: no cell done yet under {results}")
     write_report(results, study.output / "report.md")
-    models = {n: load_model(results / n) for n in names}
+    models = {n: load_results(results, n) for n in names}
     main_name, main = names[0], models[names[0]]
     tests, _ = paired_tests(main)
     verdicts = _verdicts(main, tests)
@@ -577,7 +577,7 @@ def page(study: Study) -> Path:
     done = [c for c in cells if study.done(c)]
     lat = main.latency or {}
     cfg = study.config
-    bench = load_benchmarks(results / "benchmarks", list(study.config["base"]["models"]))
+    bench = load_benchmarks(results, list(study.config["base"]["models"]))
     rel = os.path.relpath(study.output, study.output.parent)
     ev = cfg["evaluate"]
     lines = [

@@ -11,7 +11,7 @@ from PIL import Image
 from sprint.errors import SprintError
 from sprint.report import write_report
 
-from helpers import MODEL, OLD_KEYS, metrics_record, pruning_record, write_json
+from helpers import MODEL, metrics_record, pruning_record, write_json
 
 BENCH_HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
 
@@ -25,8 +25,8 @@ def results(tmp_path: Path) -> Path:
     root = tmp_path / "results"
     m = root / MODEL
     write_json(m / "latency.json", {"device": "cpu", "model": MODEL, "prompt_len": 64, "gen_len": 32, "dense_s": 2.5,
-                                "t_attn_s": [0.1] * 4, "t_mlp_s": [0.2] * 4,
-                                "spread": {"dense_s": 0.008, "t_attn_s": 0.021}, "max_spread": 0.021})
+                                    "t_attn_s": [0.1] * 4, "t_mlp_s": [0.2] * 4,
+                                    "spread": {"dense_s": 0.008, "t_attn_s": 0.021}, "max_spread": 0.021})
     write_json(m / "metrics" / "dense.json", metrics_record("dense", None, 0, 0.75, 1.0))
     for method in ("sprint", "sprint-e"):
         for target in (1.2, 1.5):
@@ -34,9 +34,10 @@ def results(tmp_path: Path) -> Path:
                 acc = 0.6 + 0.1 * seed - (target - 1.2)
                 removed = [(2, "attn"), (3, "attn")] + ([(1, "mlp")] if target == 1.5 else [])
                 write_json(m / "pruned" / method / f"seed{seed}" / f"x{target}" / "pruning.json",
-                      pruning_record(method, target, seed, removed))
+                           pruning_record(method, target, seed, removed))
+                ppl_factor = 1.1 if method == "sprint-e" else 1.0
                 write_json(m / "metrics" / method / f"seed{seed}" / f"x{target}.json",
-                      metrics_record(method, target, seed, acc, target - 0.05, 1.1 if method == "sprint-e" else 1.0))
+                           metrics_record(method, target, seed, acc, target - 0.05, ppl_factor))
     for rule, rss, s in (("prune", 1500.5, 30.0), ("evaluate", 2100.0, 12.5)):
         path = root / "benchmarks" / rule / MODEL / "sprint" / "seed0.tsv"
         path.parent.mkdir(parents=True)
@@ -84,19 +85,19 @@ def test_wrong_field_type_names_file(results: Path) -> None:
         write_report(results, results / "report.md")
 
 
-def test_only_densemetrics_record(tmp_path: Path) -> None:
+def test_only_dense_metrics(tmp_path: Path) -> None:
     root = tmp_path / "results"
     write_json(root / MODEL / "metrics" / "dense.json", metrics_record("dense", None, 0, 0.75, 1.0))
     written = write_report(root, root / "report.md")
     text = (root / "report.md").read_text()
     assert "| Dense | 1× | 1 |" in text and "latency.json" in text and "no pruned model" in text
     assert "no benchmark TSVs" in text
-    assert {p.name for p in written} == {"report.md", f"{MODEL}_main.csv", f"{MODEL}perplexity_record.csv",
+    assert {p.name for p in written} == {"report.md", f"{MODEL}_main.csv", f"{MODEL}_perplexity.csv",
                                          f"{MODEL}_accuracy_speedup.png", f"{MODEL}_ppl_speedup.png"}
     assert "| Dense | 1× | 1 | 1.000 [0.990, 1.010] | ±1.0% |" in text and "75.00 ± 0.71" in text
 
 
-def test_partial_run_lists_missingmetrics_record(results: Path) -> None:
+def test_partial_run_lists_missing_metrics(results: Path) -> None:
     (results / MODEL / "metrics" / "sprint-e" / "seed1" / "x1.5.json").unlink()
     text = write_report(results, results / "report.md")[-1].read_text()
     assert "metrics of SPRINT-e 1.5× seed 1" in text
@@ -157,31 +158,13 @@ def test_budget_notes(results: Path) -> None:
     """SLEB scoring perplexity on 1 calibration window is said next to the main table and the time figure."""
     m = results / MODEL
     write_json(m / "pruned" / "sleb" / "seed0" / "x1.2" / "pruning.json",
-          pruning_record("sleb", 1.2, 0, [(1, "attn"), (1, "mlp")], ppl_windows=1))
+               pruning_record("sleb", 1.2, 0, [(1, "attn"), (1, "mlp")], ppl_windows=1))
     write_json(m / "metrics" / "sleb" / "seed0" / "x1.2.json", metrics_record("sleb", 1.2, 0, 0.5, 1.18))
     text = write_report(results, results / "report.md")[-1].read_text()
     note = ("SLEB scored perplexity on 1 calibration window of 128 tokens (papers: the whole calibration set, "
             "16×128), which makes it cheaper and handicaps its choices.")
     assert note in _section(text, "Main results")
     assert note in text.split(f"(report/{MODEL}_time_accuracy.png)")[1]
-
-
-def test_old_metrics_files_render(results: Path) -> None:
-    """Metrics files without the uncertainty keys still give every table and figure, without ± / CI / marks."""
-    for path in (results / MODEL / "metrics").rglob("*.json"):
-        d = json.loads(path.read_text())
-        for key in OLD_KEYS:
-            d.pop(key)
-        for t in d["tasks"].values():
-            for key in ("total", "doc_ids", "correct"):
-                t.pop(key)
-        path.write_text(json.dumps(d))
-    written = write_report(results, results / "report.md")
-    text = written[-1].read_text()
-    assert "### Headline" not in text and "| Dense | 1× | 1 | 1.000 | – |" in text
-    assert "no comparison: fewer than two methods with per-document results" in text
-    assert "| SPRINT | 1.2× | 0 | 1.200 | 1.150 | – |" in text
-    assert {f"{MODEL}_accuracy_speedup.png", f"{MODEL}_time_accuracy.png"} <= {p.name for p in written}
 
 
 def test_only_the_metrics_the_dag_made_are_reported(results: Path) -> None:
@@ -199,25 +182,26 @@ def test_only_the_metrics_the_dag_made_are_reported(results: Path) -> None:
         write_report(results, results / "x.md", [results / MODEL / "metrics" / "nope.json"])
 
 
-def test_measured_speedups_timed_together_fill_themetrics_record(results: Path) -> None:
+def test_measured_speedups_timed_together_fill_the_metrics(results: Path) -> None:
     """latency.speedups: together: metrics files carry no speedup; the report takes each run's from speedup.json."""
     for path in (results / MODEL / "metrics").rglob("*.json"):
         d = json.loads(path.read_text())
         for key in ("measured_speedup", "measured_speedup_ci", "speedup", "latency_s", "dense_latency_s"):
             d.pop(key)
         path.write_text(json.dumps(d))
-    entry = {"method": "sprint", "target_speedup": 1.2, "prune_seed": 0, "measured_speedup": 1.234,
+    entry = {"method": "sprint", "target_speedup": 1.2, "point": "x1.2", "prune_seed": 0, "measured_speedup": 1.234,
              "measured_speedup_ci": [1.2, 1.25], "speedup": {"median": 1.234, "ci95": [1.2, 1.25], "spread": 0.013,
                                                              "rounds": 20, "attempts": 1}}
-    dense = {**entry, "method": "dense", "target_speedup": 1.0, "prune_seed": None, "measured_speedup": 0.996,
-             "measured_speedup_ci": [0.98, 1.01]}
+    dense = {**entry, "method": "dense", "target_speedup": 1.0, "point": "x1", "prune_seed": None,
+             "measured_speedup": 0.996, "measured_speedup_ci": [0.98, 1.01]}
     write_json(results / MODEL / "speedup.json", {"models": {"dense": dense, "results/x/sprint/seed0/x1.2": entry}})
     text = (write_report(results, results / "report.md"), (results / "report.md").read_text())[1]
     assert "1.234 [1.200, 1.250]" in text and "0.996 [0.980, 1.010]" in text
 
 
-def _weightspruning_record(method: str, point: str, seed: int) -> dict:
-    """pruning.json of a weights method (sprint.methods.driver.weights_record): no target, no estimate, nothing removed."""
+def _weights_pruning_record(method: str, point: str, seed: int) -> dict:
+    """pruning.json of a weights method (sprint.methods.driver.weights_record): no target, no estimate, nothing
+    removed."""
     pattern = {"2of4": "2:4", "u50": "unstructured"}[point]
     return {"method": method, "model": MODEL, "target_speedup": None, "point": point, "estimated_speedup": None,
             "sparsity": 0.5, "pattern": pattern, "wall_time_s": 20.0 if method == "wanda" else 60.0,
@@ -232,13 +216,14 @@ def test_weight_settings_are_points_of_their_own(results: Path) -> None:
     m = results / MODEL
     for method, acc in (("wanda", 0.5), ("sparsegpt", 0.56)):
         for point in ("2of4", "u50"):
-            write_json(m / "pruned" / method / "seed0" / point / "pruning.json", _weightspruning_record(method, point, 0))
-            metrics = metrics_record(method, None, 0, acc + (point == "u50") * 0.04, 0.99)
+            write_json(m / "pruned" / method / "seed0" / point / "pruning.json",
+                       _weights_pruning_record(method, point, 0))
+            metrics = metrics_record(method, None, 0, acc + (point == "u50") * 0.04, 0.99, point=point)
             if point == "2of4":  # as a GPU run records it (sprint.measure.sparse_kernels)
                 metrics["speedup"]["kernels"] = {"kernels": "semi-structured 2:4 (cusparselt)", "sparse_linears": 28,
                                                  "dense_linears": 0}
             write_json(m / "metrics" / method / "seed0" / f"{point}.json",
-                  {**metrics, "point": point, "estimated_speedup": None, "prune_seed": 0})
+                       {**metrics, "estimated_speedup": None})
     written = write_report(results, results / "report.md")
     text = written[-1].read_text()
     assert ("2:4 models were timed with PyTorch's semi-structured 2:4 (cusparselt) kernels, the others with the dense "

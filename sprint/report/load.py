@@ -1,0 +1,243 @@
+"""Reading a results folder (the layout of :class:`sprint.layout.ResultsTree`): one model's latency table, metrics
+files, pruning records and measured speedups into a :class:`ModelResults`, and the Snakemake benchmark files.
+A malformed file raises SprintError naming it; a missing one is listed in ``ModelResults.missing``."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from sprint.errors import SprintError
+from sprint.layout import ResultsTree, point_label
+from sprint.measure import stats
+from sprint.report.names import method_name, sort_rows, target_of
+
+TREE = ResultsTree("")  # paths inside a results folder
+KEYS = ["method", "point", "seed"]  # point: x1.2 (a target speedup) or a one-shot setting, 2of4 / u50 / s25 / c20
+PRUNE_COLS = [*KEYS, "est_pruning", "pruning_time_s", "num_tunings", "peak_rss_mb", "num_layers", "removed",
+              "calibration", "calibration_n", "calibration_seq_len", "hparams", "ppl_windows"]
+# ``{col}_se``: standard error of ``col``; ``{col}_lo`` / ``{col}_hi``: its 95 % CI (single evaluation)
+METRIC_COLS = [*KEYS, "estimated_speedup", "measured_speedup", "measured_speedup_lo", "measured_speedup_hi",
+               "speedup_spread", "mean_accuracy", "mean_accuracy_se", "wikitext2_ppl", "wikitext2_ppl_lo",
+               "wikitext2_ppl_hi", "ppl_tokens", "ppl_seq_len", "eval_limit", "kernels"]
+TEXT_COLS = {"method", "point", "removed", "calibration", "hparams", "eval_limit", "kernels"}
+SPEEDUP_FIELDS = ("measured_speedup", "measured_speedup_ci", "latency_s", "dense_latency_s", "speedup")
+
+
+@dataclass
+class ModelResults:
+    """Everything read for one model of a results folder (``{results}/{name}/``)."""
+
+    name: str
+    latency: dict[str, Any] | None
+    dense: pd.DataFrame  # 0 or 1 row, metric columns
+    runs: pd.DataFrame  # one row per (method, point, seed): pruning.json outer-joined with metrics, + target
+    tasks: dict[str, str]  # task -> metric name
+    missing: list[str]
+    samples: dict[tuple[str, str, int], dict[str, stats.Sample]]  # (method, point, seed) -> "acc" / "ppl" -> items
+
+
+def _load_json(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``; anything else raises SprintError naming the file."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise SprintError(f"{path}: cannot read JSON ({e})") from e
+    if not isinstance(data, dict):
+        raise SprintError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _num(value: Any) -> float:
+    """JSON number -> float, null -> NaN; anything else raises TypeError."""
+    if value is None:
+        return math.nan
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"expected a number, got {value!r}")
+    return float(value)
+
+
+def _pair(value: Any) -> tuple[float, float]:
+    """A JSON ``[lo, hi]`` -> two floats; absent -> two NaNs."""
+    lo, hi = value if value is not None else (None, None)
+    return _num(lo), _num(hi)
+
+
+def _task_cols(task: str) -> list[str]:
+    return [f"task:{task}", f"task:{task}_se", f"n:{task}", f"total:{task}"]
+
+
+def _run_key(d: dict[str, Any]) -> tuple[str, str, int]:
+    """(method, point, seed) of a metrics or speedup record (the dense model's seed: 0)."""
+    return str(d["method"]), str(d["point"]), int(d["prune_seed"] or 0)
+
+
+def load_speedups(path: Path) -> dict[tuple[str, str, int], dict[str, Any]]:
+    """``speedup.json`` of ``sprint speedup`` -> (method, point, seed) -> its measured-speedup fields."""
+    try:
+        return {_run_key(e): {k: e[k] for k in SPEEDUP_FIELDS if k in e}
+                for e in _load_json(path)["models"].values()}
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise SprintError(f"{path}: malformed speedup file ({type(e).__name__}: {e})") from e
+
+
+def _metrics_row(path: Path, tasks: dict[str, str], speedups: dict,
+                 ) -> tuple[dict[str, Any], dict[str, stats.Sample]]:
+    """One metrics JSON -> flat row (accuracies in %) and its per-item data for paired tests.  A metrics file
+    without a measured speedup (timed together: latency.speedups) takes its run's from ``speedups``
+    (:func:`load_speedups`), if there.
+
+    The per-item data is ``{"acc": {task: (doc_ids, correct)}}`` and
+    ``{"ppl": {"wikitext2 (L-token windows)": (window indices, window NLLs)}}``.  Records each task's metric name
+    in ``tasks``.
+    """
+    d = _load_json(path)
+    try:
+        params = d["eval_params"]
+        if d.get("measured_speedup") is None:
+            d = {**d, **speedups.get(_run_key(d), {})}
+        speedup_lo, speedup_hi = _pair(d.get("measured_speedup_ci"))
+        ppl_lo, ppl_hi = _pair(d["wikitext2_ppl_ci"])
+        row = {**dict(zip(KEYS, _run_key(d))), "estimated_speedup": _num(d["estimated_speedup"]),
+               "measured_speedup": _num(d.get("measured_speedup")), "measured_speedup_lo": speedup_lo,
+               "measured_speedup_hi": speedup_hi, "speedup_spread": 100 * _num((d.get("speedup") or {}).get("spread")),
+               "mean_accuracy": 100 * _num(d["mean_accuracy"]),
+               "mean_accuracy_se": 100 * _num(d["mean_accuracy_stderr"]),
+               "wikitext2_ppl": _num(d["wikitext2_ppl"]), "wikitext2_ppl_lo": ppl_lo, "wikitext2_ppl_hi": ppl_hi,
+               "ppl_tokens": _num(d["wikitext2_tokens"]), "ppl_seq_len": _num(params["ppl_seq_len"]),
+               "eval_limit": str(params["limit"] or "all"),
+               "kernels": str(((d.get("speedup") or {}).get("kernels") or {}).get("kernels", "dense"))}
+        for task, t in d["tasks"].items():
+            row.update(zip(_task_cols(task), (100 * _num(t["value"]), 100 * _num(t["stderr"]), _num(t["n"]),
+                                              _num(t["total"]))))
+            tasks.setdefault(task, str(t["metric"]))
+        nll = d["wikitext2_window_nll"]
+        sample = {"acc": {task: (t["doc_ids"], t["correct"]) for task, t in d["tasks"].items()},
+                  "ppl": {f"wikitext2 ({params['ppl_seq_len']}-token windows)": (range(len(nll)), nll)}}
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise SprintError(f"{path}: malformed metrics ({type(e).__name__}: {e})") from e
+    return row, sample
+
+
+def _pruning_row(path: Path) -> dict[str, Any]:
+    """One pruning.json -> flat row with the removal list as ``[(layer, kind), ...]`` in removal order."""
+    d = _load_json(path)
+    try:
+        p, n = d["params"], int(d["num_layers"])
+        removed = [(int(r["layer"]), str(r["kind"])) for r in d["removed"]]
+        bad = [r for r in removed if r[1] not in ("attn", "mlp") or not 0 <= r[0] < n]
+        if bad:
+            raise ValueError(f"removed sublayers {bad} not in attn/mlp of layers 0..{n - 1}")
+        return {"method": str(d["method"]), "point": str(d["point"]), "seed": int(p["seed"]),
+                "est_pruning": _num(d["estimated_speedup"]), "pruning_time_s": _num(d["wall_time_s"]),
+                "num_tunings": _num(d["num_tunings"]), "peak_rss_mb": _num(d["peak_rss_mb"]),
+                "num_layers": n, "removed": removed,
+                "calibration": f"{p['calibration_n']}×{p['calibration_seq_len']}",
+                "calibration_n": _num(p["calibration_n"]), "calibration_seq_len": _num(p["calibration_seq_len"]),
+                "hparams": ", ".join(f"{k}={p[k]}" for k in ("alpha", "beta", "tune_ratio") if k in p),
+                "ppl_windows": _num(p.get("ppl_windows"))}  # SLEB and BlockPruner only
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise SprintError(f"{path}: malformed pruning record ({type(e).__name__}: {e})") from e
+
+
+def _typed(df: pd.DataFrame) -> pd.DataFrame:
+    """Numeric columns as float (NaN for null), seed as int."""
+    df = df.astype({c: float for c in df.columns if c not in TEXT_COLS})
+    return df.astype({"seed": int})
+
+
+def metrics_files(results: Path, model: str) -> list[Path]:
+    """Every metrics file of ``model`` in ``results``: the dense model's (if there), then the pruned models'."""
+    dense = results / TREE.metrics(model, "dense")
+    return ([dense] if dense.is_file() else []) + sorted(results.glob(TREE.metrics(model, "*", "*", "*")))
+
+
+def model_names(results: Path) -> list[str]:
+    """The models of a results folder: the folders with a latency table, a metrics file or a pruned model."""
+    return [d.name for d in sorted(results.iterdir()) if d.is_dir() and (
+        (results / TREE.latency(d.name)).is_file() or metrics_files(results, d.name)
+        or any(results.glob(TREE.pruning_record(d.name, "*", "*", "*"))))]
+
+
+def model_of(results: Path, metrics_file: Path) -> str:
+    """The model a metrics file of ``results`` is of (its first folder inside ``results``)."""
+    try:
+        return metrics_file.resolve().relative_to(results.resolve()).parts[0]
+    except ValueError:
+        raise SprintError(f"{metrics_file}: not a metrics file under {results}/<model>/metrics/") from None
+
+
+def load_results(results: Path, model: str, metrics: list[Path] | None = None) -> ModelResults:
+    """Read the latency table, metrics files and pruning records of ``model`` in ``results``; note what is missing.
+
+    With ``metrics`` (what the pipeline's DAG made for this model), only those metrics files and the pruning
+    records of their runs are read: leftovers of an earlier configuration in the folder stay out of the report."""
+    def shown(path: str) -> str:  # a file as the list of missing ones names it: inside the model's folder
+        return f"`{Path(path).relative_to(model)}`"
+
+    missing: list[str] = []
+    latency_path, speedup_path = results / TREE.latency(model), results / TREE.speedup(model)
+    latency = _load_json(latency_path) if latency_path.is_file() else None
+    if latency is None:
+        missing.append(f"{shown(TREE.latency(model))} (no latency profile)")
+    tasks: dict[str, str] = {}
+    speedups = load_speedups(speedup_path) if speedup_path.is_file() else {}
+    dense_path = results / TREE.metrics(model, "dense")
+    paths = metrics_files(results, model) if metrics is None else metrics
+    dense = [_metrics_row(p, tasks, speedups) for p in paths if p.resolve() == dense_path.resolve()]
+    if not dense:
+        missing.append(f"{shown(TREE.metrics(model, 'dense'))} (no dense baseline)")
+    pruned = [_metrics_row(p, tasks, speedups) for p in sorted(paths) if p.resolve() != dense_path.resolve()]
+    samples = {(r["method"], r["point"], r["seed"]): sample for r, sample in dense + pruned}
+    dense, pruned = [r for r, _ in dense], [r for r, _ in pruned]
+    pruning = [_pruning_row(p) for p in sorted(results.glob(TREE.pruning_record(model, "*", "*", "*")))]
+    if metrics is not None:
+        runs_made = {(r["method"], r["point"], r["seed"]) for r in pruned}
+        pruning = [r for r in pruning if (r["method"], r["point"], r["seed"]) in runs_made]
+    if not pruning:
+        missing.append(f"{shown(TREE.pruning_record(model, '*', '*', '*'))} (no pruned model)")
+    cols = METRIC_COLS + [c for t in tasks for c in _task_cols(t)]
+    runs = pd.merge(pd.DataFrame(pruning, columns=PRUNE_COLS), pd.DataFrame(pruned, columns=cols),
+                    on=KEYS, how="outer", indicator=True)
+    for side, what in (("left_only", "metrics"), ("right_only", "pruning.json")):
+        for r in runs[runs["_merge"] == side].itertuples():
+            missing.append(f"{what} of {method_name(r.method)} {point_label(r.point)} seed {r.seed}")
+    runs["estimated_speedup"] = runs["estimated_speedup"].fillna(runs["est_pruning"])
+    dense = pd.DataFrame(dense, columns=cols)
+    for df in (runs, dense):
+        df.insert(2, "target", df["point"].map(target_of).astype(float))
+    runs = _typed(runs.drop(columns=["_merge", "est_pruning"]))
+    return ModelResults(model, latency, _typed(dense), sort_rows(runs), tasks, missing, samples)
+
+
+def load_benchmarks(results: Path, models: list[str]) -> pd.DataFrame:
+    """The Snakemake benchmark TSVs of a results folder -> per (rule, model): jobs, summed wall/CPU seconds, max RSS
+    (MB).
+
+    The first path component below the benchmarks folder is the rule; the model is the first later one naming a
+    model. Repeated measurements of one job (several rows) are averaged.
+    """
+    folder = results / TREE.benchmarks()
+    rows = []
+    for path in sorted(folder.rglob("*.tsv")):
+        try:
+            df = pd.read_csv(path, sep="\t")
+        except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+            raise SprintError(f"{path}: cannot read benchmark TSV ({e})") from e
+        if not {"s", "max_rss"} <= set(df.columns):
+            raise SprintError(f"{path}: not a Snakemake benchmark file (needs columns s and max_rss)")
+        num = df.reindex(columns=["s", "max_rss", "cpu_time"]).apply(pd.to_numeric, errors="coerce")
+        parts = path.relative_to(folder).with_suffix("").parts
+        rows.append({"rule": parts[0], "model": next((p for p in parts[1:] if p in models), "–"),
+                     "wall_s": num["s"].mean(), "cpu_s": num["cpu_time"].mean(), "max_rss_mb": num["max_rss"].max()})
+    if not rows:
+        return pd.DataFrame()
+    return (pd.DataFrame(rows).groupby(["rule", "model"])
+            .agg(jobs=("wall_s", "size"), wall_s=("wall_s", "sum"), cpu_s=("cpu_s", "sum"),
+                 max_rss_mb=("max_rss_mb", "max"))
+            .reset_index())
