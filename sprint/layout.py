@@ -108,7 +108,7 @@ class ResultsTree:
         return self._path(model, "pruned", method, f"seed{seed}", *([point] if point is not None else []))
 
     def pruning_record(self, model: str, method: str, seed: Any, point: str) -> str:
-        return self._path(self.pruned(model, method, seed, point), "pruning.json")
+        return posixpath.join(self.pruned(model, method, seed, point), "pruning.json")
 
     def metrics(self, model: str, method: str, seed: Any = None, point: str | None = None) -> str:
         """The metrics file of a pruned model, or of the dense one (``method`` "dense": no seed, no point)."""

@@ -1,5 +1,5 @@
 import sys
 
-from sprint.study import main
+from sprint.study.cli import main
 
 sys.exit(main())

@@ -12,8 +12,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sprint import study as study_mod
 from sprint.errors import SprintError
+from sprint.study import runner
+from sprint.study.page import write_page
+from sprint.study.runner import plan, run
+from sprint.study.spec import load_study
 
 from helpers import metrics_record, pruning_record
 
@@ -44,7 +47,7 @@ def repo(tmp_path: Path, monkeypatch) -> Path:
     git(root, "init", "-q")
     git(root, "add", ".")
     git(root, "commit", "-qm", "init")
-    monkeypatch.setattr(study_mod, "_snakemake", fake_pipeline)
+    monkeypatch.setattr(runner, "run_pipeline", fake_pipeline)
     fake_pipeline.calls = []
     return root
 
@@ -79,14 +82,14 @@ def fake_pipeline(root: Path, config: Path, targets: list[str]) -> None:
 
 
 def test_cells_run_in_order_commit_and_resume(repo: Path) -> None:
-    s = study_mod.load_study(repo / "study.yaml", repo)
-    assert "to do  strongest-baseline" not in "\n".join(study_mod.plan(s))
+    s = load_study(repo / "study.yaml", repo)
+    assert "to do  strongest-baseline" not in "\n".join(plan(s))
     assert [str(c) for c in s.cells()][:2] == ["m/dense", "m/sprint/seed0/x1.2"]
     assert str(s.cells()[5]) == "m/strongest-baseline/seed1/x1.2"  # not resolvable before the baselines ran
     (repo / "unrelated.txt").write_text("mine")
     git(repo, "add", "unrelated.txt")  # someone's staged work: the study's commits leave it staged
 
-    ran = study_mod.run(s, max_cells=2)
+    ran = run(s, max_cells=2)
     assert [str(c) for c in ran] == ["m/dense", "m/sprint/seed0/x1.2"]
     assert fake_pipeline.calls[0] == ["results/m/latency.json"]  # the shared table, measured once, first
     assert (repo / "out/latency/m.json").is_file()
@@ -99,14 +102,14 @@ def test_cells_run_in_order_commit_and_resume(repo: Path) -> None:
     assert not (repo / "results/m/pruned/sprint/seed0").exists()  # every cell of that pruning job done: freed
 
     calls = len(fake_pipeline.calls)
-    ran = study_mod.run(study_mod.load_study(repo / "study.yaml", repo))  # resumes: the done cells are skipped
+    ran = run(load_study(repo / "study.yaml", repo))  # resumes: the done cells are skipped
     assert [str(c) for c in ran] == ["m/shortgpt/seed0/x1.2", "m/sleb/seed0/x1.2", "m/sprint/seed1/x1.2",
                                      "m/sleb/seed1/x1.2", "m-cal/sprint/seed0/x1.2",
                                      "m-cal/sleb/seed0/x1.2"]  # SLEB: the best baseline of the main comparison
     assert all(t != ["results/m/latency.json"] for t in fake_pipeline.calls[calls:])  # no second profile
-    assert all(study_mod.load_study(repo / "study.yaml", repo).done(c) for c in s.cells())
-    assert study_mod.run(study_mod.load_study(repo / "study.yaml", repo)) == []
-    assert "to do" not in "\n".join(study_mod.plan(study_mod.load_study(repo / "study.yaml", repo)))
+    assert all(load_study(repo / "study.yaml", repo).done(c) for c in s.cells())
+    assert run(load_study(repo / "study.yaml", repo)) == []
+    assert "to do" not in "\n".join(plan(load_study(repo / "study.yaml", repo)))
 
 
 def test_the_strongest_baseline_needs_its_cells_first(repo: Path) -> None:
@@ -114,7 +117,7 @@ def test_the_strongest_baseline_needs_its_cells_first(repo: Path) -> None:
     spec["cells"] = [{"model": "m", "methods": ["strongest-baseline"], "seeds": [1], "points": ["x1.2"]}]
     (repo / "study.yaml").write_text(yaml.safe_dump(spec))
     with pytest.raises(SprintError, match="no baseline has been evaluated at x1.2"):
-        study_mod.run(study_mod.load_study(repo / "study.yaml", repo))
+        run(load_study(repo / "study.yaml", repo))
 
 
 @pytest.mark.parametrize(("cells", "message"), [
@@ -128,12 +131,12 @@ def test_study_file_errors_name_the_cell(repo: Path, cells, message) -> None:
     spec["cells"] = cells
     (repo / "study.yaml").write_text(yaml.safe_dump(spec))
     with pytest.raises(SprintError, match=message):
-        study_mod.load_study(repo / "study.yaml", repo)
+        load_study(repo / "study.yaml", repo)
 
 
 def test_the_shipped_study_reads(tmp_path: Path) -> None:
     """workflow/study/smollm2-cpu.yaml and its configuration load, and every cell names a configured point."""
-    s = study_mod.load_study(SHIPPED / "workflow/study/smollm2-cpu.yaml", SHIPPED)
+    s = load_study(SHIPPED / "workflow/study/smollm2-cpu.yaml", SHIPPED)
     config = s.config
     targets = {f"x{t}" for t in config["prune"]["target_speedups"]}
     settings = {s for k in ("weights", "slicing", "structured") for s in config["prune"][k]["settings"]}
@@ -165,10 +168,10 @@ def test_the_page_reads_the_cells_done(repo: Path, monkeypatch) -> None:
     """The page from committed cells: the main table, one verdict per point and measure, the controlled change
     (paired against the default setting), the cells left."""
     realistic = realistic_pipeline()
-    monkeypatch.setattr(study_mod, "_snakemake", realistic)
-    s = study_mod.load_study(repo / "study.yaml", repo)
-    study_mod.run(s, max_cells=4)
-    text = study_mod.page(s).read_text()
+    monkeypatch.setattr(runner, "run_pipeline", realistic)
+    s = load_study(repo / "study.yaml", repo)
+    run(s, max_cells=4)
+    text = write_page(s).read_text()
     assert (repo / "out.md").is_file() and (repo / "out/report.md").is_file()
     assert "from the 4 of 8 cells done" in text and "[out/report.md](out/report.md)" in text
     assert "![Accuracy vs measured speedup, `m`](out/report/m_accuracy_speedup.png)" in text
@@ -179,8 +182,8 @@ def test_the_page_reads_the_cells_done(repo: Path, monkeypatch) -> None:
     assert "- done: `m/sleb/seed0/x1.2`" in text and "- to do: `m/sprint/seed1/x1.2`" in text
     assert re.search(r"What the paired test can detect here .* SPRINT's 2 pair\(s\) .* a difference in mean accuracy of "
                      r"\d+\.\d pp \(range", main), main
-    study_mod.run(s)
-    text = study_mod.page(s).read_text()
+    run(s)
+    text = write_page(s).read_text()
     control = text.split("## Controlled change: calibration n=96 (`m-cal`)")[1]
     assert "| 1.2× | 0 | default | 2 attn + 0 MLP |" not in control  # the removal list is read as recorded
     assert "| 1.2× | 0 | m-cal | 1 attn + 1 MLP | 1.150 [1.140, 1.160] | 50.00 |" in control
@@ -204,11 +207,11 @@ def test_the_page_reads_the_cells_done(repo: Path, monkeypatch) -> None:
 def test_a_verdict_split_by_seeds_says_so(repo: Path, monkeypatch) -> None:
     """SPRINT far worse than SLEB on one calibration seed and better on the other: the page must not call the point
     'worse' outright, but count the seeds, and test the seeds pooled."""
-    monkeypatch.setattr(study_mod, "_snakemake", realistic_pipeline(
+    monkeypatch.setattr(runner, "run_pipeline", realistic_pipeline(
         lambda method, model, seed: -0.10 if (method, seed) == ("sprint", 0) else 0.0))
-    s = study_mod.load_study(repo / "study.yaml", repo)
-    study_mod.run(s, max_cells=6)  # dense; SPRINT, ShortGPT, SLEB at seed 0; SPRINT and SLEB at seed 1
-    text = study_mod.page(s).read_text()
+    s = load_study(repo / "study.yaml", repo)
+    run(s, max_cells=6)  # dense; SPRINT, ShortGPT, SLEB at seed 0; SPRINT and SLEB at seed 1
+    text = write_page(s).read_text()
     assert ("- **1.2×, accuracy** (2 seeds): SLEB is best by the mean; SPRINT is worse than it in the paired test in 1 "
             "of 2 seeds; over the 2 seeds pooled, SPRINT − SLEB -4.00 [") in text, text
     # per document: 18 and 22 of 50 right (round(17.5), round(22.5)) against SLEB's 22 (round(21.5)): (36 + 44) / 2 - 44
@@ -227,11 +230,11 @@ def test_a_controlled_change_pools_its_seeds(repo: Path, monkeypatch) -> None:
                      {"model": "m", "methods": ["sprint", "sleb"], "seeds": [0, 1], "points": ["x1.2"]},
                      {"model": "m-cal", "methods": ["sprint", "sleb"], "seeds": [0, 1], "points": ["x1.2"]}]
     (repo / "study.yaml").write_text(yaml.safe_dump(spec))
-    monkeypatch.setattr(study_mod, "_snakemake", realistic_pipeline(
+    monkeypatch.setattr(runner, "run_pipeline", realistic_pipeline(
         lambda method, model, seed: 0.05 if (method, model, seed) == ("sprint", "m-cal", 0) else 0.0))
-    s = study_mod.load_study(repo / "study.yaml", repo)
-    study_mod.run(s)
-    text = study_mod.page(s).read_text()
+    s = load_study(repo / "study.yaml", repo)
+    run(s)
+    text = write_page(s).read_text()
     short = text.split("## In short")[1].split("\n## ")[0]
     # 25 and 22 of 50 right per task under the change, 22 and 22 by default: +6 pp, +0 pp, pooled +3 pp
     assert re.search(r"SPRINT against itself in the default setting .*: at 1\.2× \(2 seeds pooled; accuracy by seed: "
