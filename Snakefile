@@ -28,11 +28,6 @@ except WorkflowError as err:
 
 
 include: "workflow/rules/common.smk"
-
-
-check_data_source()
-
-
 include: "workflow/rules/datasets.smk"
 include: "workflow/rules/model.smk"
 include: "workflow/rules/calibrate.smk"
@@ -46,7 +41,7 @@ include: "workflow/rules/dvc.smk"
 
 rule all:
     input:
-        "results/report.md",
+        RESULTS.report,
 
 
 onstart:

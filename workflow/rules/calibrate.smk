@@ -19,9 +19,9 @@ rule calibrate:
         mirror=MIRROR_OPT,
         env=lambda wc: model_tag(wc.model),
     log:
-        "results/logs/calibrate/{model}/seed{seed}.log",
+        RESULTS.log("calibrate", "{model}", seed="{seed}"),
     benchmark:
-        "results/benchmarks/calibrate/{model}/seed{seed}.tsv"
+        RESULTS.benchmark("calibrate", "{model}", seed="{seed}")
     shell:
         "{params.env} sprint calibrate --model {params.model:q} --source {params.source:q}"
         " --n {params.n} --seq-len {params.seq_len} --seed {wildcards.seed} {params.mirror}"

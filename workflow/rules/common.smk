@@ -1,9 +1,9 @@
-# Shared by every stage: the model table, the data source and small helpers of the rules. The checks and the
-# work are the library's (Snakemake puts the Snakefile's folder first on sys.path, so `sprint` is this checkout's).
-# Included by the Snakefile after the configuration has passed schema validation.
+# Shared by every stage: the checked configuration, the model table, the data source, the results layout and small
+# helpers of the rules. The checks and the work are the library's (Snakemake puts the Snakefile's folder first on
+# sys.path, so `sprint` is this checkout's). Included by the Snakefile after the configuration has passed schema
+# validation.
 
 import json
-import os
 import re
 import shlex
 import sys
@@ -11,57 +11,31 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from sprint.pipeline.codedeps import stage_files
-from sprint.data.sources import check_source
 from sprint.errors import SprintError
+from sprint.layout import ResultsTree, report_folder  # the results tree: every rule's outputs, logs and benchmarks
 from sprint.methods import METHODS as ALL_METHODS, ONE_SHOT, REGISTRY, setting_options  # the registry of methods
+from sprint.pipeline.codedeps import stage_files
+from sprint.pipeline.config import check_data_source, check_methods, data_mirror, model_table, one_shot_points
 from sprint.pipeline.tracking import close_pipeline_run, open_pipeline_run  # the Snakefile's onstart / onsuccess
 
 BASEDIR = Path(workflow.basedir)
 BASE, PRUNE, EVALUATE = config["base"], config["prune"], config["evaluate"]
-# Where each kind of method is listed: sublayer methods at target speedups, one-shot methods at settings.
-SECTIONS = {"sublayer": "prune.methods", "weights": "prune.weights", "slicing": "prune.slicing",
-            "structured": "prune.structured"}
-DOES = {"sublayer": "removes sublayers until a target speedup", "weights": "zeroes weights at a sparsity",
-        "slicing": "slices the hidden width at a ratio", "structured": "removes heads and channels at a ratio"}
+RESULTS = ResultsTree()
 
+try:  # every check before any job; the message names the configuration key
+    METHODS = check_methods(config, "sublayer")
+    ONE_SHOT_POINTS = [point for kind in ONE_SHOT for point in one_shot_points(config, kind)]
+    MODELS = model_table(config, BASEDIR)
+    MIRROR, _ = data_mirror(config, BASEDIR)
+    check_data_source(config, BASEDIR)
+except SprintError as err:
+    raise WorkflowError(str(err)) from None
 
-def _check_methods(kind: str, names: list) -> None:
-    """Every name listed for ``kind`` is a registry method of that kind; the message says where others belong."""
-    key = SECTIONS[kind] + ("" if kind == "sublayer" else ".methods")
-    unknown = [m for m in names if m not in ALL_METHODS]
-    if unknown:
-        raise WorkflowError(f"invalid configuration at {key}: {', '.join(map(repr, unknown))} is not a method of the "
-                            f"registry (sprint.methods): expected some of {', '.join(ALL_METHODS)}")
-    for m in names:
-        other = REGISTRY[m].kind
-        if other != kind:
-            where = SECTIONS[other] + ("" if other == "sublayer" else ".methods")
-            raise WorkflowError(f"invalid configuration at {key}: {m} {DOES[other]}: list it under {where}")
-
-
-def _one_shot(kind: str) -> tuple[list, list]:
-    """(methods, settings) of a one-shot section; the settings are checked against the kind's forms."""
-    section = PRUNE[SECTIONS[kind].split(".")[1]]
-    _check_methods(kind, section["methods"])
-    for setting in section["settings"]:
-        try:
-            setting_options(setting, kind)
-        except ValueError as err:
-            raise WorkflowError(f"invalid configuration at {SECTIONS[kind]}.settings: {err}") from None
-    return list(section["methods"]), list(section["settings"]) if section["methods"] else []
-
-
-_check_methods("sublayer", PRUNE["methods"])
 SEEDS = [int(s) for s in BASE["seeds"]]
-METHODS = list(PRUNE["methods"])
 # Targets keep their spelling in params.yaml (1.2 -> x1.2, 2 -> x2): DVC's ${item} renders them the same way.
 TARGET_NAMES = [str(t) for t in sorted(PRUNE["target_speedups"], key=float)]
 # Every pruned model as (method, point): x{target} of the sublayer methods, each setting of the one-shot methods.
-POINTS = [(m, f"x{t}") for m in METHODS for t in TARGET_NAMES]
-for _kind in ("weights", "slicing", "structured"):
-    _methods, _settings = _one_shot(_kind)
-    POINTS += [(m, s) for m in _methods for s in _settings]
+POINTS = [(m, f"x{t}") for m in METHODS for t in TARGET_NAMES] + ONE_SHOT_POINTS
 
 
 def methods_regex(*kinds: str) -> str:
@@ -69,16 +43,13 @@ def methods_regex(*kinds: str) -> str:
     return "|".join(re.escape(name) for name, m in REGISTRY.items() if m.kind in kinds)
 
 
-def pruned_dir(model: str, method: str, seed, point: str) -> str:
-    """The checkpoint of one pruned model (sublayer methods write every target's under one job's folder)."""
-    return f"results/{model}/pruned/{method}/seed{seed}/{point}"
-
-
 def prune_job_output(model: str, method: str, seed, point: str) -> str:
-    """What the job that writes this checkpoint declares as its output."""
-    if REGISTRY[method].kind == "sublayer":
-        return f"results/{model}/pruned/{method}/seed{seed}"
-    return pruned_dir(model, method, seed, point)
+    """What the job that writes this pruned model's checkpoint declares as its output (a sublayer method's job
+    writes every target's checkpoint under one folder)."""
+    sublayer = REGISTRY[method].kind == "sublayer"
+    return RESULTS.pruned(model, method, seed, None if sublayer else point)
+
+
 SPEEDUPS = config["latency"].get("speedups", "apart")
 
 # `sprint` from the environment that runs Snakemake, even when that environment is not activated.
@@ -104,53 +75,6 @@ wildcard_constraints:
 
 
 # ----------------------------------------------------------------------------------------------- models
-
-
-def _resolve_local(source: str) -> Path | None:
-    """A local folder for a path-like source (relative to the Snakefile's folder), else None (a hub id)."""
-    path = Path(source).expanduser()
-    if not path.is_absolute():
-        path = BASEDIR / path
-    if path.is_dir():
-        return path.resolve()
-    if source.startswith(("/", "./", "../", "~")):
-        raise WorkflowError(f"invalid configuration at base.models: model folder {source} does not exist")
-    return None
-
-
-def _model_table() -> dict:
-    table = {}
-    for name, entry in BASE["models"].items():
-        entry = {"source": entry} if isinstance(entry, str) else dict(entry)
-        source = entry["source"]
-        local = None if source == "embedded" else _resolve_local(source)
-        device = entry.get("device", BASE["device"])
-        table[name] = {
-            "source": source,
-            "kind": "embedded" if source == "embedded" else ("local" if local else "hub"),
-            "local": str(local) if local else None,
-            "device": device,
-            "dtype": entry.get("dtype", BASE["dtype"]),
-            "gpus": int(entry.get("gpus", 0 if device == "cpu" else 1)),
-            "tune_ratio": entry.get("tune_ratio", PRUNE["tune_ratio"]),
-            "calibration": {**config["calibration"], **entry.get("calibration", {})},
-            "latency": {**config["latency"], **entry.get("latency", {})},
-            "latency_table": _given_table(name, entry.get("latency_table")),
-        }
-    return table
-
-
-def _given_table(model: str, path: str | None) -> str | None:
-    """base.models.{model}.latency_table as a path relative to the Snakefile's folder (None: profile it)."""
-    if path is None:
-        return None
-    full = Path(path).expanduser()
-    if not (full if full.is_absolute() else BASEDIR / full).is_file():
-        raise WorkflowError(f"invalid configuration at base.models.{model}.latency_table: {path} is not a file")
-    return str(full)
-
-
-MODELS = _model_table()
 
 
 def model_dir(name: str) -> str:
@@ -200,37 +124,9 @@ def write_model_reference(name: str, out: str) -> None:
 # ----------------------------------------------------------------------------------------------- data source
 
 
-def _data_mirror() -> tuple[Path | None, str]:
-    """The offline mirror and which setting named it: $SPRINT_DATA_MIRROR wins over base.data_mirror."""
-    env = os.environ.get("SPRINT_DATA_MIRROR", "").strip()
-    if env:
-        return Path(env).expanduser().resolve(), "$SPRINT_DATA_MIRROR"
-    value = BASE.get("data_mirror")
-    if value:
-        path = Path(value).expanduser()
-        return (path if path.is_absolute() else BASEDIR / path).resolve(), "base.data_mirror"
-    return None, "base.data_mirror"
-
-
-MIRROR, MIRROR_ORIGIN = _data_mirror()
 DATASETS = "data/datasets"
 # Offline, every stage reads the snapshot of the mirror in data/datasets (a DVC-tracked output); online, the hub.
 MIRROR_OPT = f"--mirror {DATASETS}" if MIRROR else ""
-
-
-def check_data_source() -> None:
-    """Fail before any job when the configured data source cannot work; the message names the configuration key."""
-    hint = ("set base.data_mirror (in the configuration) or $SPRINT_DATA_MIRROR to the offline data mirror "
-            "(e.g. ../shared/data), or base.data_mirror: null to use the Hugging Face hub")
-    try:
-        check_source(MIRROR)
-    except SprintError as err:
-        origin = f" (from {MIRROR_ORIGIN})" if MIRROR else ""
-        raise WorkflowError(f"invalid configuration at base.data_mirror: {err}{origin}: {hint}") from None
-    try:
-        check_source(MIRROR, EVALUATE["tasks"])
-    except SprintError as err:
-        raise WorkflowError(f"invalid configuration at evaluate.tasks: {err}") from None
 
 
 def calibration_inputs(wildcards) -> list:

@@ -11,9 +11,9 @@ rule datasets:
     params:
         mirror=f"--mirror {shlex.quote(str(MIRROR))}" if MIRROR else "",
     log:
-        "results/logs/datasets.log",
+        RESULTS.log("datasets"),
     benchmark:
-        "results/benchmarks/datasets.tsv"
+        RESULTS.benchmark("datasets")
     localrule: True
     shell:
         "sprint datasets {params.mirror} --output {output:q} > {log:q} 2>&1"

@@ -22,7 +22,7 @@ def evaluate_opts() -> str:
 
 def timed_apart(wildcards) -> dict:
     """evaluate's latency input when each job times its own checkpoint (latency.speedups: apart)."""
-    return {"latency": f"results/{wildcards.model}/latency.json"} if SPEEDUPS == "apart" else {}
+    return {"latency": RESULTS.latency(wildcards.model)} if SPEEDUPS == "apart" else {}
 
 
 def latency_opt(wildcards, input) -> str:
@@ -36,7 +36,7 @@ rule evaluate_dense:
         model=model_dir("{model}"),
         datasets=DATASETS,
     output:
-        "results/{model}/metrics/dense.json",
+        RESULTS.metrics("{model}", "dense"),
     params:
         model=model_opts,
         opts=evaluate_opts(),
@@ -46,9 +46,9 @@ rule evaluate_dense:
     resources:
         gpu=model_gpus,
     log:
-        "results/logs/evaluate/{model}/dense.log",
+        RESULTS.log("evaluate", "{model}", "dense"),
     benchmark:
-        "results/benchmarks/evaluate/{model}/dense.tsv"
+        RESULTS.benchmark("evaluate", "{model}", "dense")
     shell:
         "{params.env} sprint evaluate {params.model} {params.opts} {params.latency}"
         " --output {output:q} > {log:q} 2>&1"
@@ -62,9 +62,9 @@ rule evaluate:
         model=model_dir("{model}"),
         datasets=DATASETS,
     output:
-        "results/{model}/metrics/{method}/seed{seed}/{point}.json",
+        RESULTS.metrics("{model}", "{method}", "{seed}", "{point}"),
     params:
-        checkpoint=lambda wc: pruned_dir(wc.model, wc.method, wc.seed, wc.point),
+        checkpoint=lambda wc: RESULTS.pruned(wc.model, wc.method, wc.seed, wc.point),
         dense=lambda wc: model_arg(wc.model),
         device=lambda wc: MODELS[wc.model]["device"],
         dtype=lambda wc: MODELS[wc.model]["dtype"],
@@ -75,9 +75,9 @@ rule evaluate:
     resources:
         gpu=model_gpus,
     log:
-        "results/logs/evaluate/{model}/{method}/seed{seed}/{point}.log",
+        RESULTS.log("evaluate", "{model}", "{method}", "{seed}", "{point}"),
     benchmark:
-        "results/benchmarks/evaluate/{model}/{method}/seed{seed}/{point}.tsv"
+        RESULTS.benchmark("evaluate", "{model}", "{method}", "{seed}", "{point}")
     shell:
         "{params.env} sprint evaluate --model {params.checkpoint:q} --device {params.device} --dtype {params.dtype}"
         " {params.opts} {params.latency} --dense-model {params.dense:q} --output {output:q}"

@@ -14,9 +14,9 @@ rule model:
         source=lambda wc: MODELS[wc.model]["source"],
         env=lambda wc: model_tag(wc.model),
     log:
-        "results/logs/model/{model}.log",
+        RESULTS.log("model", "{model}"),
     benchmark:
-        "results/benchmarks/model/{model}.tsv"
+        RESULTS.benchmark("model", "{model}")
     localrule: True
     run:
         if MODELS[wildcards.model]["kind"] == "embedded":

@@ -27,7 +27,7 @@ rule profile:
         code=stage_files("profile"),
         model=model_dir("{model}"),
     output:
-        "results/{model}/latency.json",
+        RESULTS.latency("{model}"),
     params:
         model=model_opts,
         command=profile_command,
@@ -36,8 +36,8 @@ rule profile:
     resources:
         gpu=model_gpus,
     log:
-        "results/logs/profile/{model}.log",
+        RESULTS.log("profile", "{model}"),
     benchmark:
-        "results/benchmarks/profile/{model}.tsv"
+        RESULTS.benchmark("profile", "{model}")
     shell:
         "{params.env} sprint profile {params.model} {params.command} --output {output:q} > {log:q} 2>&1"

@@ -7,7 +7,9 @@
 
 
 def prune_outputs(wildcards, output) -> str:
-    return " ".join(shlex.quote(f"{output[0]}/x{t}") for t in TARGET_NAMES)
+    """The checkpoint of every target, in the job's folder."""
+    return " ".join(shlex.quote(RESULTS.pruned(wildcards.model, wildcards.method, wildcards.seed, f"x{t}"))
+                    for t in TARGET_NAMES)
 
 
 rule prune:
@@ -15,9 +17,9 @@ rule prune:
         code=stage_files("prune"),
         model=model_dir("{model}"),
         calibration="data/calibration/{model}/seed{seed}.pt",
-        latency="results/{model}/latency.json",
+        latency=RESULTS.latency("{model}"),
     output:
-        directory("results/{model}/pruned/{method}/seed{seed}"),
+        directory(RESULTS.pruned("{model}", "{method}", "{seed}")),
     wildcard_constraints:
         method=methods_regex("sublayer"),
     params:
@@ -36,9 +38,9 @@ rule prune:
     resources:
         gpu=model_gpus,
     log:
-        "results/logs/prune/{model}/{method}/seed{seed}.log",
+        RESULTS.log("prune", "{model}", "{method}", "{seed}"),
     benchmark:
-        "results/benchmarks/prune/{model}/{method}/seed{seed}.tsv"
+        RESULTS.benchmark("prune", "{model}", "{method}", "{seed}")
     shell:
         "{params.env} sprint prune {params.model} --calibration {input.calibration:q} --latency {input.latency:q}"
         " --method {wildcards.method} --seed {wildcards.seed} --target-speedup {params.targets}"
@@ -54,7 +56,7 @@ rule prune_at_setting:
         model=model_dir("{model}"),
         calibration="data/calibration/{model}/seed{seed}.pt",
     output:
-        directory("results/{model}/pruned/{method}/seed{seed}/{setting}"),
+        directory(RESULTS.pruned("{model}", "{method}", "{seed}", "{setting}")),
     wildcard_constraints:
         method=methods_regex(*ONE_SHOT),
     params:
@@ -66,9 +68,9 @@ rule prune_at_setting:
     resources:
         gpu=model_gpus,
     log:
-        "results/logs/prune/{model}/{method}/seed{seed}/{setting}.log",
+        RESULTS.log("prune", "{model}", "{method}", "{seed}", "{setting}"),
     benchmark:
-        "results/benchmarks/prune/{model}/{method}/seed{seed}/{setting}.tsv"
+        RESULTS.benchmark("prune", "{model}", "{method}", "{seed}", "{setting}")
     shell:
         "{params.env} sprint prune {params.model} --calibration {input.calibration:q} --method {wildcards.method}"
         " --seed {wildcards.seed} {params.setting} --batch-size {params.batch_size} --output {output:q} > {log:q} 2>&1"

@@ -4,8 +4,8 @@
 
 
 def all_metrics() -> list:
-    dense = [f"results/{m}/metrics/dense.json" for m in MODELS]
-    pruned = [f"results/{m}/metrics/{meth}/seed{s}/{point}.json" for m in MODELS for meth, point in POINTS for s in SEEDS]
+    dense = [RESULTS.metrics(m, "dense") for m in MODELS]
+    pruned = [RESULTS.metrics(m, meth, s, point) for m in MODELS for meth, point in POINTS for s in SEEDS]
     return dense + pruned
 
 
@@ -13,15 +13,16 @@ rule report:
     input:
         code=stage_files("report"),
         metrics=all_metrics(),
-        speedups=[f"results/{m}/speedup.json" for m in MODELS] if SPEEDUPS == "together" else [],
+        speedups=[RESULTS.speedup(m) for m in MODELS] if SPEEDUPS == "together" else [],
         pruned=sorted({prune_job_output(m, meth, s, point) for m in MODELS for meth, point in POINTS for s in SEEDS}),
     output:
-        md="results/report.md",
-        folder=directory("results/report"),
+        md=RESULTS.report,
+        folder=directory(report_folder(RESULTS.report)),
     params:
+        results=RESULTS.root,
     log:
-        "results/logs/report.log",
+        RESULTS.log("report"),
     benchmark:
-        "results/benchmarks/report.tsv"
+        RESULTS.benchmark("report")
     shell:
-        "sprint report --results results --metrics {input.metrics:q} --output {output.md:q} > {log:q} 2>&1"
+        "sprint report --results {params.results:q} --metrics {input.metrics:q} --output {output.md:q} > {log:q} 2>&1"

@@ -6,7 +6,7 @@
 
 
 def checkpoints(model: str) -> list:
-    return [pruned_dir(model, meth, s, point) for meth, point in POINTS for s in SEEDS]
+    return [RESULTS.pruned(model, meth, s, point) for meth, point in POINTS for s in SEEDS]
 
 
 rule speedup:
@@ -14,9 +14,9 @@ rule speedup:
         code=stage_files("speedup"),
         pruned=lambda wc: sorted({prune_job_output(wc.model, meth, s, point) for meth, point in POINTS for s in SEEDS}),
         model=model_dir("{model}"),
-        latency="results/{model}/latency.json",
+        latency=RESULTS.latency("{model}"),
     output:
-        "results/{model}/speedup.json",
+        RESULTS.speedup("{model}"),
     params:
         checkpoints=lambda wc: " ".join(shlex.quote(c) for c in checkpoints(wc.model)),
         dense=lambda wc: model_arg(wc.model),
@@ -28,9 +28,9 @@ rule speedup:
     resources:
         gpu=model_gpus,
     log:
-        "results/logs/speedup/{model}.log",
+        RESULTS.log("speedup", "{model}"),
     benchmark:
-        "results/benchmarks/speedup/{model}.tsv"
+        RESULTS.benchmark("speedup", "{model}")
     shell:
         "{params.env} sprint speedup --checkpoints {params.checkpoints} --dense-model {params.dense:q}"
         " --device {params.device} --dtype {params.dtype} --latency {input.latency:q} {params.protocol}"
