@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from sprint.data.sources import resolve_mirror, wikitext2_text
+from sprint.data.sources import HELDOUT_CORPORA, resolve_mirror, wikitext2_text
 from sprint.errors import SprintError
 from sprint.io import atomic_write_bytes, atomic_write_json
 
@@ -32,8 +32,13 @@ def source_ids(tokenizer, source: str, mirror: str | os.PathLike | None) -> tupl
     """The calibration source tokenized once: (1-D LongTensor of its ids, a label naming it).
 
     ``source`` is "wikitext2" (hub train split; the mirror's validation split when a mirror is configured) or a
-    path to a local UTF-8 text file.
+    path to a local UTF-8 text file.  A held-out perplexity corpus (:data:`sprint.data.sources.HELDOUT_CORPORA`) is
+    refused: its perplexity tells fitting the calibration text apart from language modelling only if no pruning
+    ever saw it.
     """
+    if source in HELDOUT_CORPORA:
+        raise SprintError(f"calibration source {source!r} is a held-out perplexity corpus, never calibrated on "
+                          f"(calibrate on 'wikitext2' or a text file of your own)")
     if source == "wikitext2":
         root = resolve_mirror(mirror)
         if root is None:

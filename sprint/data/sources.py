@@ -2,13 +2,36 @@
 
 A mirror holds ``wikitext2/wiki.{valid,test}.tokens`` (WikiText-2 v1, word-tokenized) and
 ``benchmarks/<task>.jsonl``; see ``shared/data/README.md`` for the layout.
+
+Perplexity corpora (:data:`PPL_CORPORA`): ``wikitext2`` (the test split; calibration samples the train split, or
+the validation split offline) and the *held-out* corpus ``hellaswag_gold``, text of another domain that no
+calibration may use (:data:`HELDOUT_CORPORA`; :mod:`sprint.data.calibration` refuses it), so that a perplexity lead
+that survives on it is not the least squares fitting the calibration text.
+
+``hellaswag_gold`` is the HellaSwag validation split's documents as running text: each document's context (the
+preprocessing of lm-eval's built-in task, without the activity label) followed by its *correct* ending, one
+document per paragraph.  Its text is ActivityNet video captions ("A man is sitting on a roof. He starts pulling
+up roofing on a roof.") and WikiHow how-to steps ("Find a ring suitable for his lifestyle. ..."): narrated
+everyday actions and second-person instructions, where WikiText is third-person encyclopedic prose from Wikipedia's
+Good and Featured articles (history, biographies, species, storms, games).  It is the largest body of natural text
+the mirror holds besides WikiText (10,042 documents, 762k SmolLM2 tokens) and needs no new download.  The
+documents are taken in a fixed seeded order (:data:`HELDOUT_SEED`, not the evaluation's seed), so that the first
+windows mix both sources and every model and configuration scores the same windows; each document is tokenized on
+its own, so the first N windows do not depend on how many are scored.  The accuracy evaluation draws its own
+seeded subset of the same documents: at 20 of 10,042 per task the expected overlap with the ~100 documents of 32
+windows of 256 tokens is 0.2 documents; larger subsets overlap more, which does not matter here: nothing is fitted
+on either, and the two measure different things (the log-likelihood of the gold text as language, and the choice
+among four endings).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import random
 import re
 from pathlib import Path
+from typing import Iterator
 
 from sprint.errors import SprintError
 
@@ -43,6 +66,26 @@ def detokenize_wikitext(text: str) -> str:
     for pattern, new in _REGEXES:
         text = pattern.sub(new, text)
     return text
+
+
+def hellaswag_clean(text: str) -> str:
+    """HellaSwag's WikiHow artefacts, as lm-eval's ``hellaswag/utils.py`` ``preprocess``: ``" [title]"`` becomes a
+    sentence break, other ``[...]`` markup goes."""
+    text = text.strip().replace(" [title]", ". ")
+    return re.sub(r"\[.*?\]", "", text).replace("  ", " ")
+
+
+def hellaswag_query(query: str) -> str:
+    """Clean a mirror query ``"<activity>: <ctx_a> <ctx_b>"`` and capitalise its trailing fragment ``ctx_b``.
+
+    The mirror joins ``ctx_a`` and ``ctx_b``; an unfinished last sentence (no closing ``.!?``) is ``ctx_b``,
+    which lm-eval's built-in task capitalises.
+    """
+    head, _, ctx = query.partition(": ")
+    if ctx and ctx.rstrip()[-1:] not in ".!?":
+        match = re.search(r"^(.*[.!?]\s+)?(.+)$", ctx, flags=re.S)
+        ctx = (match.group(1) or "") + match.group(2).capitalize()
+    return hellaswag_clean(f"{head}: {ctx}" if ctx else head)
 
 
 def hub_offline() -> bool:
@@ -96,7 +139,9 @@ def benchmark_file(task: str, mirror: Path) -> Path:
 
 def check_source(mirror: Path | None, tasks: list[str] | tuple[str, ...] = ()) -> None:
     """Fail fast when a data source cannot serve: without a mirror the hub must be online; a mirror must be a folder
-    with ``wikitext2/`` and ``benchmarks/<task>.jsonl`` for every task (SprintError naming what is missing)."""
+    with ``wikitext2/``, and with the hub offline it must hold ``benchmarks/<task>.jsonl`` for every task
+    (SprintError naming what is missing).  With the hub online, a task the mirror does not hold is lm-eval's own
+    (:func:`sprint.measure.accuracy.resolve_tasks` checks its name against lm-eval's registry)."""
     if mirror is None:
         if hub_offline():
             raise SprintError("no data mirror is set and the Hugging Face hub is offline (HF_HUB_OFFLINE / "
@@ -107,8 +152,10 @@ def check_source(mirror: Path | None, tasks: list[str] | tuple[str, ...] = ()) -
     if not (Path(mirror) / "wikitext2").is_dir():
         raise SprintError(f"{mirror} has no wikitext2/ folder, so it is not a data mirror")
     missing = [t for t in tasks if not (Path(mirror) / "benchmarks" / f"{t}.jsonl").is_file()]
-    if missing:
-        raise SprintError(f"the data mirror {mirror} has no benchmarks/<task>.jsonl for {', '.join(missing)}")
+    if missing and hub_offline():
+        held = sorted(p.stem for p in (Path(mirror) / "benchmarks").glob("*.jsonl"))
+        raise SprintError(f"unknown task {missing[0]!r} offline: the data mirror {mirror} holds "
+                          f"{', '.join(held) or 'no benchmarks'}")
 
 
 def snapshot(mirror: Path | None, out: str | os.PathLike) -> dict:
@@ -134,3 +181,70 @@ def snapshot(mirror: Path | None, out: str | os.PathLike) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
     return record
+
+
+
+PPL_CORPORA = ("wikitext2", "hellaswag_gold")  # perplexity corpora (sprint.measure.perplexity)
+HELDOUT_CORPORA = ("hellaswag_gold",)  # never calibrated on: sprint.data.calibration refuses them
+HELDOUT_SEED = 0  # the fixed document order of a held-out corpus (independent of evaluate.seed)
+
+
+def check_corpus(corpus: str) -> None:
+    if corpus not in PPL_CORPORA:
+        raise SprintError(f"unknown perplexity corpus {corpus!r}; choose from {', '.join(PPL_CORPORA)}")
+
+
+def check_heldout(corpora: list[str] | tuple[str, ...], mirror: Path | None) -> None:
+    """Fail fast unless ``corpora`` are distinct held-out corpora the data source can serve (a mirror: the
+    benchmark file each is built from)."""
+    for corpus in corpora:
+        check_corpus(corpus)
+        if corpus not in HELDOUT_CORPORA:
+            raise SprintError(f"held-out perplexity: {corpus} is not a held-out corpus (choose from "
+                              f"{', '.join(HELDOUT_CORPORA)}; WikiText-2 is always scored)")
+        if mirror is not None:
+            benchmark_file("hellaswag", mirror)  # hellaswag_gold's documents
+    if len(set(corpora)) != len(corpora):
+        raise SprintError(f"held-out perplexity: {','.join(corpora)} names a corpus twice")
+
+
+def _hellaswag_gold_docs(mirror: Path | None) -> list[str]:
+    """The HellaSwag validation documents as text: cleaned context + " " + cleaned gold ending, in file order."""
+    if mirror is not None:
+        rows = [json.loads(line) for line in benchmark_file("hellaswag", mirror).read_text(encoding="utf-8")
+                .splitlines() if line.strip()]
+        queries = [(r["activity_label"], hellaswag_query(r["query"]), r["choices"][int(r["label"])]) for r in rows]
+    else:
+        if hub_offline():
+            raise SprintError(f"no data mirror and the hub is offline: set {MIRROR_ENV} or --mirror")
+        import datasets
+
+        data = datasets.load_dataset("Rowan/hellaswag", split="validation")  # lm-eval's hellaswag dataset
+        queries = [(d["activity_label"],
+                    hellaswag_clean(d["activity_label"] + ": " + d["ctx_a"] + " " + d["ctx_b"].capitalize()),
+                    d["endings"][int(d["label"])]) for d in data]
+    docs = []
+    for label, query, ending in queries:
+        head = hellaswag_clean(label) + ": "
+        context = query[len(head):] if query.startswith(head) else query
+        docs.append(f"{context} {hellaswag_clean(ending)}".strip())
+    return docs
+
+
+def corpus_documents(corpus: str, mirror: Path | None) -> list[str]:
+    """A held-out perplexity corpus as its documents in their fixed (seeded) order, each ending in a paragraph
+    break: every document is tokenized on its own and the ids concatenated (:func:`sprint.measure.perplexity`)."""
+    check_corpus(corpus)
+    if corpus not in HELDOUT_CORPORA:
+        raise SprintError(f"{corpus} is not a held-out corpus (it is read whole: wikitext2_text)")
+    docs = _hellaswag_gold_docs(mirror)
+    order = list(range(len(docs)))
+    random.Random(HELDOUT_SEED).shuffle(order)
+    return [docs[i] + "\n\n" for i in order]
+
+
+def iter_corpus_chunks(corpus: str, mirror: Path | None, chunk: int = 256) -> Iterator[list[str]]:
+    """:func:`corpus_documents` in chunks of ``chunk`` documents (tokenize only as many as the windows need)."""
+    docs = corpus_documents(corpus, mirror)
+    for start in range(0, len(docs), chunk):
+        yield docs[start : start + chunk]

@@ -102,6 +102,18 @@ def test_build_calibration_offline_mirror():
     assert tokens.shape == (2, 64) and meta["source"] == "wikitext2-valid (offline mirror)"
 
 
+def test_the_heldout_corpus_is_never_calibrated_on():
+    """The held-out perplexity corpus is refused in one line, whatever the mirror."""
+    from sprint.data.sources import HELDOUT_CORPORA
+
+    assert HELDOUT_CORPORA == ("hellaswag_gold",)
+    for mirror in (None, MIRROR):
+        with pytest.raises(SprintError, match=r"^calibration source 'hellaswag_gold' is a held-out perplexity corpus, "
+                                              r"never calibrated on \(") as err:
+            build_calibration(CharTokenizer(), "hellaswag_gold", n=2, seq_len=8, seed=0, mirror=mirror)
+        assert "\n" not in str(err.value)
+
+
 def test_calibration_roundtrip(tmp_path):
     tokens = sample_windows(torch.arange(500), 3, 20, seed=0)
     path = tmp_path / "calib.pt"

@@ -1,13 +1,15 @@
 """The evaluation against references computed another way.
 
-Accuracy: for every task, the prompts, choices and gold answers of the project's local tasks (built from the data
-mirror) equal those of lm-eval's *shipped* task configuration (its YAML and utils.py from the installed package)
-applied to the same documents in the hub's record format.  Perplexity: exp(mean token loss) from the model's own
+Accuracy: for every task the mirror holds, the prompts, choices, gold answers and the log-likelihood requests of
+the project's local tasks (built from the data mirror) equal those of lm-eval's *shipped* task configuration (its
+YAML and utils.py from the installed package) applied to the same documents in the hub's record format, and the
+reported metric is the one the shipped configuration's metric list implies (acc_norm where listed, else acc).  Perplexity: exp(mean token loss) from the model's own
 ``labels=`` loss on the same windows.
 """
 
 import json
 import math
+import os
 import random
 from pathlib import Path
 
@@ -18,7 +20,7 @@ import torch
 from sprint.model.tiny import tiny_model
 from sprint.model.tiny import word_tokenizer as tiny_tokenizer
 from sprint.data import sources
-from sprint.measure.accuracy import LOCAL_PREFIX, TASK_METRIC, local_task_config
+from sprint.measure.accuracy import LOCAL_PREFIX, MIRROR_TASKS, TASK_METRIC, local_task_config
 from sprint.measure.perplexity import wikitext2_perplexity
 
 TASKS_DIR = Path(lm_eval.__file__).parent / "tasks"
@@ -28,6 +30,9 @@ SHIPPED = {
     "boolq": "super_glue/boolq/default.yaml",
     "hellaswag": "hellaswag/hellaswag.yaml",
     "piqa": "piqa/piqa.yaml",
+    "copa": "super_glue/copa/default.yaml",
+    "openbookqa": "openbookqa/openbookqa.yaml",
+    "winogrande": "winogrande/default.yaml",
 }
 SAMPLE = 400  # documents compared per task (seeded, plus the first 20)
 
@@ -54,6 +59,20 @@ def hub_record(task: str, doc: dict) -> dict:
                 "answerKey": letters[doc["label"]]}
     if task == "hellaswag":
         return hellaswag_raw(doc)
+    if task == "openbookqa":
+        letters = "ABCD"[: len(doc["choices"])]
+        return {"question_stem": doc["question"], "choices": {"text": doc["choices"], "label": list(letters)},
+                "answerKey": letters[doc["label"]]}
+    if task == "copa":  # query = premise without its full stop + " because" (cause) / " therefore" (effect)
+        premise, _, connector = doc["query"].rpartition(" ")
+        return {"premise": premise + ".", "question": {"because": "cause", "therefore": "effect"}[connector],
+                "choice1": doc["choices"][0], "choice2": doc["choices"][1], "label": doc["label"]}
+    if task == "winogrande":  # options = the sentence up to its blank + each option: cut at the options' last
+        a, b = doc["options"]  # common word boundary
+        cut = os.path.commonprefix([a, b]).rfind(" ") + 1
+        assert a[:cut] == b[:cut] and a[cut:] and b[cut:]
+        return {"sentence": a[:cut] + "_ " + doc["continuation"], "option1": a[cut:], "option2": b[cut:],
+                "answer": str(doc["label"] + 1)}
     return dict(doc)  # boolq (passage, question, label), piqa (goal, sol1, sol2, label): the hub's field names
 
 
@@ -92,17 +111,52 @@ def test_prompts_choices_and_gold_equal_lm_eval_shipped_config(task, loaded_task
     raw = [json.loads(line) for line in sources.benchmark_file(task, mirror).read_text().splitlines() if line.strip()]
     assert len(mine) == len(theirs) == len(raw)
     idx = sorted(set(range(20)) | set(random.Random(0).sample(range(len(mine)), min(SAMPLE, len(mine)))))
+    assert bool(ours.multiple_input) == bool(ref.multiple_input) == (task == "winogrande")  # partial scoring
     for i in idx:
         a, b = mine[i], theirs[i]
         assert ours.doc_to_text(a) == ref.doc_to_text(b), f"{task} doc {i}: prompt"
         choices = ours.doc_to_choice(a)
         assert choices == ref.doc_to_choice(b), f"{task} doc {i}: choices"
-        gold = ours.doc_to_target(a)
-        assert gold == ref.doc_to_target(b) == raw[i]["label"], f"{task} doc {i}: gold"
-        if task in ("arc_easy", "arc_challenge", "piqa"):  # the gold choice is the mirror's labelled answer
+        assert ours.doc_to_target(a) == ref.doc_to_target(b) or task == "copa", f"{task} doc {i}: target"
+        gold = gold_index(ours, a)
+        assert gold == gold_index(ref, b) == raw[i]["label"], f"{task} doc {i}: gold"
+        assert requests(ours, a) == requests(ref, b), f"{task} doc {i}: log-likelihood requests"
+        if task in ("arc_easy", "arc_challenge", "piqa", "openbookqa"):  # the gold choice is the labelled answer
             answer = raw[i]["choices"][raw[i]["label"]] if "choices" in raw[i] else raw[i][f"sol{raw[i]['label'] + 1}"]
             assert choices[gold] == answer
-    assert TASK_METRIC[task] == ("acc" if task == "boolq" else "acc_norm")
+    listed = [m["metric"] for m in ref.config.metric_list]
+    assert TASK_METRIC[task] == ("acc_norm" if "acc_norm" in listed else "acc") and TASK_METRIC[task] in listed
+
+
+def gold_index(task, doc) -> int:
+    """The gold choice's index as lm-eval's process_results finds it (COPA's shipped target is the answer text,
+    WinoGrande's gold is its doc_to_text)."""
+    gold = task.doc_to_text(doc) if task.multiple_input else task.doc_to_target(doc)
+    return task.doc_to_choice(doc).index(gold) if isinstance(gold, str) else gold
+
+
+def requests(task, doc) -> list[tuple]:
+    """The (context, continuation) pairs lm-eval scores for a document, zero-shot."""
+    ctx = task.fewshot_context(doc, 0)
+    return [r.args for r in task.construct_requests(doc, ctx, metadata=(task.task_name, 0, 1))]
+
+
+def test_winogrande_is_partially_scored(loaded_tasks):
+    """Hand-checked: the first WinoGrande dev document is scored as the continuation after each option."""
+    ours = loaded_tasks[LOCAL_PREFIX + "winogrande"]
+    doc = list(ours.eval_docs)[0]
+    assert requests(ours, doc) == [("Sarah was a much better surgeon than Maria so Sarah", " always got the easier cases."),
+                                   ("Sarah was a much better surgeon than Maria so Maria", " always got the easier cases.")]
+    assert gold_index(ours, doc) == 1
+
+
+def test_copa_known_document(loaded_tasks):
+    """Hand-checked: lm-eval's COPA prompt drops the premise's full stop, and its choices carry a leading space."""
+    ours = loaded_tasks[LOCAL_PREFIX + "copa"]
+    doc = list(ours.eval_docs)[0]
+    assert requests(ours, doc) == [("The man turned on the faucet, therefore", "  the toilet filled with water."),
+                                   ("The man turned on the faucet, therefore", "  water flowed from the spout.")]
+    assert set(MIRROR_TASKS) == set(SHIPPED)  # every task a mirror can hold is checked here
 
 
 def test_hellaswag_known_documents(loaded_tasks):
