@@ -73,6 +73,25 @@ class Pruner:
     def step(self) -> list[Removal]:
         raise NotImplementedError
 
+    def close(self) -> None:
+        """Release what the pruner keeps outside the model (SPRINT: its spill files)."""
+
+    def prepare_replay(self) -> None:
+        """Compute, from the still unpruned model, what later steps need of it (before :meth:`replay`)."""
+
+    def replay(self, steps: list[dict]) -> None:
+        """Restore the state after the journaled ``steps`` (:mod:`sprint.methods.journal`): write each step's tuned
+        rows into the model and record its removals, exactly as the steps did."""
+        self.prepare_replay()
+        for step in steps:
+            rows = step.get("rows")
+            if rows is not None:
+                w = self.view.down_proj(rows["layer"]).weight
+                with torch.no_grad():
+                    w[rows["index"].to(w.device)] = rows["weight"].to(dtype=w.dtype, device=w.device)
+            self.record([Removal(**r) for r in step["removals"]])
+            self.num_tunings = step.get("num_tunings", self.num_tunings)
+
     def saving(self, s: int) -> float:
         return self.latency.saving(sublayer_name(s)[1])
 

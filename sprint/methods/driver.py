@@ -9,7 +9,10 @@ target alone would produce; its ``wall_time_s`` is the time spent up to that poi
 
 from __future__ import annotations
 
+import inspect
 import logging
+import os
+import tempfile
 import resource
 import time
 from pathlib import Path
@@ -17,10 +20,11 @@ from pathlib import Path
 import torch
 
 from sprint.data.calibration import load_calibration
-from sprint.model.checkpoint import save_dense, save_pruned
+from sprint.model.checkpoint import read_record, save_dense, save_pruned
 from sprint.errors import SprintError
 from sprint.measure.table import LatencyTable, load_latency
 from sprint.methods import ONE_SHOT, PruneConfig, method, point_name  # noqa: F401 - PruneConfig: part of sprint.methods.driver's API
+from sprint.methods.journal import Journal, journal_dir, step_entry, tokens_sha256
 from sprint.model.loading import load_config, load_model
 from sprint.model.modeling_sprint import adapter_for
 from sprint.provenance import provenance
@@ -32,10 +36,14 @@ log = logging.getLogger("sprint")
 
 
 def build_pruner(view: SublayerView, calibration: torch.Tensor, latency: LatencyTable, cfg: PruneConfig,
-                 progress: bool = True) -> Pruner:
-    """The pruner of ``cfg.method`` (its registry entry, :mod:`sprint.methods`), configured from ``cfg``."""
+                 progress: bool = True, execution: dict | None = None) -> Pruner:
+    """The pruner of ``cfg.method`` (its registry entry, :mod:`sprint.methods`), configured from ``cfg``;
+    ``execution``: settings that change where things are kept, never a number (SPRINT: ``dense_store``,
+    ``spill_dir``, ``spill_checkpoints``), passed to the pruners that take them."""
     entry = method(cfg.method)
-    return entry.pruner_class().from_config(view, calibration, latency, cfg, progress=progress, **entry.settings)
+    cls = entry.pruner_class()
+    extra = {"execution": execution} if execution and "execution" in inspect.signature(cls.from_config).parameters else {}
+    return cls.from_config(view, calibration, latency, cfg, progress=progress, **entry.settings, **extra)
 
 
 def admissible_sublayers(method_name: str, num_layers: int) -> list[int]:
@@ -61,13 +69,17 @@ def peak_rss_mb() -> float:
 
 
 def prune_model(model, calibration: torch.Tensor, latency: LatencyTable | None, cfg: PruneConfig, on_target=None,
-                progress: bool = True, on_step=None) -> Pruner:
+                progress: bool = True, on_step=None, execution: dict | None = None, journal: Journal | None = None,
+                skip_targets: tuple = ()) -> Pruner:
     """Prune ``model`` in place until every target is met (a method of a one-shot kind, "weights" or "slicing": once,
     at its setting; ``latency`` may then be None).
 
     Callbacks: ``on_target(target, pruner, elapsed_s)`` when a target is reached; ``on_step(pruner, step_s,
     elapsed_s)`` once the pruner is built (``step_s`` None: ``elapsed_s`` is its set-up time) and after every
     removal step (an exception it raises stops pruning and propagates: the benchmark's step limit).
+    ``journal``: resume from its steps and append each new one (:mod:`sprint.methods.journal`); ``elapsed_s``
+    then counts the journaled steps' time too.  ``skip_targets``: targets whose checkpoints are already written
+    (``on_target`` is not called for them).
     """
     cfg.validate()
     torch.manual_seed(cfg.seed)
@@ -79,21 +91,33 @@ def prune_model(model, calibration: torch.Tensor, latency: LatencyTable | None, 
     latency.check_plausible(view.num_layers)
     check_reachable(cfg.method, view.num_layers, latency, cfg.targets)
     start = time.perf_counter()
-    pruner = build_pruner(view, calibration, latency, cfg, progress=progress)
+    pruner = build_pruner(view, calibration, latency, cfg, progress=progress, execution=execution)
+    steps = journal.steps() if journal is not None else []
+    if steps:
+        t0 = time.perf_counter()
+        pruner.replay(steps)
+        start -= steps[-1]["elapsed_s"]  # the time the journaled steps took
+        log.info("%s: resumed after %d journaled steps (%d sublayers removed) in %.1fs", cfg.method, len(steps),
+                 len(pruner.removed), time.perf_counter() - t0)
+    if journal is not None:
+        journal.start()
     if on_step is not None:
         on_step(pruner, None, time.perf_counter() - start)
     pending = list(cfg.targets)
     with torch.inference_mode():
         while pending:
             while pending and latency.speedup(*pruner.counts()) >= pending[0] - 1e-12:
-                if on_target is not None:
+                if on_target is not None and pending[0] not in skip_targets:
                     on_target(pending[0], pruner, time.perf_counter() - start)
                 pending.pop(0)
             if pending:
                 log.info("%s: iteration %d (est. speedup %.3fx -> %.3gx)", cfg.method, len(pruner.removed) + 1,
                          latency.speedup(*pruner.counts()), pending[0])
                 t0 = time.perf_counter()
-                pruner.step()
+                removals = pruner.step()
+                if journal is not None:
+                    journal.append(len(steps), step_entry(pruner, removals, time.perf_counter() - start))
+                    steps.append(None)
                 if on_step is not None:
                     now = time.perf_counter()
                     on_step(pruner, now - t0, now - start)
@@ -160,8 +184,16 @@ def one_shot_record(model_name: str, cfg: PruneConfig, pruner, elapsed: float, c
 
 
 def prune_to_checkpoint(model: str, calibration: str, latency: str | None, config: PruneConfig,
-                        output: str | list[str], device: str = "auto", dtype: str = "auto") -> dict[float | None, dict]:
+                        output: str | list[str], device: str = "auto", dtype: str = "auto",
+                        execution: dict | None = None, resume: bool = True) -> dict[float | None, dict]:
     """CLI entry: validate every input before loading the model, prune, write one checkpoint per target.
+
+    ``execution``: where things are kept (never a number): ``host_memory`` / ``gpu_memory`` budgets (bytes; the
+    plan, :mod:`sprint.methods.plan`, is checked against them before the model is loaded, and decides whether the
+    checkpoints are spilled to disk), ``dense_store``, ``spill_dir`` (local disk; default $SPRINT_SPILL_DIR, else the
+    temporary folder, $TMPDIR: a Slurm job's local scratch).  ``resume``:
+    a sublayer method journals every step beside the last output and a rerun continues from the journal
+    (:mod:`sprint.methods.journal`).
 
     Returns {target: pruning record}; a one-shot method writes one checkpoint, returned as {None: record}, and needs
     no latency table: an ordinary (dense-shaped) one for kind "weights", a SPRINT one (carried code) for "slicing".
@@ -193,9 +225,21 @@ def prune_to_checkpoint(model: str, calibration: str, latency: str | None, confi
     adapter_for(model_config)  # unsupported family: fail now
     table.check_plausible(model_config.num_hidden_layers, f"latency file {latency}")
     check_reachable(config.method, model_config.num_hidden_layers, table, targets)
+    settings = execution_settings(model_config, tokens, config, device, dtype, execution or {})
+    journal = None
+    if resume:
+        identity = {"model": str(model), "method": config.method,
+                    **{k: v for k, v in config.as_params().items() if k != "target_speedup"},
+                    "calibration_sha256": tokens_sha256(tokens), "dense_s": table.dense_s,
+                    "t_attn_s": table.t_attn_s, "t_mlp_s": table.t_mlp_s, "dtype": dtype}
+        journal = Journal(journal_dir(outputs[-1]), identity)
+        journal.steps()  # a journal of another run: fail before loading the model
     net, tokenizer = load_model(model, device=device, dtype=dtype)
     records: dict[float, dict] = {}
     saving_s = 0.0  # time spent writing earlier targets' checkpoints is not pruning time
+    done = tuple(t for t in (journal.saved_targets if journal else []) if (Path(by_target[t]) / "pruning.json").is_file())
+    for t in done:
+        records[t] = read_record(by_target[t])
 
     def save(target: float, pruner: Pruner, elapsed: float) -> None:
         nonlocal saving_s
@@ -203,12 +247,40 @@ def prune_to_checkpoint(model: str, calibration: str, latency: str | None, confi
         record = pruning_record(model, config, target, pruner, elapsed - saving_s, tokens, table)
         save_pruned(net, tokenizer, by_target[target], record)
         records[target] = record
+        if journal is not None:
+            journal.target_saved(target)
         saving_s += time.perf_counter() - t0
         log.info("%s x%g: %d sublayers removed, est. %.3fx, %.1fs -> %s", config.method, target,
                  len(record["removed"]), record["estimated_speedup"], record["wall_time_s"], by_target[target])
 
-    prune_model(net, tokens, table, config, on_target=save)
+    pruner = prune_model(net, tokens, table, config, on_target=save, execution=settings, journal=journal,
+                         skip_targets=done)
+    pruner.close()
+    if journal is not None:
+        journal.remove()
     return records
+
+
+def execution_settings(model_config, tokens: torch.Tensor, config: PruneConfig, device: str, dtype: str,
+                       execution: dict) -> dict:
+    """Check the plan against the budgets (one-line SprintError naming the term) and turn ``execution`` into the
+    pruner's settings: checkpoints spilled to disk when the plan's host total exceeds ``host_memory``."""
+    from sprint.methods.plan import plan_run, shapes_from_config
+    from sprint.model.loading import resolve_device, resolve_dtype
+
+    dev = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, "cuda" if dev == "auto" else dev)
+    shapes = shapes_from_config(model_config)
+    host_memory, gpu_memory = execution.get("host_memory"), execution.get("gpu_memory")
+    gpus = torch.cuda.device_count() if dev == "auto" else 1
+    plan = plan_run(shapes, int(tokens.shape[0]), int(tokens.shape[1]), config, device="cpu" if dev == "cpu" else "cuda",
+                    gpus=max(gpus, 1), dtype=str(torch_dtype).replace("torch.", ""), host_memory=host_memory,
+                    offload=bool(execution.get("offload")), model=str(model_config.name_or_path or "model"))
+    plan.check(host_memory, gpu_memory)
+    settings = {"dense_store": execution.get("dense_store", "disk"),
+                "spill_dir": execution.get("spill_dir") or os.environ.get("SPRINT_SPILL_DIR") or tempfile.gettempdir(),
+                "spill_checkpoints": "checkpoints" in plan.disk}
+    return settings
 
 
 def _as_list(t) -> list[float]:

@@ -46,6 +46,15 @@ class ShortGPTPruner(Pruner):
             X = Y
         return influence
 
+    def prepare_replay(self) -> None:
+        """Block influences are measured on the dense model once: measure them before the journal is replayed."""
+        self._order = sorted((bi, layer) for layer, bi in enumerate(self.block_influence()))
+
+    def replay(self, steps: list[dict]) -> None:
+        super().replay(steps)
+        gone = {r["layer"] for step in steps for r in step["removals"]}
+        self._order = [(bi, layer) for bi, layer in self._order if layer not in gone]
+
     def step(self) -> list[Removal]:
         if self._order is None:
             self._order = sorted((bi, layer) for layer, bi in enumerate(self.block_influence()))

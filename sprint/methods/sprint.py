@@ -28,19 +28,31 @@ Options where the authors' code departs from the paper (paper behaviour is the d
     reference="dense"   X^(d+1) of the unpruned model (Eq. 3, 5);  "current": the current pruned model (their code)
     distance="frobenius"  ||X − X̂||_F / ||X||_F (Eq. 5);  "l1": Σ_samples ||X_n − X̂_n||₁ / ||X_n||₁ (their code)
 The last MLP has no MLP above it and is never a candidate (as in the authors' code).
+
+Memory, bounded by design (issue 26; none of it changes a number, see sprint.methods.plan and docs/memory.md):
+    activations are stored in the model's dtype (``store_dtype`` may be narrower, never wider: the walk computes in
+    the model's dtype, so a wider copy would double the largest terms and gain nothing);
+    the dense references of all L MLPs go to spill files on local disk (``dense_store="disk"``, the default;
+    "memory" keeps them in host memory as before), one read back at a time;
+    checkpoints go to local disk too when they do not fit the host budget (``spill_checkpoints``);
+    tuned rows are kept in the model's dtype (the dtype they are written into the model in) and, with the dense
+    references on disk, in spill files until their candidate is removed.
 """
 
 from __future__ import annotations
 
 import logging
+import tempfile
 from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
 
+from sprint.errors import SprintError
 from sprint.measure.table import LatencyTable
+from sprint.methods import tuning
 from sprint.methods.base import Pruner, Removal
-from sprint.model.sublayers import CheckpointStore, SublayerView, sublayer_name
+from sprint.model.sublayers import CheckpointStore, SpillStore, SublayerView, sublayer_name
 from sprint.methods.tuning import TuningStats, tune_rows
 
 log = logging.getLogger("sprint")
@@ -63,7 +75,8 @@ class Score:
     pseudo: float
     sensitivity: float | None = None  # ζ after tuning (None until tuned)
     rows: torch.Tensor | None = None
-    weight: torch.Tensor | None = None  # float64 [k, I]: tuned rows of d's output projection
+    weight: torch.Tensor | None = None  # [k, I] in the model's dtype: tuned rows of d's output projection (None
+    # while they are spilled: ``SprintPruner.tuned_rows``)
 
 
 @dataclass
@@ -105,19 +118,36 @@ class SprintPruner(Pruner):
         distance: str = "frobenius",
         store_dtype: torch.dtype | None = None,
         progress: bool = True,
+        dense_store: str = "disk",
+        spill_dir: str | None = None,
+        spill_checkpoints: bool = False,
     ):
         super().__init__(view, calibration, latency)
+        if dense_store not in ("disk", "memory"):
+            raise SprintError(f"dense_store must be 'disk' or 'memory', got {dense_store!r}")
         self.latency_aware, self.tunability, self.exhaustive = VARIANTS[variant]
         self.beta, self.tune_ratio = beta, tune_ratio
         self.reference, self.distance = reference, distance
         self.progress = progress
         X0 = view.embed(calibration)
+        if store_dtype is not None and torch.empty(0, dtype=store_dtype).element_size() > X0.element_size():
+            raise SprintError(
+                f"store_dtype {str(store_dtype).replace('torch.', '')} is wider than the model's "
+                f"{str(X0.dtype).replace('torch.', '')}: the walk computes in the model's dtype, so wider stored "
+                "activations gain no precision and double the largest memory terms (leave it unset)")
         self.store_dtype = store_dtype or X0.dtype
-        self.checkpoints = CheckpointStore(view.num_sublayers, 1 if self.exhaustive else alpha, X0, self.store_dtype)
-        self.dense_ref: dict[int, torch.Tensor] = {}  # MLP sublayer d -> dense X^(d+1)
+        spill = spill_dir if spill_dir is not None else tempfile.gettempdir()
+        self.checkpoints = CheckpointStore(view.num_sublayers, 1 if self.exhaustive else alpha, X0, self.store_dtype,
+                                           spill=spill if spill_checkpoints else None)
+        on_disk = dense_store == "disk"
+        self.dense_ref = SpillStore(spill if on_disk else None, "dense")  # MLP sublayer d -> dense X^(d+1)
+        self.rows_store = SpillStore(spill if on_disk else None, "rows")  # s -> tuned rows of its cached score
+        self.peak_terms: dict[str, int] = {}  # the most bytes each term held (memory accounting)
         self.cache: dict[int, Score] = {}
         self._saved: dict[int, Saved] = {}  # s -> what its tuning needs, saved by the untuned walk that scored it
         inner = view.down_proj(0).weight.shape[1]
+        outer = view.down_proj(0).weight.shape[0]
+        self._stats_bytes = (inner * inner + inner * outer + outer) * 8
         tokens = calibration.numel()
         # Ẑ of one candidate is tokens x inner: on large calibration sets (SmolLM2 at 128 x 512: 400 MB) recompute
         # it from Y for the few candidates whose statistics are needed, rather than hold it during every scoring pass
@@ -130,11 +160,37 @@ class SprintPruner(Pruner):
             )
 
     @classmethod
-    def from_config(cls, view, calibration, latency, cfg, *, progress: bool = True, variant: str = "sprint"):
+    def from_config(cls, view, calibration, latency, cfg, *, progress: bool = True, variant: str = "sprint",
+                    execution: dict | None = None):
         store = getattr(torch, cfg.store_dtype) if cfg.store_dtype else None
         return cls(view, calibration, latency, variant=variant, alpha=cfg.alpha, beta=cfg.beta,
                    tune_ratio=cfg.tune_ratio, reference=cfg.reference, distance=cfg.distance, store_dtype=store,
-                   progress=progress)
+                   progress=progress, **(execution or {}))
+
+    # -- memory accounting ----------------------------------------------------------------------------------------
+    def memory_terms(self) -> dict[str, int]:
+        """Host bytes held now by each term of sprint.methods.plan that this pruner owns."""
+        emb = self.checkpoints.embeddings
+        saved = sum(e.nbytes(self.reference == "current") for e in self._saved.values())
+        return {
+            "embeddings": emb.numel() * emb.element_size(),
+            "checkpoints": self.checkpoints.store.nbytes(),
+            "dense references": self.dense_ref.nbytes(),
+            "held activations": saved,
+            "gram statistics": tuning.LIVE["now"] * self._stats_bytes,
+            "tuned rows": sum(sc.weight.numel() * sc.weight.element_size() for sc in self.cache.values()
+                              if sc.weight is not None) + self.rows_store.nbytes(),
+        }
+
+    def _account(self) -> None:
+        for k, v in self.memory_terms().items():
+            self.peak_terms[k] = max(self.peak_terms.get(k, 0), v)
+
+    def close(self) -> None:
+        """Remove the spill files."""
+        self.dense_ref.close()
+        self.rows_store.close()
+        self.checkpoints.store.close()
 
     # -- structure ----------------------------------------------------------------------------------------------
     @staticmethod
@@ -215,12 +271,19 @@ class SprintPruner(Pruner):
         """Tune d's output projection from the statistics and set the score's tuned sensitivity ζ and rows."""
         self.num_tunings += 1
         layer = score.tuned // 2
-        result = tune_rows(stats, self.view.down_proj(layer).weight, self.tune_ratio, err_rows)
-        score.rows, score.weight = result.rows, result.weight
+        w = self.view.down_proj(layer).weight
+        result = tune_rows(stats, w, self.tune_ratio, err_rows)
+        # the rows are written into the model in its dtype: rounding them now gives the same bits and halves
+        # (bf16: quarters) what a cached score holds
+        score.rows, score.weight = result.rows, result.weight.to(w.dtype)
         if self.distance == "l1":
             score.sensitivity = self._l1_after_tuning(layer, Y, ref, result)
         else:
             score.sensitivity = (result.error_sq / ref_sq) ** 0.5
+        if self.rows_store.on_disk:
+            self.rows_store.put(score.s, score.weight)
+            score.weight = None
+        self._account()
 
     def _l1_after_tuning(self, layer: int, Y: torch.Tensor, ref: torch.Tensor, result) -> float:
         view, down = self.view, self.view.down_proj(layer)
@@ -280,11 +343,15 @@ class SprintPruner(Pruner):
                 pending[j] = X
             X_next = view.apply(j, X)
             if j % 2 == 1:
+                here = [s for s in pending if upper[s] == j]
                 if self.reference == "dense" and j not in self.dense_ref:
                     assert not self.removed, "dense reference activations must come from the unpruned model"
-                    self.dense_ref[j] = X_next.to(self.store_dtype)
-                ref = self.dense_ref[j].to(X.dtype) if self.reference == "dense" else X_next
-                here = [s for s in pending if upper[s] == j]
+                    self.dense_ref.put(j, X_next.to(self.store_dtype))
+                    ref = X_next.to(self.store_dtype).to(X.dtype)  # what the store returns, without reading it
+                elif self.reference == "dense":
+                    ref = self.dense_ref.get(j).to(X.dtype) if here else None
+                else:
+                    ref = X_next
                 ref_sq = self._ref_sq(ref) if here else 0.0
                 for s in here:
                     scores[s] = self._score(s, j, pending.pop(s), ref, ref_sq, tuned, keep=keep)
@@ -294,6 +361,7 @@ class SprintPruner(Pruner):
                 if s != j:
                     pending[s] = view.apply(j, pending[s])
             X = X_next
+            self._account()
         bar.close()
         return scores
 
@@ -332,6 +400,29 @@ class SprintPruner(Pruner):
         best = min(chosen, key=lambda s: self.importance(s, self.cache[s].sensitivity))
         return self._remove(self.cache[best], tuned=True)
 
+    @torch.inference_mode()
+    def prepare_replay(self) -> None:
+        """The dense references come from the unpruned model: compute them (one dense pass) before the replay."""
+        if self.reference != "dense" or self.removed:
+            return
+        X = self.checkpoints.embeddings
+        for j in range(self.view.num_sublayers):
+            X = self.view.apply(j, X)
+            if j % 2 == 1 and j not in self.dense_ref:
+                self.dense_ref.put(j, X.to(self.store_dtype))
+
+    def replay(self, steps: list[dict]) -> None:
+        super().replay(steps)
+        if self.removed:
+            self.checkpoints.invalidate_above(min(self.removed_set))
+            for r in self.removed_set:
+                self.dense_ref.pop(r, None)
+        self.cache, self._saved = {}, {}
+
+    def tuned_rows(self, score: Score) -> torch.Tensor:
+        """The tuned rows of a score, from the score or its spill file."""
+        return score.weight if score.weight is not None else self.rows_store.get(score.s)
+
     def _remove(self, score: Score, tuned: bool) -> list[Removal]:
         r = score.s
         sensitivity = score.sensitivity if tuned else score.pseudo
@@ -339,12 +430,18 @@ class SprintPruner(Pruner):
         removal = Removal(layer, kind, self.importance(r, sensitivity), sensitivity, score.tuned // 2 if tuned else None)
         if tuned and score.rows is not None and len(score.rows):
             w = self.view.down_proj(score.tuned // 2).weight
+            rows = self.tuned_rows(score)
+            self.last_rows = (score.tuned // 2, score.rows, rows)  # for the journal (sprint.methods.journal)
             with torch.no_grad():
-                w[score.rows.to(w.device)] = score.weight.to(dtype=w.dtype, device=w.device)
+                w[score.rows.to(w.device)] = rows.to(dtype=w.dtype, device=w.device)
+        else:
+            self.last_rows = None
         self.record([removal])
         self.checkpoints.invalidate_above(r)
         self.cache = {s: sc for s, sc in self.cache.items() if sc.tuned < r and s != r}
         self._saved = {s: e for s, e in self._saved.items() if s in self.cache}
+        for s in [s for s in self.rows_store.keys() if s not in self.cache]:
+            self.rows_store.pop(s)
         self.dense_ref.pop(r, None)  # a removed MLP is nobody's upper MLP any more
         log.info(
             "removed %s %d (importance %.4g, sensitivity %.4g%s): est. latency %.4gs",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+import weakref
 from dataclasses import dataclass, field
 
 import torch
@@ -24,6 +25,11 @@ log = logging.getLogger("sprint")
 
 RIDGES = (0.0, 1e-9, 1e-6, 1e-3)  # relative to mean(diag G); 0 first: the paper's undamped solve
 SOLVE_TOLERANCE = 1e-6  # relative residual ||G x − C|| / ||C|| accepted from a Cholesky solve
+LIVE = {"now": 0, "peak": 0}  # TuningStats alive at once, and the most ever (memory accounting, sprint.methods.plan)
+
+
+def _released() -> None:
+    LIVE["now"] -= 1
 
 
 @dataclass
@@ -41,6 +47,12 @@ class TuningStats:
         self.gram = torch.zeros(self.inner, self.inner, dtype=torch.float64)
         self.cross = torch.zeros(self.inner, self.outer, dtype=torch.float64)
         self.target_sq = torch.zeros(self.outer, dtype=torch.float64)
+        LIVE["now"] += 1
+        LIVE["peak"] = max(LIVE["peak"], LIVE["now"])
+        weakref.finalize(self, _released)
+
+    def nbytes(self) -> int:
+        return (self.gram.numel() + self.cross.numel() + self.target_sq.numel()) * 8
 
     def add(self, z: torch.Tensor, b: torch.Tensor) -> None:
         """z [m, I], b [m, H] (any float dtype / device): fp32 matmuls, float64 accumulation on the CPU."""

@@ -9,9 +9,16 @@ accelerate's device_map works unchanged.
 
 from __future__ import annotations
 
+import contextlib
+import math
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -144,30 +151,134 @@ def _to(v, device):
     return v
 
 
+class SpillStore:
+    """Named tensors held in host memory or, with a ``directory``, in files on local disk (issue 26).
+
+    A spilled tensor is written once as its raw bytes and read back whole into a fresh tensor when asked for, so at
+    most the tensors in use are resident; the bytes are exactly those written (no number changes).  Plain reads and
+    writes rather than memory maps: pages of a mapped file that were read count in the process's RSS and in a Slurm
+    job's cgroup until the kernel evicts them, while a read copy is freed as soon as it is dropped.  The page cache
+    is told to drop each file after it is written and read (``posix_fadvise``), so the spill costs no host memory.
+    """
+
+    def __init__(self, directory: str | os.PathLike | None = None, prefix: str = "spill"):
+        self.directory = None
+        if directory is not None:
+            Path(directory).mkdir(parents=True, exist_ok=True)
+            self.directory = Path(tempfile.mkdtemp(prefix=f"sprint-{prefix}-", dir=directory))
+        self.memory: dict = {}
+        self.meta: dict = {}  # key -> (file, dtype, shape)
+        self.bytes_written = 0
+        self.bytes_read = 0
+
+    @property
+    def on_disk(self) -> bool:
+        return self.directory is not None
+
+    def __contains__(self, key) -> bool:
+        return key in self.memory or key in self.meta
+
+    def __len__(self) -> int:
+        return len(self.memory) + len(self.meta)
+
+    def keys(self) -> list:
+        return list(self.memory) + list(self.meta)
+
+    def put(self, key, tensor: torch.Tensor) -> None:
+        self.pop(key)
+        if not self.on_disk:
+            self.memory[key] = tensor
+            return
+        t = tensor.detach().contiguous().cpu()
+        path = self.directory / f"{len(self.meta)}-{abs(hash(key))}.bin"
+        with open(path, "wb") as fh:
+            t.view(torch.uint8).numpy().tofile(fh) if t.numel() else None
+            fh.flush()
+            _drop_cache(fh.fileno())
+        self.meta[key] = (path, t.dtype, tuple(t.shape))
+        self.bytes_written += t.numel() * t.element_size()
+
+    def get(self, key) -> torch.Tensor:
+        if key in self.memory:
+            return self.memory[key]
+        path, dtype, shape = self.meta[key]
+        with open(path, "rb") as fh:
+            raw = np.fromfile(fh, dtype=np.uint8)
+            _drop_cache(fh.fileno())
+        self.bytes_read += raw.nbytes
+        return torch.from_numpy(raw).view(dtype).reshape(shape)
+
+    def pop(self, key, default=None):
+        if key in self.memory:
+            return self.memory.pop(key)
+        if key in self.meta:
+            path, _, _ = self.meta.pop(key)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        return default
+
+    def nbytes(self) -> int:
+        """Bytes resident in host memory (spilled tensors: none)."""
+        return sum(t.numel() * t.element_size() for t in self.memory.values())
+
+    def disk_bytes(self) -> int:
+        return sum(math.prod(shape) * torch.empty(0, dtype=dtype).element_size() for _, dtype, shape in self.meta.values())
+
+    def close(self) -> None:
+        self.memory.clear()
+        self.meta.clear()
+        if self.directory is not None:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+    def __del__(self):
+        with contextlib.suppress(Exception):
+            self.close()
+
+
+def _drop_cache(fd: int) -> None:
+    if hasattr(os, "posix_fadvise"):
+        with contextlib.suppress(OSError):
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+
+
 class CheckpointStore:
     """Activation checkpoints (paper Sec. 3.4): the current model's input to sublayer p, at α uniform positions.
 
     Position 0 (the embeddings) is always a checkpoint and never goes stale.  Removing sublayer r (and tuning an
     MLP above it) leaves the checkpoints at positions <= r valid; the others are refreshed by the next walk.
+    ``spill``: a folder on local disk where the checkpoints other than position 0 are kept (:class:`SpillStore`),
+    when they do not fit the host budget.
     """
 
-    def __init__(self, num_sublayers: int, alpha: int, embeddings: torch.Tensor, dtype: torch.dtype | None = None):
+    def __init__(self, num_sublayers: int, alpha: int, embeddings: torch.Tensor, dtype: torch.dtype | None = None,
+                 spill: str | os.PathLike | None = None):
         alpha = max(1, min(alpha, num_sublayers))
         self.positions = sorted({round(k * num_sublayers / alpha) for k in range(alpha)})
         self.dtype = dtype or embeddings.dtype
-        self.data: dict[int, torch.Tensor] = {0: embeddings}
+        self.embeddings = embeddings
+        self.store = SpillStore(spill, "checkpoints")
+
+    @property
+    def data(self) -> dict[int, torch.Tensor]:
+        """Position -> activations (spilled ones are read back: for inspection and tests)."""
+        return {0: self.embeddings, **{p: self.store.get(p) for p in self.store.keys()}}
+
+    def held(self) -> list[int]:
+        return [0, *self.store.keys()]
 
     def start_for(self, s: int) -> tuple[int, torch.Tensor]:
-        p = max(q for q in self.data if q <= s)
-        return p, self.data[p].to(self.data[0].dtype)
+        p = max(q for q in self.held() if q <= s)
+        X = self.embeddings if p == 0 else self.store.get(p)
+        return p, X.to(self.embeddings.dtype)
 
     def offer(self, p: int, X: torch.Tensor) -> None:
-        if p in self.positions and p not in self.data:
-            self.data[p] = X.to(self.dtype, copy=True) if X.dtype != self.dtype else X
+        if p in self.positions and p not in self.held():
+            self.store.put(p, X.to(self.dtype, copy=True) if X.dtype != self.dtype else X)
 
     def invalidate_above(self, r: int) -> None:
-        for p in [q for q in self.data if q > r]:
-            del self.data[p]
+        for p in [q for q in self.store.keys() if q > r]:
+            self.store.pop(p)
 
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in self.data.values())
+        """Host bytes held (the embeddings included)."""
+        return self.embeddings.numel() * self.embeddings.element_size() + self.store.nbytes()

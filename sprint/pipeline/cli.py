@@ -74,6 +74,44 @@ def build_parser() -> argparse.ArgumentParser:
     add_prune_config_args(p)
     p.add_argument("--output", nargs="+", required=True,
                    help="checkpoint folder to write (atomically); one per target speedup, in the same order")
+    p.add_argument("--host-memory", default=None,
+                   help="host memory budget (e.g. 256GiB): the plan must fit it (else one-line error before loading "
+                        "anything); checkpoints go to local disk when they would not fit")
+    p.add_argument("--gpu-memory", default=None, help="per-GPU memory budget (e.g. 80GB): the plan must fit it")
+    p.add_argument("--spill-dir", default=None,
+                   help="local-disk folder for dense references, spilled checkpoints and tuned rows (default "
+                        "$SPRINT_SPILL_DIR, else $TMPDIR)")
+    p.add_argument("--dense-store", default="disk", choices=("disk", "memory"),
+                   help="SPRINT's dense references: spill files on local disk (default) or host memory")
+    p.add_argument("--no-resume", action="store_true",
+                   help="ignore and remove a journal of an interrupted run instead of resuming from it")
+
+
+    p = sub.add_parser("plan", help="predict peak host / GPU memory, local disk and step time of a prune run from the "
+                       "model's config.json alone; fail at once if it cannot fit the budgets",
+                       description="Loads no weight: the config (a local folder, or a hub id: config.json only), the "
+                       "calibration size, the method and its options and the device give each memory term and the "
+                       "time of the first step (FLOPs over a throughput measured on one decoder layer of the model's "
+                       "shapes, or --throughput). See sprint.methods.plan and docs/memory.md.")
+    p.add_argument("--model", required=True, help="local Hugging Face folder or hub id (only config.json is read)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (weights on the GPUs, activations in host memory)")
+    p.add_argument("--gpus", type=int, default=1, help="GPUs the weights are spread over (device cuda)")
+    p.add_argument("--dtype", default="auto", help="float32, float16, bfloat16 or auto (fp32 on CPU, bf16 on GPU)")
+    p.add_argument("--n", type=int, default=128, help="calibration windows (default 128)")
+    p.add_argument("--seq-len", type=int, default=2048, help="tokens per window (default 2048)")
+    p.add_argument("--method", default="sprint", choices=METHODS, metavar="METHOD")
+    p.add_argument("--target-speedup", type=float, nargs="+", default=[1.5])
+    add_prune_config_args(p)
+    p.add_argument("--layout", default="bounded", choices=("bounded", "legacy"),
+                   help="bounded: this code (dense references and tuned rows on local disk); legacy: the code before "
+                        "issue 26, for comparison")
+    p.add_argument("--offload", action="store_true", help="weights in host memory, one decoder layer on the GPU")
+    p.add_argument("--host-memory", default=None, help="host budget, e.g. 256GiB: fail if the plan exceeds it")
+    p.add_argument("--gpu-memory", default=None, help="per-GPU budget, e.g. 80GB: fail if the plan exceeds it")
+    p.add_argument("--disk-space", default=None, help="local disk budget for spill files")
+    p.add_argument("--throughput", default="measure",
+                   help="'measure' (a few seconds on one decoder layer of the model's shapes, on --device) or FLOP/s")
+    p.add_argument("--output", default=None, help="also write the plan as JSON here")
 
     p = sub.add_parser("evaluate", help="zero-shot accuracy, WikiText-2 perplexity and measured speedup -> metrics.json")
     _add_model_args(p)

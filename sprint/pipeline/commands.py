@@ -84,10 +84,20 @@ def prune(args: argparse.Namespace) -> None:
     params = {"model": model_name(args.model), "model_path": args.model, **cfg.as_params()}
     if method(cfg.method).kind in ONE_SHOT:  # one point per run (a sublayer run writes one per target)
         params["point"] = one_shot_point(cfg)
+    from sprint.methods.plan import parse_size
+
+    execution = {"host_memory": parse_size(args.host_memory), "gpu_memory": parse_size(args.gpu_memory),
+                 "spill_dir": args.spill_dir, "dense_store": args.dense_store}
+    if args.no_resume:
+        import shutil
+
+        from sprint.methods.journal import journal_dir
+
+        shutil.rmtree(journal_dir(args.output[-1]), ignore_errors=True)
     with stage_run("prune", params) as run:
         records = prune_to_checkpoint(
             model=args.model, calibration=args.calibration, latency=args.latency, config=cfg, output=args.output,
-            device=args.device, dtype=args.dtype,
+            device=args.device, dtype=args.dtype, execution=execution,
         )
         keys = ("estimated_speedup", "wall_time_s", "num_tunings", "peak_rss_mb", "sparsity", "sliced_hidden_size")
         for target, record in records.items():
@@ -96,6 +106,23 @@ def prune(args: argparse.Namespace) -> None:
                             | {f"{prefix}num_removed": len(record["removed"])})
         for target, out in zip(args.target_speedup or [None], args.output):  # one pruning.json per target, apart
             run.log_artifact(str(Path(out) / "pruning.json"), artifact_path=f"x{target:g}" if target else None)
+
+
+def plan(args: argparse.Namespace) -> None:
+    from sprint.methods import PruneConfig
+    from sprint.methods.plan import parse_size, plan_for, save_plan
+    from sprint.pipeline.options import prune_settings
+
+    cfg = PruneConfig(**prune_settings(args))
+    cfg.validate()
+    throughput = args.throughput if args.throughput == "measure" else float(args.throughput)
+    result = plan_for(args.model, args.n, args.seq_len, cfg, device=args.device, gpus=args.gpus, dtype=args.dtype,
+                      layout=args.layout, offload=args.offload, host_memory=parse_size(args.host_memory),
+                      throughput=throughput)
+    print(result.table())
+    if args.output:
+        save_plan(result, args.output)
+    result.check(parse_size(args.host_memory), parse_size(args.gpu_memory), parse_size(args.disk_space))
 
 
 def evaluate(args: argparse.Namespace) -> None:

@@ -1,0 +1,501 @@
+"""A plan before the run: peak host memory, peak memory per GPU, local disk and the time of one pruning step, each
+by term, from a model's ``config.json`` alone (no weight is loaded), the calibration size, the method and its
+options, and the device(s).  ``sprint plan`` prints it; ``sprint prune`` checks it against ``--host-memory`` /
+``--gpu-memory`` before it loads anything; :func:`plan_resources` turns it into a Slurm job's resources.
+
+Symbols: T = calibration tokens (n x seq_len), H = hidden width, I = MLP width, L = decoder layers, S = 2L
+sublayers, b = bytes per element of the model's dtype, P = parameters, α = checkpoints, β = candidates tuned per
+iteration, k = ceil(c·H) rows tuned, B = batch_size·seq_len tokens per chunk.
+
+Host memory terms (bytes; ``layout="bounded"`` is this code's default, ``layout="legacy"`` the code before issue 26):
+
+=================  =======================================================================================
+runtime            the Python process with torch and transformers imported (measured: 0.43 GiB on CPU; a CUDA
+                   context adds about 1 GiB of host memory)
+weights            P·b on the CPU device; 0 when the weights live on GPUs (their load peak is ``load``);
+                   with ``offload`` the weights stay in host memory (P·b) and one decoder layer is on the GPU
+embeddings         X^(0) = T·H·b: checkpoint 0, always held
+checkpoints        (α' − 1)·T·H·b, α' = the number of distinct checkpoint positions; spilled to local disk
+                   (not host) when they do not fit the host budget
+dense references   L·T·H·b, held for every MLP (legacy: in host memory; bounded: in spill files on local disk,
+                   one resident at a time, counted in ``walk``)
+walk               the walk's live activations: the current input and output of a sublayer, the pruned paths
+                   still pending and the reference read back: 5·T·H·b (legacy: 3·T·H·b, its references alias the
+                   walk's tensors during the first walk)
+held activations   what the walk saves for later tunings (``sprint.methods.sprint.HELD_BYTES``) when T·H·b fits
+gram statistics    float64 (I² + I·H + H)·8 per candidate: β + 1 at once when the saved activations do not fit
+                   the held budget (the walk keeps the β best candidates' statistics), else 1
+tuning             the solve's float64 temporaries: Cholesky factor I²·8 (ridge: another I²·8), and
+                   (H·I + 3·I·k)·8 for the weight copy, right-hand side, solution and G·x
+tuned rows         cached tuned rows of output projections: legacy float64 k·I·8 for up to 2L − 1 cached
+                   candidates; bounded: model dtype, spilled to local disk, one resident (k·I·b)
+=================  =======================================================================================
+
+GPU memory terms (``torch.cuda.max_memory_allocated``; the CUDA context and allocator slack are not in it):
+weights (P·b / GPUs; offload: the largest decoder layer, twice while the next one is copied), chunk activations
+(the MLP's B·(2I + 4H)·b plus the attention's B·(2H + 4·kv·hd)·b), the Gram statistics' fp32 partial products
+(I²·4 + I·H·4 + B·(I + H)·4).
+
+Time of one step: the first step is a full walk (every candidate's pruned path, 2L − 1 attention and 3L − 1 MLP
+evaluations over T tokens) and β tunings (statistics over T tokens, a float64 Cholesky and solve on the host); later
+steps walk from the checkpoint below the last removal, so they cost less, by an amount the removal decides.  Time =
+FLOPs / throughput per kind, the throughputs measured by :func:`benchmark` on one decoder layer of the model's real
+shapes (or given).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sprint.errors import SprintError
+
+GiB = 2**30
+RUNTIME_HOST = int(0.43 * GiB)  # python + torch + transformers + sprint imported (measured on this CPU: 445 MB)
+CUDA_CONTEXT_HOST = 1 * GiB  # host memory a CUDA context and its libraries add (approximate; not measured here)
+HELD_BYTES = 256 * 2**20  # sprint.methods.sprint.HELD_BYTES (kept equal by a test)
+BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
+
+
+# -- sizes ----------------------------------------------------------------------------------------------------------
+def parse_size(text: str | int | float | None) -> int | None:
+    """'256GiB', '80GB', '512M', '1.5T', a number of bytes -> bytes (GiB/G binary; GB decimal)."""
+    if text is None or text == "":
+        return None
+    if isinstance(text, (int, float)):
+        return int(text)
+    m = re.fullmatch(r"\s*([0-9.]+)\s*([kKmMgGtT]?)(i?)([bB]?)\s*", str(text))
+    if not m:
+        raise SprintError(f"memory size {text!r}: expected a number with an optional unit (e.g. 256GiB, 80GB, 48G)")
+    value, unit, binary, b = m.groups()
+    power = " kmgt".index(unit.lower()) if unit else 0
+    base = 1000 if (b and not binary and unit) else 1024
+    return int(float(value) * base**power)
+
+
+def gib(n: float) -> str:
+    return f"{n / GiB:.2f} GiB"
+
+
+# -- shapes ---------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Shapes:
+    """What the plan needs of a model: its decoder's shapes and parameter count (from the config alone)."""
+
+    layers: int
+    hidden: int
+    intermediate: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    vocab: int
+    params: int  # unique parameters (tied embeddings once)
+    layer_params: int  # one decoder layer
+    tied: bool
+    config_dtype: str | None = None
+
+    @property
+    def attn_flops_per_token(self) -> float:
+        """Matmul FLOPs of one attention sublayer per token, causal core at mean context seq/2 (see attn_core)."""
+        q, kv = self.heads * self.head_dim, self.kv_heads * self.head_dim
+        return 2.0 * self.hidden * (q + 2 * kv) + 2.0 * q * self.hidden
+
+    def attn_core_flops_per_token(self, seq_len: int) -> float:
+        return 2.0 * 2 * self.heads * self.head_dim * (seq_len + 1) / 2
+
+    @property
+    def mlp_flops_per_token(self) -> float:
+        return 6.0 * self.hidden * self.intermediate
+
+
+def shapes_from_config(config) -> Shapes:
+    """Shapes of a transformers config (parameters counted on the meta device: nothing is allocated)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from sprint.model.modeling_sprint import adapter_for, decoder_layers
+
+    adapter_for(config)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    params = sum(p.numel() for p in model.parameters())  # parameters() yields a tied weight once
+    layer_params = sum(p.numel() for p in decoder_layers(model)[0].parameters())
+    heads = config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    dtype = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+    return Shapes(layers=config.num_hidden_layers, hidden=config.hidden_size, intermediate=config.intermediate_size,
+                  heads=heads, kv_heads=getattr(config, "num_key_value_heads", None) or heads, head_dim=head_dim,
+                  vocab=config.vocab_size, params=params, layer_params=layer_params,
+                  tied=bool(getattr(config, "tie_word_embeddings", False)),
+                  config_dtype=str(dtype).replace("torch.", "") if dtype is not None else None)
+
+
+def load_model_config(name: str):
+    """A model's config from a local folder or a hub id (only config.json is fetched)."""
+    from sprint.model.loading import load_config
+
+    return load_config(name)
+
+
+# -- throughput -----------------------------------------------------------------------------------------------------
+@dataclass
+class Throughput:
+    """FLOP/s per kind of work: attention and MLP sublayers and Gram statistics on the execution device (in the
+    model's dtype; statistics in fp32), the float64 solve on the host; ``source``: measured or given."""
+
+    attn: float
+    mlp: float
+    stats: float
+    solve: float
+    device: str = "given"
+    source: str = "given"
+
+    @classmethod
+    def given(cls, flops: float, solve: float | None = None, device: str = "given") -> "Throughput":
+        return cls(flops, flops, flops, solve if solve is not None else 2e11, device, "given")
+
+
+def benchmark(shapes: Shapes, seq_len: int, batch_size: int = 8, device: str = "cpu", dtype: str = "float32",
+              tokens: int | None = None, repeats: int = 2) -> Throughput:
+    """Measure the throughputs on one random decoder layer of the model's real shapes (a few seconds).
+
+    The attention and MLP sublayers run on one chunk of ``tokens`` (default: one window of seq_len, at most a
+    chunk) and are timed after a warm-up; the Gram statistics' fp32 matmul on the same rows at width min(I, 4096)
+    and the float64 Cholesky + solve at width min(I, 2048) are scaled by their FLOPs.
+    """
+    import torch
+
+    from sprint.methods.tuning import gram
+
+    torch_dtype = getattr(torch, dtype)
+    dev = torch.device(device)
+    layer = _one_layer(shapes, torch_dtype, dev)
+    windows = max(1, min(batch_size, (tokens or seq_len) // seq_len))
+    x = torch.randn(windows, seq_len, shapes.hidden, dtype=torch_dtype, device=dev) * 0.1
+    T = windows * seq_len
+    pos = torch.arange(seq_len, device=dev)[None].expand(windows, -1)
+    rope = layer["rope"](x, pos)
+
+    def attn():
+        return layer["attn"](hidden_states=layer["norm"](x), position_embeddings=rope, attention_mask=None)[0]
+
+    def mlp():
+        return layer["mlp"](layer["norm2"](x))
+
+    t_attn = _time(attn, dev, repeats)
+    t_mlp = _time(mlp, dev, repeats)
+    w = min(shapes.intermediate, 4096)
+    z = torch.randn(T, w, device=dev)
+    t_gram = _time(lambda: gram(z), dev, repeats)
+    n = min(shapes.intermediate, 2048)
+    a = torch.randn(n + 16, n, dtype=torch.float64)
+    g = a.T @ a + n * torch.eye(n, dtype=torch.float64)
+    rhs = torch.randn(n, n, dtype=torch.float64)
+
+    def solve():
+        f = torch.linalg.cholesky(g)
+        x_ = torch.cholesky_solve(rhs, f)
+        return g @ x_
+
+    t_solve = _time(solve, torch.device("cpu"), repeats)
+    attn_flops = T * (shapes.attn_flops_per_token + shapes.attn_core_flops_per_token(seq_len))
+    return Throughput(
+        attn=attn_flops / t_attn, mlp=T * shapes.mlp_flops_per_token / t_mlp,
+        stats=T * 2.0 * w * w * 5 / 8 / t_gram, solve=(n**3 / 3 + 4.0 * n**3) / t_solve,
+        device=_device_name(dev), source="measured",
+    )
+
+
+def _device_name(dev) -> str:
+    import torch
+
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
+    import platform
+
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def _time(fn, dev, repeats: int) -> float:
+    import torch
+
+    with torch.inference_mode():
+        fn()  # warm-up
+        best = math.inf
+        for _ in range(repeats):
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            t0 = time.perf_counter()
+            fn()
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def _one_layer(shapes: Shapes, dtype, dev) -> dict:
+    """One Llama decoder layer of the given shapes with small random weights, and its rotary embedding."""
+    import torch
+    from transformers import LlamaConfig
+    from transformers.models.llama.modeling_llama import LlamaDecoderLayer, LlamaRotaryEmbedding
+
+    cfg = LlamaConfig(hidden_size=shapes.hidden, intermediate_size=shapes.intermediate,
+                      num_attention_heads=shapes.heads, num_key_value_heads=shapes.kv_heads, head_dim=shapes.head_dim,
+                      num_hidden_layers=1, vocab_size=8, attn_implementation="sdpa")
+    with torch.device(dev):
+        layer = LlamaDecoderLayer(cfg, 0).to(dtype)
+        rope = LlamaRotaryEmbedding(cfg)
+    with torch.no_grad():
+        for p in layer.parameters():
+            if p.dim() == 2:
+                p.normal_(0, 0.02)
+    layer.eval()
+    return {"attn": layer.self_attn, "mlp": layer.mlp, "norm": layer.input_layernorm,
+            "norm2": layer.post_attention_layernorm, "rope": rope}
+
+
+# -- the plan -------------------------------------------------------------------------------------------------------
+@dataclass
+class Plan:
+    """Peak memory and step time by term.  ``host`` / ``gpu`` / ``disk``: term -> bytes (``gpu`` per GPU);
+    ``step_s``: term -> seconds of the first step; the peaks are the sums (terms are counted as if they peaked
+    together: an upper bound on the real peak, whose error the validation table reports)."""
+
+    model: str
+    tokens: int
+    n: int
+    seq_len: int
+    method: str
+    device: str
+    gpus: int
+    dtype: str
+    layout: str
+    host: dict[str, int] = field(default_factory=dict)
+    gpu: dict[str, int] = field(default_factory=dict)
+    disk: dict[str, int] = field(default_factory=dict)
+    step_s: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, Any] = field(default_factory=dict)
+    throughput: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def host_peak(self) -> int:
+        return max(sum(self.host.values()), self.counts.get("load_peak_host", 0))
+
+    @property
+    def gpu_peak(self) -> int:
+        return sum(self.gpu.values())
+
+    @property
+    def disk_total(self) -> int:
+        return sum(self.disk.values())
+
+    @property
+    def step_time(self) -> float:
+        return sum(self.step_s.values())
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.update(host_peak=self.host_peak, gpu_peak=self.gpu_peak, disk_total=self.disk_total,
+                 step_time_s=self.step_time)
+        return d
+
+    def check(self, host_memory: int | None = None, gpu_memory: int | None = None,
+              disk_space: int | None = None) -> None:
+        """Raise a one-line SprintError naming the largest term and the budget when a peak exceeds a budget."""
+        for what, total, terms, budget, flag in (
+            ("host memory", self.host_peak, self.host, host_memory, "--host-memory"),
+            ("GPU memory", self.gpu_peak, self.gpu, gpu_memory, "--gpu-memory"),
+            ("local disk", self.disk_total, self.disk, disk_space, "--disk-space"),
+        ):
+            if budget is not None and total > budget:
+                term, size = max(terms.items(), key=lambda kv: kv[1]) if terms else ("total", total)
+                per = " per GPU" if what == "GPU memory" else ""
+                raise SprintError(
+                    f"{self.method} on {self.model} with {self.n}x{self.seq_len} calibration tokens needs "
+                    f"{gib(total)} of {what}{per} but {flag} is {gib(budget)}: its largest term is {term} "
+                    f"({gib(size)})")
+
+    def table(self) -> str:
+        rows = [f"plan: {self.method} on {self.model}, {self.n}x{self.seq_len} tokens, {self.dtype} on {self.device}"
+                f" x{self.gpus}, layout {self.layout}"]
+        for name, terms, total in (("host", self.host, self.host_peak), (f"gpu (each of {self.gpus})", self.gpu,
+                                                                          self.gpu_peak), ("disk", self.disk,
+                                                                                           self.disk_total)):
+            rows.append(f"  {name}: {gib(total)}")
+            rows += [f"    {k:<18} {gib(v):>12}" for k, v in terms.items()]
+        rows.append(f"  first step: {self.step_time:.1f} s  ({self.throughput.get('source', '?')} throughput on "
+                    f"{self.throughput.get('device', '?')})")
+        rows += [f"    {k:<18} {v:>10.2f} s" for k, v in self.step_s.items()]
+        rows += [f"  note: {n}" for n in self.notes]
+        return "\n".join(rows)
+
+
+def checkpoint_positions(num_sublayers: int, alpha: int) -> list[int]:
+    """sprint.model.sublayers.CheckpointStore's positions (kept equal by a test)."""
+    alpha = max(1, min(alpha, num_sublayers))
+    return sorted({round(k * num_sublayers / alpha) for k in range(alpha)})
+
+
+def plan_run(shapes: Shapes, n: int, seq_len: int, cfg, *, device: str = "cpu", gpus: int = 1,
+             dtype: str = "float32", layout: str = "bounded", offload: bool = False, host_memory: int | None = None,
+             throughput: Throughput | None = None, model: str = "model", ridge: bool = False) -> Plan:
+    """The plan of pruning a model of ``shapes`` with ``cfg`` (a :class:`sprint.methods.PruneConfig`).
+
+    ``device``: "cpu" (everything in host memory) or "cuda" (weights on ``gpus`` GPUs, activations in host memory,
+    as :class:`sprint.model.sublayers.SublayerView` keeps them); ``layout``: "bounded" (dense references, spilled
+    checkpoints and tuned rows on local disk) or "legacy" (the code before issue 26, for comparison);
+    ``host_memory``: the budget over which checkpoints are spilled to disk (bounded layout).
+    """
+    from sprint.methods import method as method_entry
+
+    if layout not in ("bounded", "legacy"):
+        raise SprintError(f"layout must be 'bounded' or 'legacy', got {layout!r}")
+    entry = method_entry(cfg.method)
+    b = BYTES[dtype]
+    sb = BYTES[cfg.store_dtype] if getattr(cfg, "store_dtype", None) else b
+    L, H, I = shapes.layers, shapes.hidden, shapes.intermediate
+    S, T = 2 * L, n * seq_len
+    act = T * H * sb  # one activation tensor of the whole calibration set
+    on_gpu = device.startswith("cuda")
+    p = Plan(model=model, tokens=T, n=n, seq_len=seq_len, method=cfg.method, device=device, gpus=gpus if on_gpu else 0,
+             dtype=dtype, layout=layout)
+    host, gpu, disk = p.host, p.gpu, p.disk
+    weights = shapes.params * b
+    host["runtime"] = RUNTIME_HOST + (CUDA_CONTEXT_HOST if on_gpu else 0)
+    host["weights"] = weights if (not on_gpu or offload) else 0
+    p.counts["load_peak_host"] = host["runtime"] + weights  # from_pretrained holds the weights in host memory once
+    host["embeddings"] = T * H * b
+    variant = entry.settings.get("variant") if entry.kind == "sublayer" else None
+    k = max(1, math.ceil(getattr(cfg, "tune_ratio", 1.0) * H))
+    chunk = min(cfg.batch_size, n) * seq_len
+    if variant is not None:  # SPRINT and its ablations
+        _, tunability, exhaustive = {"sprint": (1, 1, 0), "sprint-l": (0, 1, 0), "sprint-t": (1, 0, 0),
+                                     "sprint-e": (1, 1, 1)}[variant]
+        positions = checkpoint_positions(S, 1 if exhaustive else cfg.alpha)
+        ck = (len(positions) - 1) * act
+        reference_dense = cfg.reference == "dense"
+        dense = L * act if reference_dense else 0
+        if layout == "legacy":
+            host["checkpoints"] = ck
+            host["dense references"] = dense
+            host["walk"] = 3 * act
+        else:
+            spill_ck = host_memory is not None and sum(host.values()) + ck + dense * 0 + 5 * act > host_memory
+            host["checkpoints"] = 0 if spill_ck else ck
+            if spill_ck:
+                disk["checkpoints"] = ck
+                p.notes.append("checkpoints spilled to local disk: they do not fit --host-memory")
+            disk["dense references"] = dense
+            host["walk"] = (5 if reference_dense else 4) * act
+        held = min(HELD_BYTES, T * H * b)
+        host["held activations"] = held
+        stats_bytes = (I * I + I * H + H) * 8
+        big = act > HELD_BYTES or (T * I * b > HELD_BYTES and 2 * act > HELD_BYTES)
+        if tunability:
+            n_stats = (cfg.beta + 1) if (big and not exhaustive) else 1
+            host["gram statistics"] = n_stats * stats_bytes
+            host["tuning"] = (I * I * (2 if ridge else 1) + H * I + 3 * I * k) * 8
+            if layout == "legacy":
+                host["tuned rows"] = (S - 1) * k * I * 8
+            else:
+                host["tuned rows"] = k * I * (8 + b)  # the fresh float64 result and its model-dtype copy
+                disk["tuned rows"] = (S - 1) * k * I * b
+        p.counts.update(positions=positions, stats_at_once=n_stats if tunability else 0, rows_tuned=k)
+        # the first step: a full walk, then β tunings
+        n_attn, n_mlp = 2 * L - 1, 3 * L - 1
+        tunings = 0 if not tunability else (S - 1 if exhaustive else min(cfg.beta, S - 1))
+        p.counts.update(attn_evals=n_attn, mlp_evals=n_mlp, tunings=tunings)
+    else:
+        host["walk"] = 3 * act
+        n_attn, n_mlp, tunings = L, L, 0
+        if entry.kind == "sublayer" and entry.settings.get("unit") in ("layer", "sublayer"):
+            units = L - 2 if entry.settings["unit"] == "layer" else S
+            n_attn = L + units * L // 2  # each unit runs its pruned path to the top: ~L/2 layers on average
+            n_mlp = n_attn
+            p.notes.append("perplexity-greedy step: each candidate runs to the top and through the LM head")
+        p.counts.update(attn_evals=n_attn, mlp_evals=n_mlp, tunings=0)
+    # GPU
+    if on_gpu:
+        layer_bytes = shapes.layer_params * b
+        gpu["weights"] = 2 * layer_bytes + 2 * shapes.vocab * H * b if offload else math.ceil(weights / gpus)
+        gpu["chunk activations"] = chunk * (2 * I + 4 * H) * b + chunk * (2 * H + 4 * shapes.kv_heads *
+                                                                          shapes.head_dim) * b
+        if variant is not None and host.get("gram statistics"):
+            gpu["gram partials"] = (I * I + I * H) * 4 + chunk * (I + H) * 4
+    else:
+        host["chunk activations"] = chunk * (2 * I + 4 * H) * b + chunk * (I + H) * 4
+    # time
+    tp = throughput or Throughput.given(1e12)
+    p.throughput = asdict(tp)
+    attn_flops = T * (shapes.attn_flops_per_token + shapes.attn_core_flops_per_token(seq_len))
+    p.step_s["attention"] = n_attn * attn_flops / tp.attn
+    p.step_s["mlp"] = n_mlp * T * shapes.mlp_flops_per_token / tp.mlp
+    if tunings:
+        recompute = T * 4.0 * H * I  # gate and up projections again, when the walk did not hold Ẑ
+        p.step_s["statistics"] = tunings * (T * (2.0 * I * I * 5 / 8 + 2.0 * I * H) / tp.stats + recompute / tp.mlp)
+        p.step_s["solve"] = tunings * (I**3 / 3 + 4.0 * I * I * k) / tp.solve
+    return p
+
+
+def plan_for(model: str, n: int, seq_len: int, cfg, *, device: str = "cpu", gpus: int = 1, dtype: str = "auto",
+             layout: str = "bounded", offload: bool = False, host_memory: int | None = None,
+             throughput: Throughput | str | float | None = "measure") -> Plan:
+    """:func:`plan_run` from a model name (local folder or hub id: its config.json only).  ``throughput``: a
+    :class:`Throughput`, a FLOP/s number, or "measure" (:func:`benchmark` on ``device``)."""
+    config = load_model_config(model)
+    shapes = shapes_from_config(config)
+    if dtype == "auto":
+        dtype = "float32" if device == "cpu" else "bfloat16"
+    if throughput == "measure":
+        throughput = benchmark(shapes, seq_len, cfg.batch_size, "cuda" if device.startswith("cuda") else "cpu", dtype)
+    elif isinstance(throughput, (int, float)):
+        throughput = Throughput.given(float(throughput))
+    return plan_run(shapes, n, seq_len, cfg, device=device, gpus=gpus, dtype=dtype, layout=layout, offload=offload,
+                    host_memory=host_memory, throughput=throughput, model=model)
+
+
+def steps_to_target(shapes: Shapes, target: float, t_attn_share: float = 0.5) -> int:
+    """A rough count of removal steps for a target speedup: the latency to remove, (1 − 1/X) of the dense time,
+    over the saving of one sublayer (``t_attn_share``: the share of a layer's time its attention takes)."""
+    per_sublayer = 1.0 / (2 * shapes.layers)
+    return max(1, math.ceil((1 - 1 / target) / per_sublayer))
+
+
+def plan_resources(entry: dict, shapes: Shapes | None = None, throughput: float = 1e14, margin: float = 1.25) -> dict:
+    """Slurm resources of a prune job from a configuration entry (for the Slurm profile).
+
+    ``entry``: {"model": folder or hub id (or ``shapes``), "n", "seq_len", "method", "target_speedup", "device",
+    "gpus", "dtype", and any PruneConfig field}.  Returns {"mem_mb": host peak x margin, "gpus": GPUs asked for
+    (more when the weights do not fit one, unless "offload"), "runtime_min": first-step time x steps x margin,
+    "disk_mb": local disk, "gpu_mem_mb": per-GPU peak}.  ``throughput``: FLOP/s assumed for the GPU (default
+    1e14, a conservative A100 bf16 figure), since a login node cannot measure the compute node's device.
+    """
+    from sprint.methods import PruneConfig
+
+    fields = set(PruneConfig.__dataclass_fields__)
+    cfg = PruneConfig(**{k: v for k, v in entry.items() if k in fields})
+    device = entry.get("device", "cuda")
+    if shapes is None:
+        shapes = shapes_from_config(load_model_config(entry["model"]))
+    dtype = entry.get("dtype", "bfloat16" if device != "cpu" else "float32")
+    gpus = int(entry.get("gpus", 1)) if device != "cpu" else 0
+    plan = plan_run(shapes, entry.get("n", 128), entry.get("seq_len", 2048), cfg, device=device, gpus=max(gpus, 1),
+                    dtype=dtype, offload=bool(entry.get("offload")),
+                    host_memory=parse_size(entry.get("host_memory")),
+                    throughput=Throughput.given(throughput, device="assumed"), model=str(entry.get("model")))
+    steps = steps_to_target(shapes, max(cfg.targets or [1.5]))
+    return {"mem_mb": math.ceil(plan.host_peak * margin / 2**20), "gpus": gpus,
+            "runtime_min": math.ceil(plan.step_time * steps * margin / 60) + 10,
+            "disk_mb": math.ceil(plan.disk_total / 2**20), "gpu_mem_mb": math.ceil(plan.gpu_peak / 2**20)}
+
+
+def save_plan(plan: Plan, path: str | Path) -> None:
+    from sprint.io import atomic_write_text
+
+    atomic_write_text(path, json.dumps(plan.to_dict(), indent=1) + "\n")
