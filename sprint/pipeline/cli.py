@@ -59,6 +59,24 @@ def build_parser() -> argparse.ArgumentParser:
                    "hand-written) against the model and write it to --output, noting where it came from")
     p.add_argument("--output", required=True)
 
+    p = sub.add_parser("latency-sweep", help="the paper's Fig. 3a: latency against the number of removed MHA and of "
+                       "removed MLP sublayers, beside the latency table's linear prediction -> JSON",
+                       description="Time the dense model and the model with n attention / n MLP sublayers removed "
+                       "(n = round(f L) for each share f, up to L - 1, from the top down as the profile removes them) "
+                       "in the same interleaved rounds under the latency protocol; write each point's latency with "
+                       "its 95%% CI and the linear prediction of the latency profile (from the same rounds) and of "
+                       "--latency. See sprint.measure.latency_sweep.")
+    _add_model_args(p)
+    p.add_argument("--prompt-len", type=int, default=1024, help="random prompt tokens per generate (default 1024)")
+    p.add_argument("--gen-len", type=int, default=512, help="new tokens per generate (default 512)")
+    add_protocol_args(p, Protocol())
+    p.add_argument("--fractions", default="0.25,0.5,0.75,1",
+                   help="shares of the layers whose sublayers of one kind are removed (1 = all but the last layer)")
+    p.add_argument("--fraction", type=float, default=0.25, help="the profile's share, whose line is predicted")
+    p.add_argument("--latency", default=None, help="latency.json whose linear prediction is recorded beside them")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--output", required=True)
+
     p = sub.add_parser("prune", help="prune sublayers until the estimated speedup reaches the target (or weights, at "
                        "a sparsity)", description="Methods: " + "; ".join(
                            f"{m.name}: {m.summary} [{m.kind}]" for m in REGISTRY.values()) + ". Kinds: " + "; ".join(
@@ -115,12 +133,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="zero-shot accuracy, WikiText-2 perplexity and measured speedup -> metrics.json")
     _add_model_args(p)
-    p.add_argument("--tasks", default="arc_challenge,arc_easy,boolq,hellaswag,piqa")
+    p.add_argument("--tasks", default="arc_challenge,arc_easy,boolq,hellaswag,piqa",
+                   help="comma-separated lm-eval task names; offline, those of the data mirror (arc_challenge, "
+                        "arc_easy, boolq, copa, hellaswag, openbookqa, piqa, winogrande)")
     p.add_argument("--limit", type=int, default=None, help="seeded random subset size per task (default: all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--mirror", default=None, help="offline data mirror (default: $SPRINT_DATA_MIRROR; unset = hub)")
     p.add_argument("--ppl-seq-len", type=int, default=2048)
     p.add_argument("--ppl-max-windows", type=int, default=None, help="cap on perplexity windows (default: all)")
+    p.add_argument("--heldout-ppl", default="none",
+                   help="held-out perplexity corpora scored like WikiText-2 (same windows), comma-separated: "
+                        "hellaswag_gold (never calibrated on), or none (default)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--latency", default=None,
                    help="latency.json: also measure the real speedup over the dense model at its prompt/gen lengths")

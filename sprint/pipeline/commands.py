@@ -134,15 +134,39 @@ def evaluate(args: argparse.Namespace) -> None:
     params = {"model": model_name(args.model), "checkpoint": args.model, "method": record["method"],
               "target_speedup": record["target_speedup"], "point": record["point"], "seed": record["prune_seed"],
               "eval_seed": args.seed,
-              **{k: getattr(args, k) for k in ("tasks", "limit", "ppl_seq_len", "ppl_max_windows", "dense_model")}}
+              **{k: getattr(args, k) for k in ("tasks", "limit", "ppl_seq_len", "ppl_max_windows", "dense_model",
+                                               "heldout_ppl")}}
+    heldout = [c for c in args.heldout_ppl.split(",") if c and c != "none"]
     with stage_run("evaluate", params) as run:
         metrics = evaluate_to_file(
             model=args.model, output=args.output, tasks=args.tasks.split(","), limit=args.limit, seed=args.seed,
             mirror=args.mirror, ppl_seq_len=args.ppl_seq_len, ppl_max_windows=args.ppl_max_windows,
             batch_size=args.batch_size, latency=args.latency, device=args.device, dtype=args.dtype,
-            dense_model=args.dense_model, protocol=protocol_settings(args),
+            dense_model=args.dense_model, protocol=protocol_settings(args), heldout=heldout,
         )
         run.log_metrics(mlflow_metrics(metrics))
+        run.log_artifact(args.output)
+
+
+def latency_sweep(args: argparse.Namespace) -> None:
+    from sprint.errors import SprintError
+    from sprint.measure.latency_sweep import sweep_to_file
+    from sprint.measure.protocol import Protocol
+    from sprint.pipeline.options import protocol_settings
+    from sprint.pipeline.tracking import stage_run
+
+    try:
+        fractions = [float(f) for f in args.fractions.split(",") if f]
+    except ValueError:
+        raise SprintError(f"--fractions: expected comma-separated numbers in (0, 1], got {args.fractions!r}") from None
+    protocol = Protocol(prompt_len=args.prompt_len, gen_len=args.gen_len, seed=args.seed, **protocol_settings(args))
+    params = {"model": args.model, "fractions": args.fractions, "fraction": args.fraction, "latency": args.latency,
+              **protocol.to_dict()}
+    with stage_run("latency-sweep", params) as run:
+        document = sweep_to_file(args.model, args.output, protocol, args.device, args.dtype, fractions, args.fraction,
+                                 args.latency)
+        run.log_metrics({f"ratio/{p['kind']}/{p['removed']}": p["ratio"]["value"] for p in document["points"]}
+                        | {"dense_s": document["dense_s"]["value"], "rounds": document["rounds"]})
         run.log_artifact(args.output)
 
 
@@ -170,8 +194,13 @@ def mlflow_metrics(metrics: dict) -> dict[str, float]:
         out[f"acc/{task}"] = row["value"]
         if row.get("stderr") is not None:
             out[f"acc_stderr/{task}"] = row["stderr"]
-    if metrics.get("wikitext2_ppl_ci"):
-        out["wikitext2_ppl_lo"], out["wikitext2_ppl_hi"] = metrics["wikitext2_ppl_ci"]
+        if row.get("chance") is not None:
+            out[f"chance/{task}"] = row["chance"]
+        if row.get("majority_rate") is not None:
+            out[f"majority/{task}"] = row["majority_rate"]
+    for key, ci in metrics.items():  # wikitext2_ppl_ci and each held-out corpus's
+        if key.endswith("_ppl_ci") and ci:
+            out[f"{key[:-3]}_lo"], out[f"{key[:-3]}_hi"] = ci
     speed = metrics.get("speedup")
     if speed:
         out.update({"measured_speedup_lo": speed["ci95"][0], "measured_speedup_hi": speed["ci95"][1],

@@ -259,6 +259,7 @@ def test_the_command_line_names_an_unknown_task_in_one_line(monkeypatch, capsys)
     from sprint.pipeline.cli import main
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("SPRINT_MLFLOW", "0")
     status = main(["evaluate", "--model", "/nonexistent/model", "--tasks", "arc_easy,mmlu", "--mirror", str(MIRROR),
                    "--output", "/nonexistent/m.json"])
     lines = capsys.readouterr().err.strip().splitlines()

@@ -1,4 +1,5 @@
-# Stage 5, evaluation: zero-shot accuracy and WikiText-2 perplexity for the dense model and every pruned checkpoint.
+# Stage 5, evaluation: zero-shot accuracy (tasks by lm-eval name), WikiText-2 perplexity and that of the held-out
+# corpora of evaluate.heldout_ppl (same windows) for the dense model and every pruned checkpoint.
 # With latency.speedups: apart, also the measured speedup: the checkpoint as from_pretrained loads it is timed
 # against the dense model in interleaved rounds (the latency protocol, at the latency table's prompt / generation
 # lengths), and the dense model against a second copy of itself, a check of the protocol on every run.  With
@@ -16,6 +17,8 @@ def evaluate_opts() -> str:
         opts.append(f"--limit {e['limit']}")
     if e.get("ppl_max_windows") is not None:
         opts.append(f"--ppl-max-windows {e['ppl_max_windows']}")
+    if e.get("heldout_ppl"):  # absent or empty: the command (and so every existing job) is unchanged
+        opts.append(f"--heldout-ppl {','.join(e['heldout_ppl'])}")
     timing = [protocol_opts()] if SPEEDUPS == "apart" else []
     return " ".join(opts + timing + ([MIRROR_OPT] if MIRROR_OPT else []))
 
