@@ -165,12 +165,54 @@ def build_parser() -> argparse.ArgumentParser:
     add_protocol_args(p, None)
     p.add_argument("--output", required=True, help="speedup JSON to write (atomically)")
 
+    _add_analyze_parser(sub)
+
     p = sub.add_parser("report", help="tables and plots over a results folder -> report.md")
     p.add_argument("--results", default="results")
     p.add_argument("--metrics", nargs="+", default=None,
                    help="the metrics files to report (default: every one under --results)")
     p.add_argument("--output", default="results/report.md")
     return parser
+
+
+def _add_analyze_parser(sub) -> None:
+    """``sprint analyze <what>``: analyses of SPRINT's choices (sprint.analysis; issue 25, docs/analysis.md)."""
+    p = sub.add_parser("analyze", help="analyses of SPRINT's choices: under latency-table noise, and whether its "
+                       "sensitivity predicts the damage (JSON, Markdown and PNG; docs/analysis.md)")
+    what = p.add_subparsers(dest="analysis", required=True, metavar="ANALYSIS")
+    for name, summary in (
+            ("latency-draws", "SPRINT under K latency tables drawn by bootstrap of the profile's recorded rounds, "
+                              "against the baselines cut under the same draws"),
+            ("sensitivity", "every candidate's zeta~ and zeta at SPRINT steps against the damage its removal (with "
+                            "the same tuning) does to calibration and WikiText-2 NLL; the paper's Fig. 3b")):
+        q = what.add_parser(name, help=summary, description=summary + ".")
+        q.add_argument("--model", required=True, help="local Hugging Face folder (CPU, float32)")
+        q.add_argument("--calibration", required=True, help=".pt file from 'sprint calibrate'")
+        q.add_argument("--latency", required=True, help="latency.json from 'sprint profile' (latency-draws: with its "
+                       "recorded rounds)")
+        q.add_argument("--mirror", default=None, help="offline data mirror (default: $SPRINT_DATA_MIRROR)")
+        add_prune_config_args(q)
+        q.add_argument("--output", required=True, help="JSON to write; the Markdown table and PNGs go beside it")
+        if name == "latency-draws":
+            q.add_argument("--target-speedup", type=float, default=1.2)
+            q.add_argument("--draws", type=int, default=20, help="K bootstrap tables (default 20)")
+            q.add_argument("--draw-seed", type=int, default=0, help="seed of the bootstrap (default 0)")
+            q.add_argument("--methods", nargs="+", default=["sprint", "shortgpt", "sleb", "blockpruner"],
+                           choices=METHODS, metavar="METHOD")
+            q.add_argument("--orders-from", nargs="*", default=[], metavar="METHOD=PRUNING_JSON",
+                           help="take a baseline's removal order from a pruning record of the same model, calibration "
+                                "and settings instead of computing it")
+            q.add_argument("--no-point", action="store_true", help="leave out the run under the table as recorded")
+            q.add_argument("--eval-windows", type=int, default=32, help="WikiText-2 test windows (default 32)")
+            q.add_argument("--eval-seq-len", type=int, default=256, help="tokens per window (default 256)")
+            q.add_argument("--eval-batch-size", type=int, default=8)
+        else:
+            q.add_argument("--steps", type=int, nargs="+", default=[1, 8],
+                           help="SPRINT steps probed, 1-based (default 1 8: before any removal and after 7)")
+            q.add_argument("--wiki-windows", type=int, default=32,
+                           help="WikiText-2 test windows of the calibration's length (default 32)")
+            q.add_argument("--untuned", action="store_true",
+                           help="also measure each removal's damage without the tuning (twice the damage walk)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -186,6 +186,49 @@ def speedup(args: argparse.Namespace) -> None:
         run.log_artifact(args.output)
 
 
+def analyze(args: argparse.Namespace) -> None:
+    from dataclasses import fields
+
+    from sprint.analysis import figures
+    from sprint.data.calibration import load_calibration
+    from sprint.data.sources import resolve_mirror
+    from sprint.errors import SprintError
+    from sprint.io import atomic_write_text
+    from sprint.methods import PruneConfig
+
+    settings = {f.name: getattr(args, f.name) for f in fields(PruneConfig) if f.name not in ("method", "target_speedup")}
+    output = Path(args.output)
+    stem = output.with_suffix("")
+    calibration = load_calibration(args.calibration)
+    mirror = resolve_mirror(args.mirror)
+    if args.analysis == "latency-draws":
+        from sprint.analysis.latency_noise import markdown, run_latency_draws
+
+        records = {}
+        for item in args.orders_from:
+            name, sep, path = item.partition("=")
+            if not sep or not path:
+                raise SprintError(f"--orders-from {item!r}: expected METHOD=PRUNING_JSON")
+            records[name] = path
+        result = run_latency_draws(
+            args.model, calibration, args.calibration, args.latency, output, target=args.target_speedup,
+            k=args.draws, seed=args.draw_seed, methods=tuple(args.methods), records=records,
+            include_point=not args.no_point, mirror=mirror, ppl_seq_len=args.eval_seq_len,
+            ppl_windows=args.eval_windows, eval_batch_size=args.eval_batch_size, prune_settings=settings)
+        atomic_write_text(f"{stem}.md", markdown(result))
+        figures.latency_draws_figure(result, f"{stem}.png")
+    else:
+        from sprint.analysis.sensitivity import markdown, run_sensitivity
+
+        result = run_sensitivity(args.model, calibration, args.calibration, args.latency, output,
+                                 steps=tuple(args.steps), wiki_windows=args.wiki_windows, mirror=mirror,
+                                 untuned=args.untuned, prune_settings=settings)
+        atomic_write_text(f"{stem}.md", markdown(result))
+        figures.scatter_figure(result, f"{stem}_scatter.png")
+        figures.fig3b_figure(result, f"{stem}_fig3b.png")
+    log.info("analysis %s -> %s (and %s.md, PNG)", args.analysis, output, stem)
+
+
 def mlflow_metrics(metrics: dict) -> dict[str, float]:
     """The numbers of a metrics file worth comparing across runs: the top-level ones, every task's accuracy and
     stderr, the perplexity's CI and the measured speedup's CI and spread."""
