@@ -10,7 +10,6 @@ names follow.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -22,6 +21,7 @@ from sprint.layout import (  # noqa: F401 - re-exported
     point_name,
     setting_options,
 )
+from sprint.methods.method import Method
 
 # PruneConfig fields every method reads.
 COMMON_OPTIONS = ("method", "target_speedup", "seed", "batch_size")
@@ -42,25 +42,6 @@ KINDS = {
                   "(smaller shapes; no speedup target: its speed is measured)",
 }
 ONE_SHOT = ("weights", "slicing", "structured")  # kinds pruned once at a setting, with no target speedup
-
-
-@dataclass(frozen=True)
-class Method:
-    name: str  # as the CLI and params.yaml spell it
-    label: str  # as the report names it
-    pruner: str  # "module:Class" of its Pruner, imported on use
-    summary: str
-    settings: dict[str, Any] = field(default_factory=dict)  # fixed arguments of the pruner's from_config
-    options: tuple[str, ...] = ()  # the PruneConfig fields it reads beyond COMMON_OPTIONS
-    kind: str = "sublayer"  # one of KINDS
-
-    def pruner_class(self) -> type:
-        module, cls = self.pruner.split(":")
-        return getattr(importlib.import_module(module), cls)
-
-    def admissible(self, num_layers: int) -> list[int]:
-        """The sublayers (indices 2*layer + {0: attention, 1: MLP}) this method may ever remove."""
-        return self.pruner_class().allowed(2 * num_layers, **self.settings)
 
 
 REGISTRY: dict[str, Method] = {m.name: m for m in (

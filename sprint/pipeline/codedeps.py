@@ -7,7 +7,8 @@ The Snakemake rules take these files as inputs and ``dvc.yaml`` lists them as de
 to this), so a library change reruns exactly the stages that run the changed code, and a new import is picked up
 without anyone editing a list.
 
-    python -m sprint.pipeline.codedeps prune        # the files, one per line
+    python -m sprint.pipeline.codedeps prune               # the files, one per line
+    python -m sprint.pipeline.codedeps --write-dvc dvc.yaml  # bring dvc.yaml's code deps up to date
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ STAGE_COMMANDS = {
 }
 COMMANDS = "pipeline.commands"
 ENTRY = ("__init__", "pipeline.cli", COMMANDS)
+# DVC stage (dvc.yaml) -> the pipeline stage whose files it depends on, where the names differ.
+DVC_STAGES = {"evaluate-dense": "evaluate_dense", "prune-weights": "prune_at_setting", "evaluate-weights": "evaluate",
+              "prune-slicing": "prune_at_setting", "evaluate-slicing": "evaluate",
+              "prune-structured": "prune_at_setting", "evaluate-structured": "evaluate"}
 # Methods of sprint.methods.Method that import a pruner module by name: a module calling them runs the pruners.
 REGISTRY_LOADERS = {"pruner_class", "admissible"}
 
@@ -78,7 +83,7 @@ def _module_imports(module: str) -> set[str]:
     if module == "__init__":  # lazy exports (PEP 562): nothing is imported until a name is used
         return set()
     found = _sprint_imports([tree])
-    if module != "methods.registry" and any(
+    if module not in ("methods.method", "methods.registry") and any(  # they define the loaders, not call them
             isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr in REGISTRY_LOADERS
             for n in ast.walk(tree)):  # builds pruners through the registry, which imports their modules by name
         from sprint.methods import REGISTRY
@@ -116,8 +121,43 @@ def stage_files(stage: str, root: str = "sprint") -> list[str]:
     return sorted(f"{root}/{_path(m).relative_to(PACKAGE).as_posix()}" for m in module_closure(STAGE_COMMANDS[stage]))
 
 
+def dvc_stage_files(dvc_stage: str) -> list[str]:
+    """The library files a dvc.yaml stage depends on."""
+    return stage_files(DVC_STAGES.get(dvc_stage, dvc_stage))
+
+
+def write_dvc_deps(path: str | Path = "dvc.yaml") -> bool:
+    """Rewrite the ``sprint/`` lines of every stage's deps in ``path`` (those after its ``workflow/rules/*.smk``
+    line) to the stage's files; True when the file changed.  Run after a module is added, moved or imports anew:
+    ``python -m sprint.pipeline.codedeps --write-dvc dvc.yaml``."""
+    path = Path(path)
+    lines, out, stage = path.read_text(encoding="utf-8").splitlines(), [], None
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        out.append(line)
+        i += 1
+        if line.startswith("  ") and not line.startswith("   ") and line.rstrip().endswith(":"):
+            stage = line.strip()[:-1]
+        stripped = line.strip()
+        if stage and stripped.startswith("- workflow/rules/") and stripped.endswith(".smk"):
+            while i < len(lines) and lines[i].strip().startswith("- sprint/"):
+                i += 1
+            indent = line[:len(line) - len(line.lstrip())]
+            out += [f"{indent}- {f}" for f in dvc_stage_files(stage)]
+    text = "\n".join(out) + "\n"
+    changed = text != path.read_text(encoding="utf-8")
+    if changed:
+        path.write_text(text, encoding="utf-8")
+    return changed
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["--write-dvc"]:
+        target = args[1] if len(args) > 1 else "dvc.yaml"
+        print(f"{target}: {'rewritten' if write_dvc_deps(target) else 'up to date'}")
+        return 0
     for stage in args or sorted(STAGE_COMMANDS):
         print("\n".join(stage_files(stage)) if args else f"{stage}: {' '.join(stage_files(stage))}")
     return 0

@@ -627,7 +627,7 @@ def test_end_to_end_on_a_tiny_llama(tmp_path):
 def test_stages_depend_on_the_library_code_they_run(tmp_path):
     """dvc.yaml's library dependencies and the Snakemake rules' code inputs are each stage's import closure
     (sprint.pipeline.codedeps): pruning code is not a dependency of the report, and the report's is not of pruning."""
-    from sprint.pipeline.codedeps import stage_files
+    from sprint.pipeline.codedeps import dvc_stage_files, stage_files
 
     if MIRROR is None:
         pytest.skip("no mirror")
@@ -635,14 +635,11 @@ def test_stages_depend_on_the_library_code_they_run(tmp_path):
     run(["git", "init", "-q"], work, check=True)
     run([sys.executable, "-m", "dvc", "init", "-q"], work, check=True)
     with_weights(work, ["wanda"], ["2of4"], slicing=["s25"])
-    stage_rule = {"evaluate-dense": "evaluate_dense", "prune-weights": "prune_at_setting", "evaluate-weights": "evaluate",
-                  "prune-slicing": "prune_at_setting", "evaluate-slicing": "evaluate",
-                  "prune-structured": "prune_at_setting", "evaluate-structured": "evaluate"}
     for st in _dvc_stages(work):
         base = st["name"].split("@")[0]
         code = {d for d in st["deps"] if d.startswith("sprint/")}
-        expected = set(stage_files(stage_rule.get(base, base)))
-        assert code == expected, (st["name"], sorted(code ^ expected))
+        expected = set(dvc_stage_files(base))
+        assert code == expected, (st["name"], sorted(code ^ expected), "python -m sprint.pipeline.codedeps --write-dvc")
     jobs = planned_jobs(snakemake("-n", "-p", cwd=work, check=True).stdout)
     rule_inputs = {}
     for block in snakemake("-n", cwd=work, check=True).stdout.split("\n\n"):
