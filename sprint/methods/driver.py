@@ -280,6 +280,9 @@ def execution_settings(model_config, tokens: torch.Tensor, config: PruneConfig, 
     settings = {"dense_store": execution.get("dense_store", "disk"),
                 "spill_dir": execution.get("spill_dir") or os.environ.get("SPRINT_SPILL_DIR") or tempfile.gettempdir(),
                 "spill_checkpoints": "checkpoints" in plan.disk}
+    log.info("plan: host %.2f GiB (%s), GPU %.2f GiB, local disk %.2f GiB%s", plan.host_peak / 2**30,
+             ", ".join(f"{k} {v / 2**30:.2f}" for k, v in plan.host.items() if v), plan.gpu_peak / 2**30,
+             plan.disk_total / 2**30, "; checkpoints on disk" if settings["spill_checkpoints"] else "")
     return settings
 
 

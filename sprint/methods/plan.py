@@ -381,22 +381,18 @@ def plan_run(shapes: Shapes, n: int, seq_len: int, cfg, *, device: str = "cpu", 
         ck = (len(positions) - 1) * act
         reference_dense = cfg.reference == "dense"
         dense = L * act if reference_dense else 0
+        host["checkpoints"] = ck
         if layout == "legacy":
-            host["checkpoints"] = ck
             host["dense references"] = dense
             host["walk"] = 3 * act
         else:
-            spill_ck = host_memory is not None and sum(host.values()) + ck + dense * 0 + 5 * act > host_memory
-            host["checkpoints"] = 0 if spill_ck else ck
-            if spill_ck:
-                disk["checkpoints"] = ck
-                p.notes.append("checkpoints spilled to local disk: they do not fit --host-memory")
             disk["dense references"] = dense
             host["walk"] = (5 if reference_dense else 4) * act
-        held = min(HELD_BYTES, T * H * b)
-        host["held activations"] = held
+        hold_z = T * I * b <= HELD_BYTES
+        # the walk saves each scored candidate's pruned input Y (and Ẑ while it fits) up to HELD_BYTES
+        host["held activations"] = min(HELD_BYTES, (S - 1) * T * (H + (I if hold_z else 0)) * b)
         stats_bytes = (I * I + I * H + H) * 8
-        big = act > HELD_BYTES or (T * I * b > HELD_BYTES and 2 * act > HELD_BYTES)
+        big = (T * (H + (I if hold_z else 0)) * b) * 2 > HELD_BYTES  # fewer than 2 candidates' activations fit
         if tunability:
             n_stats = (cfg.beta + 1) if (big and not exhaustive) else 1
             host["gram statistics"] = n_stats * stats_bytes
@@ -420,6 +416,10 @@ def plan_run(shapes: Shapes, n: int, seq_len: int, cfg, *, device: str = "cpu", 
             n_mlp = n_attn
             p.notes.append("perplexity-greedy step: each candidate runs to the top and through the LM head")
         p.counts.update(attn_evals=n_attn, mlp_evals=n_mlp, tunings=0)
+    if (layout == "bounded" and host_memory is not None and host.get("checkpoints")
+            and max(sum(host.values()), p.counts["load_peak_host"]) > host_memory):
+        disk["checkpoints"] = host.pop("checkpoints")  # sprint.methods.driver.execution_settings spills them
+        p.notes.append("checkpoints spilled to local disk: in host memory they would not fit --host-memory")
     # GPU
     if on_gpu:
         layer_bytes = shapes.layer_params * b

@@ -1,0 +1,138 @@
+"""The plan (issue 26): terms from the config alone, one-line errors over a budget, the bounded layout's claims, and
+the code facts it mirrors (checkpoint positions, the held-activation budget, what the pruner stores)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from helpers import random_ids
+from sprint.errors import SprintError
+from sprint.measure.table import LatencyTable
+from sprint.methods import PruneConfig
+from sprint.methods import plan as planning
+from sprint.methods.driver import prune_model
+from sprint.methods.sprint import HELD_BYTES, SprintPruner
+from sprint.model.sublayers import CheckpointStore, SpillStore, SublayerView
+from sprint.model.tiny import tiny_model
+
+LLAMA3 = {  # the published config.json shapes
+    "8b": dict(hidden_size=4096, intermediate_size=14336, num_attention_heads=32, num_key_value_heads=8,
+               vocab_size=128256, num_hidden_layers=32),
+    "70b": dict(hidden_size=8192, intermediate_size=28672, num_attention_heads=64, num_key_value_heads=8,
+                vocab_size=128256, num_hidden_layers=80),
+}
+
+
+def shapes(size):
+    from transformers import LlamaConfig
+
+    return planning.shapes_from_config(LlamaConfig(**LLAMA3[size], tie_word_embeddings=False))
+
+
+def test_parameter_counts_from_the_config_alone():
+    assert abs(shapes("8b").params - 8.03e9) < 0.01e9
+    assert abs(shapes("70b").params - 70.55e9) < 0.01e9
+
+
+@pytest.mark.parametrize("text,expected", [("256GiB", 256 * 2**30), ("80GB", 80 * 10**9), ("48G", 48 * 2**30),
+                                           ("1024", 1024), ("1.5T", int(1.5 * 2**40))])
+def test_sizes(text, expected):
+    assert planning.parse_size(text) == expected
+
+
+def test_the_plan_mirrors_the_code():
+    assert planning.HELD_BYTES == HELD_BYTES
+    for S, alpha in ((60, 8), (4, 8), (64, 8), (160, 8), (8, 1)):
+        ck = CheckpointStore(S, alpha, torch.zeros(1))
+        assert planning.checkpoint_positions(S, alpha) == ck.positions
+
+
+def test_full_size_goals_of_the_issue():
+    """Llama-3-8B at 128 x 2048 in bf16 on one 80 GB GPU: the bounded layout fits 48 GiB of host memory (legacy did
+    not); Llama-3-70B fits one GPU with offload within 256 GiB of host once the checkpoints spill to disk."""
+    cfg = PruneConfig(method="sprint", target_speedup=1.5)
+    old = planning.plan_run(shapes("8b"), 128, 2048, cfg, device="cuda", dtype="bfloat16", layout="legacy")
+    new = planning.plan_run(shapes("8b"), 128, 2048, cfg, device="cuda", dtype="bfloat16", host_memory=48 * 2**30)
+    assert old.host_peak > 100 * 2**30 and new.host_peak <= 48 * 2**30 and new.gpu_peak < 80e9
+    with pytest.raises(SprintError, match="GPU memory per GPU.*--gpu-memory.*weights"):
+        planning.plan_run(shapes("70b"), 128, 2048, PruneConfig(method="sprint", target_speedup=1.5, tune_ratio=0.75),
+                          device="cuda", dtype="bfloat16").check(gpu_memory=80 * 10**9)
+    big = planning.plan_run(shapes("70b"), 128, 2048, PruneConfig(method="sprint", target_speedup=1.5, tune_ratio=0.75),
+                            device="cuda", dtype="bfloat16", offload=True, host_memory=256 * 2**30)
+    big.check(host_memory=256 * 2**30, gpu_memory=80 * 10**9)
+    assert "dense references" in big.disk and "checkpoints" in big.host
+    tight = planning.plan_run(shapes("70b"), 128, 2048, PruneConfig(method="sprint", target_speedup=1.5,
+                                                                    tune_ratio=0.75),
+                              device="cuda", dtype="bfloat16", offload=True, host_memory=200 * 2**30)
+    assert "checkpoints" in tight.disk and "checkpoints" not in tight.host
+    tight.check(host_memory=220 * 2**30)
+
+
+def test_over_budget_is_one_line_naming_term_and_budget(tmp_path, tiny_model_dir):
+    model = tiny_model_dir("llama", layers=4)
+    env = {**os.environ, "SPRINT_MLFLOW": "0", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-m", "sprint", "plan", "--model", str(model), "--n", "64", "--seq-len",
+                           "64", "--throughput", "1e10", "--host-memory", "100MB", "--output", str(tmp_path / "p.json")],
+                          capture_output=True, text=True, env=env)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    err = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(err) == 1 and "--host-memory" in err[0] and "largest term is" in err[0] and "0.09 GiB" in err[0]
+    saved = json.loads((tmp_path / "p.json").read_text())
+    assert saved["host_peak"] == sum(saved["host"].values())
+    ok = subprocess.run([sys.executable, "-m", "sprint", "plan", "--model", str(model), "--n", "4", "--seq-len", "16",
+                         "--throughput", "measure"], capture_output=True, text=True, env=env)
+    assert ok.returncode == 0 and "first step" in ok.stdout and "dense references" in ok.stdout
+
+
+def test_plan_resources_for_the_slurm_profile():
+    entry = {"n": 128, "seq_len": 2048, "method": "sprint", "target_speedup": [1.5], "device": "cuda", "gpus": 1,
+             "dtype": "bfloat16"}
+    res = planning.plan_resources(entry, shapes=shapes("8b"))
+    assert set(res) >= {"mem_mb", "gpus", "runtime_min"} and res["gpus"] == 1
+    assert 20_000 < res["mem_mb"] < 80_000 and res["runtime_min"] > 10
+
+
+def test_a_wider_store_dtype_is_refused():
+    model = tiny_model("llama", layers=2).to(torch.bfloat16)
+    table = LatencyTable("t", "t", 0, 0, 1.0, 0.05, 0.08)
+    with pytest.raises(SprintError, match="wider than the model"):
+        SprintPruner(SublayerView(model), random_ids(2, 8), table, store_dtype=torch.float32)
+    SprintPruner(SublayerView(model), random_ids(2, 8), table, store_dtype=torch.bfloat16).close()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_spill_files_give_back_the_same_bits(tmp_path, dtype):
+    store = SpillStore(tmp_path)
+    t = torch.randn(3, 5, 7).to(dtype)
+    store.put(1, t)
+    assert store.nbytes() == 0 and store.disk_bytes() == t.numel() * t.element_size()
+    back = store.get(1)
+    assert back.dtype == dtype and torch.equal(back.view(torch.uint8) if dtype != torch.float32 else back,
+                                               t.view(torch.uint8) if dtype != torch.float32 else t)
+    store.pop(1)
+    assert 1 not in store and not list(store.directory.iterdir())
+    store.close()
+    assert not store.directory.exists()
+
+
+@pytest.mark.parametrize("extra", [{}, {"reference": "current", "distance": "l1"}])
+def test_spilling_changes_no_number(tmp_path, extra):
+    """Dense references, checkpoints and tuned rows in spill files: the same removals and weights as in memory."""
+    results = []
+    for execution in ({"dense_store": "memory"}, {"dense_store": "disk", "spill_dir": str(tmp_path),
+                                                  "spill_checkpoints": True}):
+        model = tiny_model("llama", layers=4)
+        cfg = PruneConfig(method="sprint", target_speedup=1.5, alpha=4, beta=2, **extra)
+        table = LatencyTable("t", "t", 0, 0, 1.0, 0.05, 0.08)
+        pruner = prune_model(model, random_ids(6, 16), table, cfg, progress=False, execution=execution)
+        if execution["dense_store"] == "disk":
+            assert pruner.checkpoints.store.on_disk and pruner.peak_terms["checkpoints"] == 0
+        pruner.close()
+        results.append(([r.to_dict() for r in pruner.removed], model.state_dict()))
+    (a, wa), (b, wb) = results
+    assert a == b and all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert not any(tmp_path.iterdir())  # close() removed the spill files
