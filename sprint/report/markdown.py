@@ -90,7 +90,7 @@ def _departures(m: ModelResults) -> list[str]:
     if protocol.get("timing") == "step" or protocol.get("threads"):
         out.append(f"timed {'step by step' if protocol.get('timing') == 'step' else 'by whole generate calls'}"
                    + (f" on {protocol['threads']} CPU thread(s)" if protocol.get("threads") else "")
-                   + " (paper: whole generate calls; see the README's measured-speedup section)")
+                   + " (paper: whole generate calls; see docs/latency-protocol.md)")
     seq = _unique(pd.concat([m.dense, m.runs])["ppl_seq_len"].dropna().astype(int))
     if seq not in ("unknown", str(PAPER["ppl_seq_len"])):
         out.append(f"perplexity on {seq}-token windows (paper: {PAPER['ppl_seq_len']})")
