@@ -172,7 +172,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", nargs="+", default=None,
                    help="the metrics files to report (default: every one under --results)")
     p.add_argument("--output", default="results/report.md")
+
+    _add_export_parser(sub)
     return parser
+
+
+def _add_export_parser(sub) -> None:
+    p = sub.add_parser(
+        "export", help="write a checkpoint as a GGUF file that llama.cpp runs exactly (or time llama.cpp's serving "
+        "speedup of several)", description="sprint export --format gguf CHECKPOINT OUT.gguf [--outtype f16] [--check]: "
+        "a pruned (or dense) checkpoint as llama.cpp's deci architecture, tokenizer included (sprint.export.gguf). "
+        "With --dense-model, --checkpoints, --gguf-dir and --output instead: export them all at each --outtypes, "
+        "check each against PyTorch and time llama.cpp's prompt-processing and decode speedups over the dense GGUF "
+        "in interleaved rounds (sprint.export.llamacpp), print the table and write the JSON. See docs/export.md.")
+    p.add_argument("--format", default="gguf", help="export format: gguf (the only one)")
+    p.add_argument("paths", nargs="*", metavar="CHECKPOINT OUT.gguf", help="checkpoint folder and GGUF file to write")
+    p.add_argument("--outtype", default="f16", help="f32, f16, bf16 or q8_0 for the weight matrices (default f16)")
+    p.add_argument("--check", action="store_true",
+                   help="also run the GGUF with llama.cpp against the checkpoint in PyTorch: greedy continuation of "
+                        "32 tokens and WikiText-2 perplexity (needs the data mirror or the hub)")
+    p.add_argument("--mirror", default=None, help="offline data mirror (default: $SPRINT_DATA_MIRROR; unset = hub)")
+    p.add_argument("--dense-model", default=None, help="serving speedup: the dense model the checkpoints come from")
+    p.add_argument("--checkpoints", nargs="*", default=[], help="serving speedup: pruned checkpoint folders")
+    p.add_argument("--gguf-dir", default=None, help="serving speedup: folder for the GGUFs")
+    p.add_argument("--outtypes", nargs="+", default=["f16", "q8_0"], help="serving speedup: output types (f16 q8_0)")
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="serving speedup: llama.cpp thread counts")
+    p.add_argument("--prompt-len", type=int, default=128, help="serving speedup: prompt tokens (default 128)")
+    p.add_argument("--gen-len", type=int, default=32, help="serving speedup: decoded tokens (default 32)")
+    p.add_argument("--warmup", type=int, default=1, help="serving speedup: untimed runs per model (default 1)")
+    p.add_argument("--rounds", type=int, default=8, help="serving speedup: interleaved rounds at least (default 8)")
+    p.add_argument("--max-rounds", type=int, default=30, help="serving speedup: rounds at most (default 30)")
+    p.add_argument("--max-spread", type=float, default=0.03,
+                   help="serving speedup: rounds are added while a 95%% CI half-width exceeds this (default 0.03)")
+    p.add_argument("--estimator", default="hodges-lehmann", help="serving speedup: hodges-lehmann or median")
+    p.add_argument("--no-check", action="store_true", help="serving speedup: skip the exactness checks")
+    p.add_argument("--output", default=None, help="serving speedup: the JSON document to write (atomically)")
+
 
 
 def _add_analyze_parser(sub) -> None:

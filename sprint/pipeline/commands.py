@@ -261,3 +261,59 @@ def report(args: argparse.Namespace) -> None:
         for path in written:
             run.log_artifact(str(path))
     log.info("report written to %s", args.output)
+
+
+def export(args: argparse.Namespace) -> None:
+    from sprint.errors import SprintError
+    from sprint.pipeline.tracking import model_name, stage_run
+
+    if args.format != "gguf":
+        raise SprintError(f"--format {args.format!r}: expected gguf")
+    logging.getLogger("gguf").setLevel(logging.WARNING)  # gguf-py's writer logs every file it opens at INFO
+    if args.dense_model is None:  # one checkpoint -> one GGUF
+        from sprint.export.gguf import export_gguf
+
+        if len(args.paths) != 2:
+            raise SprintError("expected CHECKPOINT OUT.gguf (or --dense-model, --checkpoints, --gguf-dir and --output "
+                              "for the serving speedup)")
+        checkpoint, out = args.paths
+        summary = export_gguf(checkpoint, out, args.outtype)
+        print(f"{out}: {summary['bytes'] / 1e6:.1f} MB, {args.outtype}, {len(summary['blocks'])} deci blocks from "
+              f"{summary['decoder_layers']} decoder layers ({summary['zero_mlp_blocks']} zero FFN, "
+              f"{summary['zero_attn_blocks']} zero attention stand-ins)")
+        if args.check:
+            from sprint.data.sources import resolve_mirror
+            from sprint.export.stage import check_ggufs
+
+            r = check_ggufs(checkpoint, {args.outtype: out}, resolve_mirror(args.mirror))[args.outtype]
+            print(f"llama.cpp vs PyTorch: greedy {r['greedy_tokens']} tokens "
+                  f"{'match' if r['greedy_match'] else 'differ from step ' + str(r['greedy_first_difference'])}, "
+                  f"perplexity {r['ppl_llamacpp']:.4f} vs {r['ppl_torch']:.4f} ({100 * r['ppl_rel_diff']:+.3f}%), "
+                  f"max |logit diff| {r['max_abs_logit_diff']:.2e}")
+        return
+    from sprint.data.sources import resolve_mirror
+    from sprint.export.llamacpp import ServingProtocol, speedup_table
+    from sprint.export.stage import export_stage, mlflow_metrics as export_metrics
+
+    if args.paths or not (args.gguf_dir and args.output):
+        raise SprintError("the serving speedup takes --dense-model, --checkpoints, --gguf-dir and --output (no "
+                          "CHECKPOINT OUT.gguf)")
+    protocol = ServingProtocol(prompt_len=args.prompt_len, gen_len=args.gen_len, threads=tuple(args.threads),
+                               warmup=args.warmup, min_rounds=args.rounds, max_rounds=args.max_rounds,
+                               max_spread=args.max_spread, estimator=args.estimator)
+    params = {"model": model_name(args.dense_model), "checkpoints": len(args.checkpoints),
+              "outtypes": ",".join(args.outtypes), **{k: v for k, v in protocol.__dict__.items() if k != "threads"},
+              "threads": ",".join(map(str, args.threads))}
+    with stage_run("export", params) as run:
+        document = export_stage(args.dense_model, args.checkpoints, args.gguf_dir, args.output, args.outtypes,
+                                protocol, resolve_mirror(args.mirror), check=not args.no_check)
+        run.log_metrics(export_metrics(document))
+        run.log_artifact(args.output)
+    dense = document["models"]["dense"]
+    for outtype in args.outtypes:
+        results = {e["label"]: e["llamacpp"][outtype] for e in document["models"].values()}
+        sizes = {e["label"]: e["gguf"][outtype]["bytes"] for e in document["models"].values()}
+        if dense.get("llamacpp_control"):  # the dense GGUF's second copy: 1 up to noise
+            results["dense (copy)"], sizes["dense (copy)"] = dense["llamacpp_control"][outtype], sizes["dense"]
+        print(f"\nllama.cpp serving speedup over the dense GGUF, {outtype}:\n{speedup_table(results, sizes, outtype)}")
+
