@@ -37,6 +37,8 @@ SHAPES = {  # the published configs' layer shapes (config.json of meta-llama/Met
                        vocab_size=128256, rope_theta=500000.0, max_position_embeddings=8192, rms_norm_eps=1e-5),
     "llama-3-70b": dict(hidden_size=8192, intermediate_size=28672, num_attention_heads=64, num_key_value_heads=8,
                         vocab_size=128256, rope_theta=500000.0, max_position_embeddings=8192, rms_norm_eps=1e-5),
+    "tiny": dict(hidden_size=64, intermediate_size=192, num_attention_heads=4, num_key_value_heads=2,
+                 vocab_size=256, max_position_embeddings=512),  # the dry run's shape
 }
 
 
@@ -47,7 +49,7 @@ def rss(field: str = "VmRSS") -> int:
     raise RuntimeError(field)
 
 
-def build_random(shape: str, layers: int, dtype, seed: int = 0):
+def build_random(shape: str, layers: int, dtype, seed: int = 0, device: str = "cpu"):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     cfg = LlamaConfig(**SHAPES[shape], num_hidden_layers=layers, tie_word_embeddings=False,
@@ -56,14 +58,15 @@ def build_random(shape: str, layers: int, dtype, seed: int = 0):
     torch.manual_seed(seed)
     with torch.device("meta"):
         model = LlamaForCausalLM(cfg)
-    model = model.to_empty(device="cpu").to(dtype)
+    model = model.to_empty(device=device).to(dtype)
     with torch.no_grad():
         for name, p in model.named_parameters():
             if p.dim() == 2:
                 p.normal_(0, 0.02)
             else:
                 p.fill_(1.0)
-    model.model.rotary_emb = type(model.model.rotary_emb)(cfg)  # its buffers were left empty by to_empty
+    with torch.device(device):
+        model.model.rotary_emb = type(model.model.rotary_emb)(cfg)  # its buffers were left empty by to_empty
     return model.eval(), cfg
 
 
@@ -84,6 +87,10 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=1)
     p.add_argument("--device", default="cpu")
     p.add_argument("--tolerance", type=float, default=0.10)
+    p.add_argument("--fit-seconds", type=float, default=None,
+                   help="choose the largest calibration (n = 128, 64, ... windows of --seq-len) whose predicted first "
+                        "step fits this many seconds (random models only)")
+    p.add_argument("--report-only", action="store_true", help="exit 0 whatever the errors (a dry run's mechanics)")
     p.add_argument("--output")
     args = p.parse_args(argv)
     dtype = getattr(torch, args.dtype)
@@ -94,28 +101,39 @@ def main(argv=None) -> int:
         model, _ = load_model(args.model, device=args.device, dtype=args.dtype)
         config = load_config(args.model)
     else:
-        model, config = build_random(args.shape, args.layers, dtype)
-        model.to(args.device)
+        model, config = build_random(args.shape, args.layers, dtype, device=args.device)
+    gpu_weights = torch.cuda.memory_allocated() if args.device.startswith("cuda") else 0
     with torch.no_grad():  # a safetensors load may map the file lazily: touch every weight, as pruning will
         for t in model.parameters():
             t.sum()
     weights_rss = rss() - runtime
+    shapes = shapes_from_config(config)
+    t0 = time.perf_counter()
+    tp = benchmark(shapes, args.seq_len, args.batch_size, "cuda" if args.device.startswith("cuda") else "cpu",
+                   args.dtype, tokens=args.batch_size * args.seq_len)
+    bench_s = time.perf_counter() - t0
+    L = config.num_hidden_layers
+    if args.fit_seconds and not args.calibration:
+        for n_try in (128, 96, 64, 48, 32, 24, 16, 12, 8, 4, 2, 1):
+            probe = PruneConfig(method=args.method, target_speedup=1.5, alpha=args.alpha, beta=args.beta,
+                                tune_ratio=args.tune_ratio, batch_size=args.batch_size)
+            if plan_run(shapes, n_try, args.seq_len, probe, device=args.device, dtype=args.dtype,
+                        throughput=tp).step_time <= args.fit_seconds:
+                args.n = n_try
+                break
+        print(f"calibration chosen to fit {args.fit_seconds:.0f} s: {args.n} x {args.seq_len} tokens")
     if args.calibration:
         tokens = torch.load(args.calibration, weights_only=True)
     else:
         tokens = torch.randint(3, config.vocab_size, (args.n, args.seq_len), generator=torch.Generator().manual_seed(0))
     n, seq_len = tokens.shape
-    L = config.num_hidden_layers
     table_args = dict(dense_s=1.0, t_attn_s=0.3 / L, t_mlp_s=0.3 / L)  # every removal is a step; 2L - 1 reach 2.2x
     cfg = PruneConfig(method=args.method, target_speedup=1.0 / (1.0 - 0.3 / L * (2 * L - 1.5)), alpha=args.alpha,
                       beta=args.beta, tune_ratio=args.tune_ratio, batch_size=args.batch_size)
-    shapes = shapes_from_config(config)
-    t0 = time.perf_counter()
-    tp = benchmark(shapes, seq_len, args.batch_size, "cuda" if args.device.startswith("cuda") else "cpu", args.dtype,
-                   tokens=args.batch_size * seq_len)
-    bench_s = time.perf_counter() - t0
     plan = plan_run(shapes, n, seq_len, cfg, device=args.device, dtype=args.dtype, throughput=tp,
                     model=args.model or f"{args.shape} ({args.layers} layers)")
+    if not args.model:
+        plan.counts["load_peak_host"] = 0  # random weights are made where they run: no from_pretrained load peak
 
     from sprint.measure.table import LatencyTable
     from sprint.methods.driver import prune_model
@@ -145,7 +163,7 @@ def main(argv=None) -> int:
     peak = rss("VmHWM")
     measured = {"runtime": runtime, "weights": weights_rss}
     terms = getattr(pruner, "peak_terms", {})
-    for k in ("embeddings", "checkpoints", "held activations", "gram statistics", "tuned rows"):
+    for k in ("embeddings", "checkpoints", "held activations", "gram statistics"):
         if k in plan.host:
             measured[k] = terms.get(k, 0)
     if "gram statistics" in measured:
@@ -163,6 +181,7 @@ def main(argv=None) -> int:
         rows.append(("disk: dense references", plan.disk["dense references"], disk["dense references"]))
     if args.device.startswith("cuda"):
         rows.append(("gpu peak", plan.gpu_peak, torch.cuda.max_memory_allocated()))
+        rows.append(("gpu weights", plan.gpu.get("weights", 0), gpu_weights))
     print(plan.table())
     print(f"\nplan vs measured: {plan.model}, {n}x{seq_len} tokens, {args.dtype}, {args.method} "
           f"(alpha {args.alpha}, beta {args.beta}, c {args.tune_ratio}); throughput measured in {bench_s:.1f}s: "
@@ -185,7 +204,7 @@ def main(argv=None) -> int:
             json.dump({"plan": plan.to_dict(), "rows": rows, "step_s": step_times, "peak_rss": peak,
                        "throughput_bench_s": bench_s, "bad": bad}, f, indent=1, default=str)
     pruner.close()
-    if bad:
+    if bad and not args.report_only:
         print(f"plan and measurement disagree by more than {args.tolerance:.0%}: {', '.join(bad)}")
         return 1
     return 0

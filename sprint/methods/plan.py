@@ -37,7 +37,9 @@ weights (P·b / GPUs; offload: the largest decoder layer, twice while the next o
 (I²·4 + I·H·4 + B·(I + H)·4).
 
 Time of one step: the first step is a full walk (every candidate's pruned path, 2L − 1 attention and 3L − 1 MLP
-evaluations over T tokens) and β tunings (statistics over T tokens, a float64 Cholesky and solve on the host); later
+evaluations over T tokens; on a GPU each moves its chunks from host memory and back) and β tunings (statistics over
+T tokens, each chunk's partial Gram matrix added into float64 host accumulators, a float64 Cholesky and solve on the
+host); later
 steps walk from the checkpoint below the last removal, so they cost less, by an amount the removal decides.  Time =
 FLOPs / throughput per kind, the throughputs measured by :func:`benchmark` on one decoder layer of the model's real
 shapes (or given).
@@ -154,10 +156,14 @@ class Throughput:
     solve: float
     device: str = "given"
     source: str = "given"
+    accumulate: float = 2e9  # elements/s: a chunk's fp32 Gram partials added into the float64 host accumulators
+    transfer: float = math.inf  # bytes/s between host and device (inf on the CPU: nothing moves)
 
     @classmethod
-    def given(cls, flops: float, solve: float | None = None, device: str = "given") -> "Throughput":
-        return cls(flops, flops, flops, solve if solve is not None else 2e11, device, "given")
+    def given(cls, flops: float, solve: float | None = None, device: str = "given",
+              transfer: float | None = None) -> "Throughput":
+        return cls(flops, flops, flops, solve if solve is not None else 2e11, device, "given",
+                   transfer=transfer if transfer is not None else (math.inf if device == "cpu" else 2e10))
 
 
 def benchmark(shapes: Shapes, seq_len: int, batch_size: int = 8, device: str = "cpu", dtype: str = "float32",
@@ -203,11 +209,23 @@ def benchmark(shapes: Shapes, seq_len: int, batch_size: int = 8, device: str = "
         return g @ x_
 
     t_solve = _time(solve, torch.device("cpu"), repeats)
+    acc = torch.zeros(w, w, dtype=torch.float64)
+    part = torch.randn(w, w, device=dev)
+
+    def accumulate():
+        acc.add_(part.cpu())
+
+    t_acc = _time(accumulate, dev, repeats)
+    transfer = math.inf
+    if dev.type == "cuda":
+        host = torch.randn(T, shapes.hidden).to(torch_dtype)
+        t_tr = _time(lambda: host.to(dev).to("cpu"), dev, repeats)
+        transfer = 2 * host.numel() * host.element_size() / t_tr
     attn_flops = T * (shapes.attn_flops_per_token + shapes.attn_core_flops_per_token(seq_len))
     return Throughput(
         attn=attn_flops / t_attn, mlp=T * shapes.mlp_flops_per_token / t_mlp,
         stats=T * 2.0 * w * w * 5 / 8 / t_gram, solve=(n**3 / 3 + 4.0 * n**3) / t_solve,
-        device=_device_name(dev), source="measured",
+        device=_device_name(dev), source="measured", accumulate=w * w / t_acc, transfer=transfer,
     )
 
 
@@ -436,9 +454,13 @@ def plan_run(shapes: Shapes, n: int, seq_len: int, cfg, *, device: str = "cpu", 
     attn_flops = T * (shapes.attn_flops_per_token + shapes.attn_core_flops_per_token(seq_len))
     p.step_s["attention"] = n_attn * attn_flops / tp.attn
     p.step_s["mlp"] = n_mlp * T * shapes.mlp_flops_per_token / tp.mlp
+    if math.isfinite(tp.transfer):  # each evaluation moves its chunks to the device and its result back
+        p.step_s["transfers"] = (n_attn + n_mlp) * 2 * T * H * b / tp.transfer
     if tunings:
         recompute = T * 4.0 * H * I  # gate and up projections again, when the walk did not hold Ẑ
-        p.step_s["statistics"] = tunings * (T * (2.0 * I * I * 5 / 8 + 2.0 * I * H) / tp.stats + recompute / tp.mlp)
+        chunks = math.ceil(n / cfg.batch_size)
+        p.step_s["statistics"] = tunings * (T * (2.0 * I * I * 5 / 8 + 2.0 * I * H) / tp.stats + recompute / tp.mlp
+                                            + chunks * (I * I + I * H) / tp.accumulate)
         p.step_s["solve"] = tunings * (I**3 / 3 + 4.0 * I * I * k) / tp.solve
     return p
 
