@@ -119,8 +119,7 @@ def pruning_summary(model: str) -> dict[str, Any]:
                 "prune_seed": None, "source_model": str(model)}
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
-        point = record.get("point") or point_name(record["target_speedup"])  # records before points: sublayer ones
-        return {"method": record["method"], "target_speedup": record["target_speedup"], "point": point,
+        return {"method": record["method"], "target_speedup": record["target_speedup"], "point": record["point"],
                 "estimated_speedup": record["estimated_speedup"], "prune_seed": record.get("params", {}).get("seed"),
                 "source_model": record["model"]}
     except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as err:

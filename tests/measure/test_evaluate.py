@@ -144,7 +144,7 @@ def test_evaluate_to_file(model, tokenizer, tmp_path):
     pruned = LlamaForCausalLM(model.config).eval()
     pruned.load_state_dict(model.state_dict())
     set_removed(pruned, [(1, "mlp")])
-    save_pruned(pruned, tokenizer, ckpt, {"method": "sprint", "target_speedup": 1.3, "estimated_speedup": 1.31,
+    save_pruned(pruned, tokenizer, ckpt, {"method": "sprint", "target_speedup": 1.3, "point": "x1.3", "estimated_speedup": 1.31,
                                           "model": str(dense_dir), "params": {"seed": 2}})
     latency = tmp_path / "latency.json"
     latency.write_text(json.dumps({"device": "x", "model": "tiny", "prompt_len": 8, "gen_len": 2, "dense_s": 0.5,
@@ -181,7 +181,7 @@ def test_evaluate_to_file(model, tokenizer, tmp_path):
 
 def test_a_missing_dense_model_fails_before_the_evaluation(model, tokenizer, tmp_path):
     ckpt = tmp_path / "ckpt"
-    save_args = {"method": "sprint", "target_speedup": 1.3, "estimated_speedup": 1.31, "model": str(tmp_path / "gone"),
+    save_args = {"method": "sprint", "target_speedup": 1.3, "point": "x1.3", "estimated_speedup": 1.31, "model": str(tmp_path / "gone"),
                  "params": {"seed": 0}}
     from sprint.model.checkpoint import save_pruned
 
