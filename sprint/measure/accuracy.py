@@ -240,7 +240,7 @@ def _prediction(task: Any, sample: dict, metric: str) -> tuple[int, int, int]:
 
 
 
-def answer_record(task: Any, gold: list[int], predicted: list[int], n_choices: list[int], all_gold: list[int],
+def answer_record(gold: list[int], predicted: list[int], n_choices: list[int], all_gold: list[int],
                   names: list[str] | None) -> dict[str, Any]:
     """The chance-aware fields of a task's record (see the module docstring)."""
     out: dict[str, Any] = {"n_choices": n_choices, "gold": gold, "predicted": predicted,
@@ -330,7 +330,7 @@ def zero_shot_accuracy(
             "doc_ids": [d["doc_id"] for d in logged],
             "correct": correct,
             "source": plan[task],
-            **answer_record(obj, [g for g, _, _ in picks], [p for _, p, _ in picks], [k for _, _, k in picks],
+            **answer_record([g for g, _, _ in picks], [p for _, p, _ in picks], [k for _, _, k in picks],
                             all_gold, _answer_names(task, obj, docs) if all_gold else None),
         }
         log.info("%s: %s = %.4f (n = %d of %d, chance %.3f%s)", task, metric, out[task]["value"], out[task]["n"],

@@ -27,8 +27,9 @@ def evaluate_model(
     model: Any, tokenizer: Any, *, tasks: list[str], limit: int | None, seed: int, mirror: Path | None,
     ppl_seq_len: int, ppl_max_windows: int | None, batch_size: int, heldout: list[str] | tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """Accuracy and perplexity (WikiText-2, then each ``heldout`` corpus over as many windows), with all
-    parameters (the measured speedup is :func:`measured_speedup`'s)."""
+    """Accuracy and perplexity (WikiText-2, then each ``heldout`` corpus over as many windows as WikiText-2 scored:
+    ``ppl_max_windows``, or with None the whole WikiText-2 test split's count, so that a held-out corpus never costs
+    more than WikiText-2), with all parameters (the measured speedup is :func:`measured_speedup`'s)."""
     import lm_eval
 
     model.eval()
@@ -39,7 +40,7 @@ def evaluate_model(
              *ppl["wikitext2_ppl_ci"], windows, ppl_seq_len)
     extra: dict[str, Any] = {}
     for corpus in heldout:
-        extra.update(perplexity_record(model, tokenizer, mirror, ppl_seq_len, ppl_max_windows, batch_size, corpus))
+        extra.update(perplexity_record(model, tokenizer, mirror, ppl_seq_len, windows, batch_size, corpus))
         log.info("%s perplexity %.3f, 95%% CI [%.3f, %.3f], over %d windows (held out: never calibrated on)", corpus,
                  extra[f"{corpus}_ppl"], *extra[f"{corpus}_ppl_ci"], len(extra[f"{corpus}_window_nll"]))
     metrics: dict[str, Any] = {

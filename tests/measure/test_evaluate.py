@@ -338,3 +338,24 @@ def test_heldout_corpus_is_fixed_prefix_stable_and_scored_like_wikitext(model, t
     assert params["task_sources"] == {"piqa": "mirror"}
     with pytest.raises(SprintError, match="unknown perplexity corpus 'c4'"):
         perplexity.perplexity_record(model, tokenizer, MIRROR, 64, 3, 2, corpus="c4")
+
+
+def test_a_heldout_corpus_scores_as_many_windows_as_wikitext(monkeypatch):
+    """With ppl_max_windows None WikiText-2 scores its whole test split; a held-out corpus then scores as many
+    windows, never more (hellaswag_gold holds ~2.6x as many tokens)."""
+    calls = []
+
+    def record(model, tokenizer, mirror, seq_len, max_windows, batch_size, corpus="wikitext2"):
+        calls.append((corpus, max_windows))
+        n = 1130 if max_windows is None else max_windows
+        return {f"{corpus}_ppl": 2.0, f"{corpus}_ppl_ci": [1.9, 2.1], f"{corpus}_tokens": n * (seq_len - 1),
+                f"{corpus}_window_nll": [math.log(2.0)] * n}
+
+    row = {"metric": "acc", "value": 0.5, "stderr": 0.1, "n": 2, "total": 9, "doc_ids": [0, 1], "correct": [0, 1],
+           "source": "mirror"}
+    monkeypatch.setattr(evaluate, "perplexity_record", record)
+    monkeypatch.setattr(evaluate, "zero_shot_accuracy", lambda *a, **k: {"piqa": row})
+    metrics = evaluate.evaluate_model(torch.nn.Linear(1, 1), None, tasks=["piqa"], limit=2, seed=0, mirror=MIRROR,
+                                      ppl_seq_len=256, ppl_max_windows=None, batch_size=4, heldout=["hellaswag_gold"])
+    assert calls == [("wikitext2", None), ("hellaswag_gold", 1130)]
+    assert metrics["eval_params"]["heldout_windows"] == {"hellaswag_gold": 1130}
