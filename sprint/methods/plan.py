@@ -23,10 +23,12 @@ walk               the walk's live activations: the current input and output of 
                    still pending and the reference read back: 5·T·H·b (legacy: 3·T·H·b, its references alias the
                    walk's tensors during the first walk)
 held activations   what the walk saves for later tunings (``sprint.methods.sprint.HELD_BYTES``) when T·H·b fits
-gram statistics    float64 (I² + I·H + H)·8 per candidate: β + 1 at once when the saved activations do not fit
-                   the held budget (the walk keeps the β best candidates' statistics), else 1
-tuning             the solve's float64 temporaries: Cholesky factor I²·8 (ridge: another I²·8), and
-                   (H·I + 3·I·k)·8 for the weight copy, right-hand side, solution and G·x
+gram statistics    float64 (I² + I·H + H)·8 per candidate: β + 1 − f at once (at least 1), f = how many
+                   candidates' saved activations fit the held budget (the walk gives the β best candidates
+                   beyond it their statistics at once)
+tuning             the solve's float64 temporaries: G + λI and its Cholesky factor 2·I²·8 (or, tuning c < 1 of
+                   the rows, select_rows' 2·H·I·8 if larger), and (H·I + 3·I·k)·8 for the weight copy,
+                   right-hand side, solution and G·x
 tuned rows         cached tuned rows of output projections: legacy float64 k·I·8 for up to 2L − 1 cached
                    candidates; bounded: model dtype, spilled to local disk, one resident (k·I·b)
 =================  =======================================================================================
@@ -362,7 +364,7 @@ def checkpoint_positions(num_sublayers: int, alpha: int) -> list[int]:
 
 def plan_run(shapes: Shapes, n: int, seq_len: int, cfg, *, device: str = "cpu", gpus: int = 1,
              dtype: str = "float32", layout: str = "bounded", offload: bool = False, host_memory: int | None = None,
-             throughput: Throughput | None = None, model: str = "model", ridge: bool = False) -> Plan:
+             throughput: Throughput | None = None, model: str = "model") -> Plan:
     """The plan of pruning a model of ``shapes`` with ``cfg`` (a :class:`sprint.methods.PruneConfig`).
 
     ``device``: "cpu" (everything in host memory) or "cuda" (weights on ``gpus`` GPUs, activations in host memory,
@@ -410,11 +412,16 @@ def plan_run(shapes: Shapes, n: int, seq_len: int, cfg, *, device: str = "cpu", 
         # the walk saves each scored candidate's pruned input Y (and Ẑ while it fits) up to HELD_BYTES
         host["held activations"] = min(HELD_BYTES, (S - 1) * T * (H + (I if hold_z else 0)) * b)
         stats_bytes = (I * I + I * H + H) * 8
-        big = (T * (H + (I if hold_z else 0)) * b) * 2 > HELD_BYTES  # fewer than 2 candidates' activations fit
+        # the best candidates keep their activations while they fit; those of the β best beyond get their
+        # statistics at once (sprint.methods.sprint.Saved), one more while the ranking changes
+        fit = HELD_BYTES // max(1, T * (H + (I if hold_z else 0)) * b)
         if tunability:
-            n_stats = (cfg.beta + 1) if (big and not exhaustive) else 1
+            n_stats = 1 if exhaustive else max(1, min(cfg.beta + 1, cfg.beta + 1 - fit))
             host["gram statistics"] = n_stats * stats_bytes
-            host["tuning"] = (I * I * (2 if ridge else 1) + H * I + 3 * I * k) * 8
+            # tune_rows: a float64 copy of W (H·I), then the larger of select_rows' two temporaries (c < 1) and the
+            # solve's G + λI with its factor (2·I², when a ridge is needed: always with fewer tokens than I, and
+            # possible otherwise, so counted), plus right-hand side, solution and G·x (3·I·k)
+            host["tuning"] = (H * I + max(2 * H * I if k < H else 0, 2 * I * I) + 3 * I * k) * 8
             if layout == "legacy":
                 host["tuned rows"] = (S - 1) * k * I * 8
             else:
@@ -456,12 +463,18 @@ def plan_run(shapes: Shapes, n: int, seq_len: int, cfg, *, device: str = "cpu", 
     p.step_s["mlp"] = n_mlp * T * shapes.mlp_flops_per_token / tp.mlp
     if math.isfinite(tp.transfer):  # each evaluation moves its chunks to the device and its result back
         p.step_s["transfers"] = (n_attn + n_mlp) * 2 * T * H * b / tp.transfer
+        if offload and on_gpu:  # and, offloaded, its sublayer's weights (not implemented yet: a prediction)
+            q, kv = shapes.heads * shapes.head_dim, shapes.kv_heads * shapes.head_dim
+            p.step_s["weight transfers"] = (n_attn * (2 * H * q + 2 * H * kv) + n_mlp * 3 * H * I) * b / tp.transfer
     if tunings:
         recompute = T * 4.0 * H * I  # gate and up projections again, when the walk did not hold Ẑ
         chunks = math.ceil(n / cfg.batch_size)
         p.step_s["statistics"] = tunings * (T * (2.0 * I * I * 5 / 8 + 2.0 * I * H) / tp.stats + recompute / tp.mlp
                                             + chunks * (I * I + I * H) / tp.accumulate)
-        p.step_s["solve"] = tunings * (I**3 / 3 + 4.0 * I * I * k) / tp.solve
+        # fewer tokens than I: G is singular, the ridges 1e-9, 1e-6, 1e-3 are tried in turn (at most 3 factorisations)
+        attempts = 3 if T < I else 1
+        p.step_s["solve"] = tunings * (attempts * I**3 / 3 + 4.0 * I * I * k) / tp.solve
+        p.counts["solve_attempts"] = attempts
     return p
 
 

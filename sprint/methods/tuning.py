@@ -99,7 +99,15 @@ def solve_normal_equations(
     scale = gram.diagonal().mean().clamp_min(1e-30)
     rhs_norm = rhs.norm().clamp_min(1e-30)
     for ridge in RIDGES[1:] if singular else RIDGES:
-        g = gram + (ridge * scale) * torch.eye(gram.shape[0], dtype=gram.dtype) if ridge else gram
+        # memory (issue 26): drop the last attempt's matrices before building the next, and add the ridge to a
+        # copy's diagonal rather than adding a scaled identity (two I x I temporaries fewer; the same numbers:
+        # G_ij + λ·0 = G_ij, G_ii + λ·1 = G_ii + λ), so an escalation holds G + λI and its factor, no more
+        g = factor = x = gx = None
+        if ridge:
+            g = gram.clone()
+            g.diagonal().add_(ridge * scale)
+        else:
+            g = gram
         factor, info = torch.linalg.cholesky_ex(g)
         if info.item() != 0:
             continue
