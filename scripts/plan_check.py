@@ -57,8 +57,8 @@ def build_random(shape: str, layers: int, dtype, seed: int = 0, device: str = "c
     cfg.dtype = dtype
     torch.manual_seed(seed)
     with torch.device("meta"):
-        model = LlamaForCausalLM(cfg)
-    model = model.to_empty(device=device).to(dtype)
+        model = LlamaForCausalLM(cfg).to(dtype)  # in the target dtype before any memory is allocated
+    model = model.to_empty(device=device)
     with torch.no_grad():
         for name, p in model.named_parameters():
             if p.dim() == 2:
