@@ -138,10 +138,26 @@ class Source:
             return fh.get_tensor(name).float().numpy()
 
 
+def _local_folder(path: str | os.PathLike) -> Path:
+    """``path`` itself, or for a hub id ("owner/name") that is no local path, its files in the Hugging Face cache
+    (config, tokenizer and safetensors only)."""
+    text = str(path)
+    if Path(text).exists() or text.count("/") != 1 or text.startswith((".", "/", "~")):
+        return Path(text)
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(text, allow_patterns=["*.json", "*.safetensors", "tokenizer*", "*.jinja"]))
+    except Exception as err:  # offline, gated, no such repository: one line
+        raise SprintError(f"{text}: no such folder, and not a hub model that can be fetched "
+                          f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
+
+
 def read_source(path: str | os.PathLike) -> Source:
     """Check and open a checkpoint folder: a SPRINT checkpoint (``pruning.json`` + ``modeling_sprint.py``) or a plain
-    Hugging Face folder (the dense model, or a weights method's dense-shaped one) of a supported family."""
-    path = Path(path)
+    Hugging Face folder (the dense model, or a weights method's dense-shaped one) of a supported family, or the hub
+    id of one."""
+    path = _local_folder(path)
     config_file = path / "config.json"
     if not path.is_dir():
         raise SprintError(f"{path}: no such checkpoint folder")

@@ -24,7 +24,7 @@ PACKAGE = Path(__file__).resolve().parent.parent
 STAGE_COMMANDS = {
     "datasets": "datasets", "model": "embedded_model", "calibrate": "calibrate", "profile": "profile", "prune": "prune",
     "prune_at_setting": "prune", "evaluate": "evaluate", "evaluate_dense": "evaluate", "speedup": "speedup",
-    "report": "report",
+    "report": "report", "export": "export",
 }
 COMMANDS = "pipeline.commands"
 ENTRY = ("__init__", "pipeline.cli", COMMANDS)
