@@ -194,13 +194,15 @@ def _sha256(path: str | Path) -> str:
 
 def run_sensitivity(
     model_path: str, calibration: torch.Tensor, calibration_path: str, table_path: str, output: str | Path, *,
-    steps: tuple[int, ...] = (1, 8), wiki_windows: int = 32, mirror: Path | None = None, untuned: bool = False,
+    steps: tuple[int, ...] = (1, 8), wiki_windows: int = 32, calibration_windows: int | None = None,
+    mirror: Path | None = None, untuned: bool = False,
     prune_settings: dict | None = None, load: Callable[[], tuple[Any, Any]] | None = None,
     table: LatencyTable | None = None,
 ) -> dict:
     """Probe SPRINT at each of ``steps`` (1 = before any removal; m = after m − 1 removals, those SPRINT makes with
     ``table_path``'s table and the default β) and measure every candidate's damage; write ``output`` (JSON) after
-    each step and return its content.  WikiText-2 windows have the calibration's length."""
+    each step and return its content.  WikiText-2 windows have the calibration's length; ``calibration_windows``
+    limits the calibration-set damage to the first N calibration windows (all of them still tune and score)."""
     if load is None:
         from sprint.model.loading import load_model
 
@@ -217,7 +219,7 @@ def run_sensitivity(
     torch.manual_seed(cfg.seed)
     view = SublayerView(model, batch_size=cfg.batch_size)
     pruner = ProbedSprint.from_config(view, calibration, table, cfg, progress=False, variant="sprint")
-    groups = {"calibration": calibration,
+    groups = {"calibration": calibration[:calibration_windows] if calibration_windows else calibration,
               "wikitext2": wikitext_windows(tokenizer, mirror, int(calibration.shape[1]), wiki_windows)}
     result: dict[str, Any] = {
         "analysis": "sensitivity", "model": model_path,
@@ -226,7 +228,8 @@ def run_sensitivity(
         "calibration": {"path": str(calibration_path), "n": int(calibration.shape[0]),
                         "seq_len": int(calibration.shape[1]),
                         "sha256": _sha256(calibration_path) if Path(calibration_path).is_file() else None},
-        "wikitext2": {"windows": int(groups["wikitext2"].shape[0]), "seq_len": int(calibration.shape[1])},
+        "damage_windows": {"calibration": int(groups["calibration"].shape[0]),
+                           "wikitext2": int(groups["wikitext2"].shape[0]), "seq_len": int(calibration.shape[1])},
         "prune_settings": cfg.as_params(), "steps": [],
     }
     try:

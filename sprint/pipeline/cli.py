@@ -246,6 +246,9 @@ def _add_analyze_parser(sub) -> None:
                            help="SPRINT steps probed, 1-based (default 1 8: before any removal and after 7)")
             q.add_argument("--wiki-windows", type=int, default=32,
                            help="WikiText-2 test windows of the calibration's length (default 32)")
+            q.add_argument("--calibration-windows", type=int, default=None,
+                           help="calibration windows the calibration-set damage is measured on (default: all; every "
+                                "window still tunes and scores)")
             q.add_argument("--untuned", action="store_true",
                            help="also measure each removal's damage without the tuning (twice the damage walk)")
 

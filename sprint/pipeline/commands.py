@@ -221,7 +221,8 @@ def analyze(args: argparse.Namespace) -> None:
         from sprint.analysis.sensitivity import markdown, run_sensitivity
 
         result = run_sensitivity(args.model, calibration, args.calibration, args.latency, output,
-                                 steps=tuple(args.steps), wiki_windows=args.wiki_windows, mirror=mirror,
+                                 steps=tuple(args.steps), wiki_windows=args.wiki_windows,
+                                 calibration_windows=args.calibration_windows, mirror=mirror,
                                  untuned=args.untuned, prune_settings=settings)
         atomic_write_text(f"{stem}.md", markdown(result))
         figures.scatter_figure(result, f"{stem}_scatter.png")

@@ -90,3 +90,27 @@ def test_a_baseline_order_may_come_from_a_matching_record(setup, tmp_path):
     path.write_text(json.dumps(record))
     with pytest.raises(SprintError, match="stops before"):
         run(setup, tmp_path / "d.json", methods=("shortgpt",), k=2, records={"shortgpt": str(path)})
+
+
+def test_command_line_writes_json_markdown_and_png(setup, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    model, cal, table, mirror = setup
+    out = tmp_path / "an" / "draws.json"
+    env = {**os.environ, "SPRINT_MLFLOW": "0", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "sprint", "analyze", "latency-draws", "--model", model, "--calibration", str(cal),
+         "--latency", str(table), "--mirror", str(mirror), "--target-speedup", "1.25", "--draws", "2",
+         "--methods", "sprint", "shortgpt", "--beta", "2", "--alpha", "3", "--eval-windows", "3",
+         "--eval-seq-len", "16", "--output", str(out)], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["k"] == 2 and len(result["draws"]) == 3 and result["prune_settings"]["beta"] == 2
+    assert "SPRINT's rank" in (tmp_path / "an" / "draws.md").read_text()
+    assert (tmp_path / "an" / "draws.png").read_bytes()[:4] == b"\x89PNG"
+    bad = subprocess.run([sys.executable, "-m", "sprint", "analyze", "latency-draws", "--model", model,
+                          "--calibration", str(cal), "--latency", str(table), "--orders-from", "sleb",
+                          "--output", str(tmp_path / "x.json")], capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and "METHOD=PRUNING_JSON" in bad.stderr

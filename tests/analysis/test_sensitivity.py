@@ -94,9 +94,11 @@ def test_run_writes_candidates_correlations_and_figures(tmp_path, monkeypatch):
     monkeypatch.setattr(sensitivity, "wikitext_windows", lambda tok, mirror, seq_len, n: random_ids(n, seq_len, 9))
     out = tmp_path / "sens.json"
     result = run_sensitivity("tiny", random_ids(), "none.pt", "none.json", out, steps=(1, 3), wiki_windows=4,
+                             calibration_windows=6,
                              prune_settings={"beta": 2, "alpha": 3}, load=lambda: (tiny_model("llama", 5), None),
                              table=TABLE)
     assert json.loads(out.read_text()) == json.loads(json.dumps(result))
+    assert result["damage_windows"] == {"calibration": 6, "wikitext2": 4, "seq_len": 24}
     first, later = result["steps"]
     assert len(first["candidates"]) == 9 and len(later["candidates"]) == 7 and len(later["removed_before"]) == 2
     for st in result["steps"]:
