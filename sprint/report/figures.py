@@ -201,3 +201,43 @@ def plot_speedup_estimate(m: ModelResults, path: Path) -> Path | None:
     ax.grid(alpha=0.3)
     ax.legend()
     return _save(fig, path)
+
+
+SWEEP_GLOB = "latency_sweep*.json"  # `sprint latency-sweep` files (paper Fig. 3a) in a results folder
+
+
+def plot_latency_sweep(sweep: dict[str, Any], path: Path) -> Path | None:
+    """Fig. 3a: measured latency (as a share of the dense latency, 95% CI) against the number of removed MHA and of
+    removed MLP sublayers, one panel per kind, beside the linear predictions the sweep records: the profile's line
+    from the same rounds and the latency table's (as shares of each one's dense time: the table was timed at another
+    moment, the machine's speed cancels in the ratio)."""
+    points = sweep.get("points") or []
+    if not points:
+        return None
+    fig = Figure(figsize=(10, 4.2), layout="constrained")
+    axes = fig.subplots(1, 2, sharey=True)
+    dense = next((p for p in points if p["kind"] == "none"), None)
+    lines = {"profile": ("--", "profile's linear model (same rounds)"),
+             "table": (":", "latency table's linear model (used by pruning)")}
+    for ax, kind in zip(axes, ("attn", "mlp")):
+        rows = ([dense] if dense else []) + sorted((p for p in points if p["kind"] == kind), key=lambda p: p["removed"])
+        x = np.array([p["removed"] for p in rows], dtype=float)
+        y = np.array([p["ratio"]["value"] for p in rows], dtype=float)
+        ci = np.array([p["ratio"]["ci95"] for p in rows], dtype=float).reshape(-1, 2)
+        colour = COLOURS[kind]
+        ax.errorbar(x, y, yerr=np.abs(np.vstack([y - ci[:, 0], ci[:, 1] - y])), fmt="o-", color=colour, capsize=3,
+                    label="measured (95% CI)")
+        for which, (style, label) in lines.items():
+            pred = [(p["removed"], p["predicted"][which]["ratio"]) for p in rows if which in p.get("predicted", {})]
+            if pred:
+                px, py = np.array(pred, dtype=float).T
+                ax.plot(px, py, style, color="black" if which == "profile" else "grey", label=label)
+        name = "MHA (attention)" if kind == "attn" else "MLP"
+        ax.set(xlabel=f"removed {name} sublayers (of {sweep.get('num_layers', '?')})", title=name)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower left")
+    axes[0].set_ylabel("latency / dense latency")
+    fig.suptitle(f"{Path(str(sweep.get('model', '?'))).name}: latency vs removed sublayers (paper Fig. 3a), "
+                 f"{sweep.get('prompt_len', '?')}+{sweep.get('gen_len', '?')} tokens on {sweep.get('device', '?')}; "
+                 f"dense {sweep.get('dense_s', {}).get('value', math.nan):.2f} s", fontsize=10)
+    return _save(fig, path)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,12 @@ class ModelResults:
     tasks: dict[str, str]  # task -> metric name
     missing: list[str]
     samples: dict[tuple[str, str, int], dict[str, stats.Sample]]  # (method, point, seed) -> "acc" / "ppl" -> items
+    # (method, point, seed) -> binary task -> each answer's share of the model's answers (in %), where recorded
+    answers: dict[tuple[str, str, int], dict[str, dict[str, float]]] = field(default_factory=dict)
+    # per task: chance, majority (binary tasks), the dense score with its 95% CI, informative (see chance_levels)
+    chance: pd.DataFrame = field(default_factory=pd.DataFrame)
+    informative: list[str] | None = None  # the informative tasks; None: unknown (no dense model or no chance levels)
+    dense_from: str = ""  # the model whose dense evaluation decided them ("" : this one)
 
 
 def _load_json(path: Path) -> dict[str, Any]:
@@ -69,7 +75,7 @@ def _pair(value: Any) -> tuple[float, float]:
 
 
 def _task_cols(task: str) -> list[str]:
-    return [f"task:{task}", f"task:{task}_se", f"n:{task}", f"total:{task}"]
+    return [f"task:{task}", f"task:{task}_se", f"n:{task}", f"total:{task}", f"chance:{task}", f"majority:{task}"]
 
 
 def _run_key(d: dict[str, Any]) -> tuple[str, str, int]:
@@ -97,6 +103,8 @@ def _metrics_row(path: Path, tasks: dict[str, str], speedups: dict,
     in ``tasks``.
     """
     d = _load_json(path)
+    answers: dict[str, dict[str, float]] = {}
+    second: dict[str, tuple[list[int], list[float]]] = {}  # binary tasks: per document, 1 if the second answer
     try:
         params = d["eval_params"]
         if d.get("measured_speedup") is None:
@@ -114,11 +122,17 @@ def _metrics_row(path: Path, tasks: dict[str, str], speedups: dict,
                "kernels": str(((d.get("speedup") or {}).get("kernels") or {}).get("kernels", "dense"))}
         for task, t in d["tasks"].items():
             row.update(zip(_task_cols(task), (100 * _num(t["value"]), 100 * _num(t["stderr"]), _num(t["n"]),
-                                              _num(t["total"]))))
+                                              _num(t["total"]), 100 * _num(t.get("chance")),
+                                              100 * _num(t.get("majority_rate")))))
+            if isinstance(t.get("answer_shares"), dict):
+                answers[task] = {str(k): 100 * _num(v) for k, v in t["answer_shares"].items()}
+                if isinstance(t.get("predicted"), list) and len(t["predicted"]) == len(t["doc_ids"]):
+                    second[task] = (t["doc_ids"], [float(p == 1) for p in t["predicted"]])
             tasks.setdefault(task, str(t["metric"]))
         nll = d["wikitext2_window_nll"]
         sample = {"acc": {task: (t["doc_ids"], t["correct"]) for task, t in d["tasks"].items()},
-                  "ppl": {f"wikitext2 ({params['ppl_seq_len']}-token windows)": (range(len(nll)), nll)}}
+                  "ppl": {f"wikitext2 ({params['ppl_seq_len']}-token windows)": (range(len(nll)), nll)},
+                  "answers": answers, "second": second}
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise SprintError(f"{path}: malformed metrics ({type(e).__name__}: {e})") from e
     return row, sample
@@ -172,8 +186,11 @@ def model_of(results: Path, metrics_file: Path) -> str:
         raise SprintError(f"{metrics_file}: not a metrics file under {results}/<model>/metrics/") from None
 
 
-def load_results(results: Path, model: str, metrics: list[Path] | None = None) -> ModelResults:
+def load_results(results: Path, model: str, metrics: list[Path] | None = None,
+                 dense_from: ModelResults | None = None) -> ModelResults:
     """Read the latency table, metrics files and pruning records of ``model`` in ``results``; note what is missing.
+    Chance levels and informative tasks: :func:`with_informative` (``dense_from``: the model whose dense evaluation
+    decides them when ``model`` has none).
 
     With ``metrics`` (what the pipeline's DAG made for this model), only those metrics files and the pruning
     records of their runs are read: leftovers of an earlier configuration in the folder stay out of the report."""
@@ -194,6 +211,7 @@ def load_results(results: Path, model: str, metrics: list[Path] | None = None) -
         missing.append(f"{shown(TREE.metrics(model, 'dense'))} (no dense baseline)")
     pruned = [_metrics_row(p, tasks, speedups) for p in sorted(paths) if p.resolve() != dense_path.resolve()]
     samples = {(r["method"], r["point"], r["seed"]): sample for r, sample in dense + pruned}
+    answers = {key: sample.pop("answers") for key, sample in samples.items()}
     dense, pruned = [r for r, _ in dense], [r for r, _ in pruned]
     pruning = [_pruning_row(p) for p in sorted(results.glob(TREE.pruning_record(model, "*", "*", "*")))]
     if metrics is not None:
@@ -212,7 +230,56 @@ def load_results(results: Path, model: str, metrics: list[Path] | None = None) -
     for df in (runs, dense):
         df.insert(2, "target", df["point"].map(target_of).astype(float))
     runs = _typed(runs.drop(columns=["_merge", "est_pruning"]))
-    return ModelResults(model, latency, _typed(dense), sort_rows(runs), tasks, missing, samples)
+    out = ModelResults(model, latency, _typed(dense), sort_rows(runs), tasks, missing, samples, answers)
+    return with_informative(out, dense_from)
+
+
+DENSE = ("dense", "x1", 0)  # the dense model's key in ModelResults.samples
+INFORMATIVE_COL = "informative_accuracy"  # mean accuracy over the informative tasks (%), in runs and dense
+
+
+def chance_levels(dense: pd.DataFrame, sample: dict[str, stats.Sample] | None, tasks: list[str],
+                  n_boot: int = 2000) -> pd.DataFrame:
+    """Per task: ``chance`` (the accuracy of a uniform guess, %), ``majority`` (binary tasks: the accuracy of always
+    giving the most common gold answer, %; NaN otherwise), the dense score with its 95% CI (``dense``, ``dense_lo``,
+    ``dense_hi``: percentile bootstrap over the task's documents) and ``informative``: the CI's lower end lies above
+    both chance and majority (NaN where the chance level is unknown: a metrics file without it)."""
+    rows = []
+    for task in tasks:
+        row = dense.iloc[0] if not dense.empty else {}
+        chance, majority = (float(row.get(f"{k}:{task}", math.nan)) for k in ("chance", "majority"))
+        value = float(row.get(f"task:{task}", math.nan))
+        lo = hi = math.nan
+        if sample is not None and task in sample.get("acc", {}):
+            lo, hi = (100 * v for v in stats.bootstrap_ci({task: sample["acc"][task]}, stats.mean_accuracy, n_boot))
+        bar = max(chance, 0 if math.isnan(majority) else majority)
+        informative = math.nan if math.isnan(chance) or math.isnan(lo) else float(lo > bar)
+        rows.append({"task": task, "chance": chance, "majority": majority, "dense": value, "dense_lo": lo,
+                     "dense_hi": hi, "informative": informative})
+    return pd.DataFrame(rows, columns=["task", "chance", "majority", "dense", "dense_lo", "dense_hi", "informative"])
+
+
+def with_informative(m: ModelResults, dense_from: ModelResults | None = None) -> ModelResults:
+    """``m`` with its chance table, its informative tasks and, where they are known, the informative-task accuracy:
+    column :data:`INFORMATIVE_COL` and per-item data ``"acc_inf"`` (the ``acc`` strata of those tasks).
+
+    The dense evaluation is ``m``'s own, or, for a model without one (a setting that changes only pruning or
+    latency), ``dense_from``'s: the same weights on the same documents."""
+    source = m if DENSE in m.samples or dense_from is None else dense_from
+    m.dense_from = "" if source is m else source.name
+    m.chance = chance_levels(source.dense, source.samples.get(DENSE), list(m.tasks))
+    known = m.chance.dropna(subset=["informative"])
+    m.informative = None if known.empty or len(known) < len(m.chance) else \
+        known[known["informative"] == 1.0]["task"].tolist()
+    chosen = m.informative
+    for df in (m.runs, m.dense):
+        cols = [f"task:{t}" for t in chosen or [] if f"task:{t}" in df]
+        df[INFORMATIVE_COL] = df[cols].mean(axis=1) if chosen and len(cols) == len(chosen) else math.nan
+    if chosen:
+        for sample in m.samples.values():
+            if all(t in sample["acc"] for t in chosen):
+                sample["acc_inf"] = {t: sample["acc"][t] for t in chosen}
+    return m
 
 
 def load_benchmarks(results: Path, models: list[str]) -> pd.DataFrame:

@@ -16,11 +16,14 @@ from sprint.errors import SprintError
 from sprint.io import atomic_write_text
 from sprint.layout import point_label, report_folder
 from sprint.methods import REGISTRY
-from sprint.report.figures import plot_metric_speedup, plot_pattern, plot_speedup_estimate, plot_time_accuracy
-from sprint.report.load import TREE, ModelResults, load_benchmarks, load_results, model_names, model_of
+from sprint.report.figures import (SWEEP_GLOB, plot_latency_sweep, plot_metric_speedup, plot_pattern,
+                                   plot_speedup_estimate, plot_time_accuracy)
+from sprint.report.load import (INFORMATIVE_COL, TREE, ModelResults, _load_json, load_benchmarks, load_results,
+                                model_names, model_of)
 from sprint.report.names import (at_setting, method_name, order_methods, order_points, point_header, sort_rows,
                                  target_label)
-from sprint.report.tables import (MARKS, N_BOOT, aggregate, display_table, paired_tests, seed_marks, speedup_table,
+from sprint.report.tables import (ALL_TASKS_LABEL, INFORMATIVE_LABEL, MARKS, N_BOOT, aggregate, bias_flags,
+                                  chance_table, display_table, paired_tests, retained_table, seed_marks, speedup_table,
                                   spread_text, with_ci)
 
 ABLATION = ("sprint-l", "sprint-t", "sprint-e", "sprint")
@@ -168,7 +171,7 @@ def _paired_section(m: ModelResults, csv: Path, out: list[Path]) -> tuple[list[s
     runs = pd.concat([m.dense, m.runs])
     windows = _unique((runs["ppl_tokens"] / (runs["ppl_seq_len"] - 1)).dropna().astype(int))
     legend = (f"Paired test: each method against the best one at the same target (or weight setting) and seed (by "
-              f"mean accuracy; by "
+              f"mean accuracy over the informative tasks, over all tasks (the paper's figure), and by "
               f"perplexity), on the documents every method answered ({_docs(m)} per task; resampled within each "
               f"task) and the same {windows} WikiText-2 windows of {_unique(runs['ppl_seq_len'].dropna().astype(int))}"
               f" tokens; paired bootstrap, {N_BOOT} resamples, 95% CI of the difference. **≈ best**: the CI includes "
@@ -176,12 +179,18 @@ def _paired_section(m: ModelResults, csv: Path, out: list[Path]) -> tuple[list[s
     shown = pd.DataFrame({
         point_header(tests["point"]): tests["point"].map(point_label), "seed": tests["seed"],
         "method": tests["method"].map(method_name),
-        "mean acc. (%)": [with_ci(v, math.nan, math.nan, "{:.2f}") for v in tests["acc"]],
+        "inf. acc. (%)": [with_ci(v, math.nan, math.nan, "{:.2f}") for v in tests["acc_inf"]],
+        "Δ inf. acc. (pp) [95% CI]": [with_ci(*r, fmt="{:+.2f}")
+                                      for r in tests[["acc_inf_diff", "acc_inf_lo", "acc_inf_hi"]].to_numpy()],
+        "inf. acc. vs best": tests["acc_inf_mark"].map(MARKS).fillna(""),
+        "all-task acc. (%)": [with_ci(v, math.nan, math.nan, "{:.2f}") for v in tests["acc"]],
         "Δ acc. (pp) [95% CI]": [with_ci(*r, fmt="{:+.2f}") for r in tests[["acc_diff", "acc_lo", "acc_hi"]].to_numpy()],
         "acc. vs best": tests["acc_mark"].map(MARKS).fillna(""),
         "ppl": [with_ci(v, math.nan, math.nan, "{:.2f}") for v in tests["ppl"]],
         "Δ ppl [95% CI]": [with_ci(*r, fmt="{:+.2f}") for r in tests[["ppl_diff", "ppl_lo", "ppl_hi"]].to_numpy()],
         "ppl vs best": tests["ppl_mark"].map(MARKS).fillna("")})
+    if tests["acc_inf"].isna().all():  # the informative tasks unknown: no such columns
+        shown = shown.drop(columns=[c for c in shown if c.startswith(("inf. acc.", "Δ inf. acc."))])
     skipped_note = "".join(f"; skipped: {n}" for n in skipped)
     lines = _section("Paired comparisons with the best method", shown, tests, csv, out, legend + skipped_note,
                      "_no comparison: fewer than two methods with per-document results at any target_" + skipped_note)
@@ -203,8 +212,87 @@ def report_file(folder: Path, model: str, name: str) -> Path:
     return folder / f"{model}_{name}"
 
 
-def _model_report(m: ModelResults, folder: Path, out: list[Path]) -> list[str]:
-    """Tables and figures of one model (files appended to ``out``) -> its Markdown lines."""
+def _chance_section(m: ModelResults, chance_csv: Path, retained_csv: Path, bias_csv: Path,
+                    out: list[Path]) -> list[str]:
+    """Chance levels, informative tasks, retained accuracy above chance and the answer-bias flags."""
+    if m.chance.empty:
+        return []
+    whose = f" (the dense evaluation of `{m.dense_from}`: the same weights on the same documents)" if m.dense_from else ""
+    inf = m.informative
+    verdict = ("_Informative tasks_: unknown (no dense evaluation or no chance levels recorded): the verdicts fall "
+               "back on nothing: the informative-task accuracy is not computed." if inf is None else
+               f"_Informative tasks_: {', '.join(inf) or 'none'} of {len(m.tasks)}. "
+               "The informative-task accuracy (their plain mean) is what verdicts (best / ≈ / worse) are written "
+               "from; the all-task mean stays beside it as the paper's figure.")
+    lines = _section("Chance-aware accuracy", chance_table(m), m.chance, chance_csv, out,
+                     "Chance: the accuracy of a uniform guess (1 / choices, averaged over the evaluated documents); "
+                     "majority (binary tasks): the accuracy of always giving the most common gold answer; dense: its "
+                     "score with a 95% CI (percentile bootstrap over the task's documents)" + whose + ". A task is "
+                     "*informative* when that CI lies above both chance and majority.")
+    lines[-2:-2] = [verdict, ""]
+    flags = bias_flags(m)
+    shown = retained_table(m, flags)
+    if not shown.empty:
+        lines += _section("Retained accuracy above chance", shown, shown, retained_csv, out,
+                          "Per task: accuracy (%, mean over seeds) and in brackets the share retained above chance, "
+                          "(acc − chance) / (dense − chance) (– where dense is not above chance). ⚑: answer-bias "
+                          "flag, a seed's model beats the dense model on the task beyond the paired test's noise "
+                          "(the paired-bootstrap 95% CI of pruned − dense lies above 0).")
+    flagged = flags[flags["flag"] | flags["shifted"]] if not flags.empty else flags
+    bias = ["#### Answer-bias flags", "",
+            "⚑: the pruned model beats the dense one on the task beyond the paired noise (pruned − dense accuracy, "
+            "paired-bootstrap 95% CI above 0): a gain from pruning, read as a shifted answer bias rather than "
+            "retained skill. ↔ (binary tasks): its share of an answer moved beyond the paired noise (the CI of "
+            "pruned − dense share of the second answer excludes 0), whatever the accuracy did.", ""]
+    bias += [f"- {'⚑ ' if r.flag else ''}{'↔ ' if r.shifted else ''}{method_name(r.method)} {point_label(r.point)} "
+             f"seed {r.seed} on {r.task}: accuracy {r.diff:+.1f} pp [{r.lo:+.1f}, {r.hi:+.1f}] against the dense "
+             "model" + (f"; answer shares (%) dense → pruned: {r.shares}, second answer {r.shift:+.1f} pp "
+                        f"[{r.shift_lo:+.1f}, {r.shift_hi:+.1f}]" if r.shares else "") + "."
+             for r in flagged.itertuples()] or [
+        "- none: no pruned model beats the dense one, or shifts its answers, on any task beyond the paired noise."]
+    binary = sorted({t for shares in m.answers.values() for t in shares})
+    if binary:
+        rows = [{"model": "Dense" if k[0] == "dense" else f"{method_name(k[0])} {point_label(k[1])} seed {k[2]}",
+                 **{t: " / ".join(f"{a} {v:.0f}" for a, v in m.answers[k].get(t, {}).items()) for t in binary}}
+                for k in sort_rows(pd.DataFrame(list(m.answers), columns=["method", "point", "seed"])).itertuples(
+                    index=False, name=None)]
+        bias += ["", "Each model's share (%) of each answer on the binary tasks:", "", markdown_table(pd.DataFrame(rows))]
+    if not flags.empty:
+        out.append(atomic_write_text(bias_csv, flags.round(6).to_csv(index=False)))
+        bias += ["", f"CSV: [{bias_csv.name}]({bias_csv.parent.name}/{bias_csv.name})"]
+    return lines + bias + [""]
+
+
+def _sweep_notes(sweep: dict[str, Any]) -> list[str]:
+    """The linearity summary of a latency sweep, one line per kind."""
+    out = []
+    for kind, lin in (sweep.get("linearity") or {}).items():
+        name = "MHA" if kind == "attn" else "MLP"
+        parts = [f"{which}'s line off by at most {100 * lin[which]['max_abs_gap']:.1f} pp of the dense latency, "
+                 f"inside the 95% CI at {sum(lin[which]['inside_ci'])} of {len(lin[which]['inside_ci'])} points"
+                 for which in ("profile", "table") if which in lin]
+        out.append(f"- {name}: measured share per removed sublayer {100 * lin['fitted_share_per_sublayer']:.2f}% "
+                   f"(least squares through 1 at 0); " + "; ".join(parts) + ".")
+    return out + [""] if out else []
+
+
+def find_sweeps(*folders: Path) -> dict[str, list[dict[str, Any]]]:
+    """Latency sweeps (``latency_sweep*.json`` directly in a folder or in a model's folder of it) by model: the last
+    component of the sweep's ``model`` path."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for folder in folders:
+        for path in sorted({*folder.glob(SWEEP_GLOB), *folder.glob(f"*/{SWEEP_GLOB}")}):
+            sweep = _load_json(path)
+            if not isinstance(sweep.get("points"), list):
+                raise SprintError(f"{path}: not a latency sweep (no points)")
+            found.setdefault(Path(str(sweep.get("model", ""))).name, []).append(sweep)
+    return found
+
+
+def _model_report(m: ModelResults, folder: Path, out: list[Path],
+                  sweeps: list[dict[str, Any]] = ()) -> list[str]:
+    """Tables and figures of one model (files appended to ``out``; ``sweeps``: its latency sweeps, Fig. 3a) -> its
+    Markdown lines."""
     def path(name: str) -> Path:
         return report_file(folder, m.name, name)
 
@@ -214,11 +302,15 @@ def _model_report(m: ModelResults, folder: Path, out: list[Path]) -> list[str]:
     ppl = ("WikiText-2 ppl", "wikitext2_ppl", "{:.2f}")
     spec = [("measured speedup (×)", "measured_speedup", "{:.3f}"),
             ("estimated speedup (×)", "estimated_speedup", "{:.3f}"),
-            *((f"{t} (%)", f"task:{t}", "{:.2f}") for t in m.tasks), acc, ppl, time]
+            *((f"{t} (%)", f"task:{t}", "{:.2f}") for t in m.tasks), (INFORMATIVE_LABEL, INFORMATIVE_COL, "{:.2f}"),
+            (ALL_TASKS_LABEL, "mean_accuracy", "{:.2f}"), ppl, time]
     main = aggregate(pd.concat([m.dense, m.runs]), [c for _, c, _ in spec] + ["speedup_spread", "ppl_tokens"])
     main_shown = display_table(main, spec)
     main_shown.insert(4, "speedup spread", main["speedup_spread_mean"].map(spread_text))
-    main_shown["acc. vs best"] = seed_marks(tests, main, "acc")
+    main_shown["inf. acc. vs best"] = seed_marks(tests, main, "acc_inf")
+    main_shown["all-task acc. vs best"] = seed_marks(tests, main, "acc")
+    if m.informative is None:  # unknown: the all-task mean alone
+        main_shown = main_shown.drop(columns=[INFORMATIVE_LABEL, "inf. acc. vs best"])
     perplexity = display_table(main, [ppl])
     perplexity["ppl vs best"] = seed_marks(tests, main, "ppl")
     perplexity["tokens"] = main["ppl_tokens_mean"].map(lambda v: "–" if math.isnan(v) else f"{v:.0f}")
@@ -227,8 +319,9 @@ def _model_report(m: ModelResults, folder: Path, out: list[Path]) -> list[str]:
                      ("point", "method"))
     speed = speedup_table(m.runs)
     tokens = _unique(pd.concat([m.dense, m.runs])["ppl_tokens"].dropna().astype(int))
-    compared = tests.dropna(subset=["acc_mark"])
-    inseparable = not compared.empty and not (compared["acc_mark"] == "worse").any()
+    mark = "acc_inf_mark" if tests["acc_inf_mark"].notna().any() else "acc_mark"
+    compared = tests.dropna(subset=[mark])
+    inseparable = not compared.empty and not (compared[mark] == "worse").any()
     main_lines = _section("Main results", main_shown, main, path("main.csv"), out,
                           "Measured speedup: the per-round ratio of dense to pruned generation time over interleaved "
                           "rounds, its Hodges-Lehmann estimate (the median with `estimator: median`) [95% CI]; spread: the "
@@ -239,7 +332,7 @@ def _model_report(m: ModelResults, folder: Path, out: list[Path]) -> list[str]:
                          path("perplexity.csv"), out,
                          f"WikiText-2 test perplexity on {tokens} tokens per model (one seed: [95% CI], bootstrap "
                          "over windows). " + VS_BEST)
-    lines = _header(m)
+    lines = _header(m) + _chance_section(m, path("chance.csv"), path("retained.csv"), path("bias.csv"), out)
     if inseparable:
         lines += ["### Headline: perplexity", "",
                   f"**Accuracy at this evaluation size ({_docs(m)} documents per task) cannot separate the methods**: at "
@@ -267,7 +360,11 @@ def _model_report(m: ModelResults, folder: Path, out: list[Path]) -> list[str]:
                 prune_budget + eval_budget),
                *((f"Pruning pattern at {target_label(t)} (paper Fig. 7)", plot_pattern(m, t, path(f"pattern_x{t:g}.png")), [])
                  for t in sorted(m.runs["target"].dropna().unique())),
-               ("Estimated vs measured speedup", plot_speedup_estimate(m, path("speedup_estimate.png")), [])]
+               ("Estimated vs measured speedup", plot_speedup_estimate(m, path("speedup_estimate.png")), []),
+               *((f"Latency vs removed sublayers, {s.get('prompt_len', '?')}+{s.get('gen_len', '?')} tokens "
+                  "(paper Fig. 3a)", plot_latency_sweep(s, path(f"latency_sweep_{s.get('prompt_len', 'x')}+"
+                                                                f"{s.get('gen_len', 'x')}.png")), _sweep_notes(s))
+                 for s in sweeps)]
     lines += ["### Figures", ""]
     for caption, png, notes in figures:
         if png is not None:
@@ -276,12 +373,16 @@ def _model_report(m: ModelResults, folder: Path, out: list[Path]) -> list[str]:
     return lines
 
 
-def write_report(results: Path, output: Path, metrics: list[Path] | None = None) -> list[Path]:
+def write_report(results: Path, output: Path, metrics: list[Path] | None = None,
+                 dense_of: dict[str, str] | None = None, sweeps: list[Path] = ()) -> list[Path]:
     """Write ``output`` (Markdown) plus its CSVs and PNGs in its :func:`~sprint.layout.report_folder`; return every
     file written.
 
     ``metrics``: the metrics files to report (the pipeline passes those its DAG made); by default every model of
-    ``results`` (:func:`~sprint.report.load.model_names`) with every metrics file of it."""
+    ``results`` (:func:`~sprint.report.load.model_names`) with every metrics file of it.  ``dense_of``: model ->
+    the model whose dense evaluation decides its chance-aware reading when it has none (the same weights).  A latency
+    sweep (``latency_sweep*.json``, paper Fig. 3a) in ``results``, a model's folder of it or the folders ``sweeps``
+    is drawn in its model's section."""
     results, output = Path(results), Path(output)
     if not results.is_dir():
         raise SprintError(f"{results}: results folder not found")
@@ -300,9 +401,13 @@ def write_report(results: Path, output: Path, metrics: list[Path] | None = None)
     if not models:
         lines += [f"No model results found (expected `{where}/<model>/` with latency.json, metrics/ or pruned/).", ""]
     written: list[Path] = []
+    found = find_sweeps(results, *map(Path, sweeps))
+    loaded: dict[str, ModelResults] = {}
+    for model in sorted(models, key=lambda n: (dense_of or {}).get(n) is not None):  # lenders first
+        lender = loaded.get((dense_of or {}).get(model, ""))
+        loaded[model] = load_results(results, model, None if chosen is None else chosen[model], lender)
     for model in models:
-        lines += _model_report(load_results(results, model, None if chosen is None else chosen[model]), folder,
-                               written)
+        lines += _model_report(loaded[model], folder, written, found.get(model, []))
     bench = load_benchmarks(results, models)
     lines += _section("Pipeline stages (Snakemake benchmarks)", bench.round(1), bench, folder / "benchmarks.csv",
                       written, "Per rule (and model): number of jobs, summed wall and CPU seconds, max RSS (MB)."

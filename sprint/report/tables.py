@@ -15,7 +15,7 @@ import pandas as pd
 from sprint.errors import SprintError
 from sprint.layout import point_label
 from sprint.measure import stats
-from sprint.report.load import KEYS, ModelResults
+from sprint.report.load import DENSE, INFORMATIVE_COL, KEYS, ModelResults
 from sprint.report.names import method_name, order_methods, order_points, point_header, sort_rows
 
 N_BOOT = 2000  # paired-bootstrap resamples
@@ -36,9 +36,15 @@ class Measure:
     diff_unit: str  # of a shown difference
 
 
-ACCURACY = Measure("acc", "accuracy", "mean_accuracy", stats.mean_accuracy, True, 100.0, "%", " pp")
+# Accuracy over the informative tasks (the dense score's 95% CI above chance and majority: load.with_informative):
+# the one verdicts are written from; over every task: the paper's figure, shown beside it.
+INFORMATIVE = Measure("acc_inf", "informative-task accuracy", INFORMATIVE_COL, stats.mean_accuracy, True, 100.0, "%",
+                      " pp")
+ACCURACY = Measure("acc", "accuracy", "mean_accuracy", stats.mean_accuracy, True, 100.0,
+                   "%", " pp")
 PERPLEXITY = Measure("ppl", "perplexity", "wikitext2_ppl", stats.perplexity, False, 1.0, "", "")
-MEASURES = {m.key: m for m in (ACCURACY, PERPLEXITY)}
+MEASURES = {m.key: m for m in (INFORMATIVE, ACCURACY, PERPLEXITY)}
+PAPERS_FIGURE = "all-task accuracy (the paper's figure)"  # ACCURACY's name beside the informative-task accuracy
 
 
 def aggregate(runs: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
@@ -118,7 +124,8 @@ def paired_tests(m: ModelResults) -> tuple[pd.DataFrame, list[str]]:
     for point, seed in groups:
         for key, measure in MEASURES.items():
             group = {method: m.samples[method, point, seed][key] for method in order_methods(
-                k[0] for k in m.samples if k[0] != "dense" and k[1:] == (point, seed))}
+                k[0] for k in m.samples if k[0] != "dense" and k[1:] == (point, seed))
+                if key in m.samples[method, point, seed]}  # acc_inf: only where the informative tasks are known
             if len(group) < 2:
                 continue
             try:
@@ -146,13 +153,103 @@ def seed_marks(tests: pd.DataFrame, agg: pd.DataFrame, key: str) -> list[str]:
 def summary_table(m: ModelResults, tests: pd.DataFrame) -> pd.DataFrame:
     """The headline columns per (method, point), dense first: measured speedup, mean accuracy, perplexity (cells as
     in the main table) and both paired marks against the best (``tests``: :func:`paired_tests`)."""
-    spec = [("measured speedup (×)", "measured_speedup", "{:.3f}"), ("mean acc. (%)", "mean_accuracy", "{:.2f}"),
+    spec = [("measured speedup (×)", "measured_speedup", "{:.3f}"),
+            (INFORMATIVE_LABEL, INFORMATIVE_COL, "{:.2f}"), (ALL_TASKS_LABEL, "mean_accuracy", "{:.2f}"),
             ("WikiText-2 ppl", "wikitext2_ppl", "{:.2f}")]
     agg = aggregate(pd.concat([m.dense, m.runs]), [c for _, c, _ in spec])
     shown = display_table(agg, spec)
-    shown["acc. vs best"] = seed_marks(tests, agg, "acc")
+    shown.insert(list(shown.columns).index(ALL_TASKS_LABEL), "inf. acc. vs best", seed_marks(tests, agg, "acc_inf"))
     shown["ppl vs best"] = seed_marks(tests, agg, "ppl")
+    if m.informative is None:  # unknown: the all-task mean alone, with its marks
+        shown = shown.drop(columns=[INFORMATIVE_LABEL, "inf. acc. vs best"])
+        shown.insert(list(shown.columns).index(ALL_TASKS_LABEL) + 1, "acc. vs best", seed_marks(tests, agg, "acc"))
     return shown
+
+
+INFORMATIVE_LABEL = "informative-task acc. (%)"
+ALL_TASKS_LABEL = "all-task acc. (%) (paper's figure)"
+
+
+def chance_table(m: ModelResults) -> pd.DataFrame:
+    """The per-task chance table shown: task, chance, majority (binary tasks), dense [95% CI], informative."""
+    c = m.chance
+    pct = lambda v: "–" if math.isnan(v) else f"{v:.1f}"  # noqa: E731
+    return pd.DataFrame({
+        "task": c["task"], "chance (%)": c["chance"].map(pct), "majority (%)": c["majority"].map(pct),
+        "dense (%) [95% CI]": [with_ci(*r, fmt="{:.1f}") for r in c[["dense", "dense_lo", "dense_hi"]].to_numpy()],
+        "informative": c["informative"].map(lambda v: "unknown" if math.isnan(v) else "yes" if v else "no")})
+
+
+def retained(acc: float, dense: float, chance: float) -> float:
+    """Retained above chance: (acc − chance) / (dense − chance), in %; NaN unless dense lies above chance."""
+    if any(math.isnan(v) for v in (acc, dense, chance)) or dense <= chance:
+        return math.nan
+    return 100 * (acc - chance) / (dense - chance)
+
+
+def bias_flags(m: ModelResults, n_boot: int = N_BOOT) -> pd.DataFrame:
+    """Per pruned model (method, point, seed) and task, pruned − dense accuracy (pp) with its paired-bootstrap 95%
+    CI; ``flag`` where the pruned model beats its dense model by more than that noise (the CI's lower end above 0):
+    a gain from pruning is a shifted answer bias, not retained skill.  Binary tasks carry both models' answer
+    shares (``shares``: "no 98 / yes 2 → no 43 / yes 57") and ``shift``: pruned − dense share of the second answer
+    (pp, paired-bootstrap 95% CI over the same documents), ``shifted`` where that CI excludes 0."""
+    cols = [*KEYS, "task", "diff", "lo", "hi", "flag", "shares", "shift", "shift_lo", "shift_hi", "shifted"]
+    dense = m.samples.get(DENSE)
+    rows = []
+    if dense is None:
+        return pd.DataFrame(rows, columns=cols)
+    for key, sample in m.samples.items():
+        if key == DENSE or key[0] == "dense":
+            continue
+        for task in m.tasks:
+            if task not in sample["acc"] or task not in dense["acc"]:
+                continue
+            try:
+                d = stats.paired_bootstrap({task: sample["acc"][task]}, {task: dense["acc"][task]},
+                                           stats.mean_accuracy, n_boot)
+            except SprintError:
+                continue
+            mine, theirs = m.answers.get(key, {}).get(task), m.answers.get(DENSE, {}).get(task)
+            shares = "" if not (mine and theirs) else (
+                " / ".join(f"{a} {v:.0f}" for a, v in theirs.items()) + " → "
+                + " / ".join(f"{a} {v:.0f}" for a, v in mine.items()))
+            shift = math.nan, math.nan, math.nan
+            if task in sample.get("second", {}) and task in dense.get("second", {}):
+                try:
+                    s = stats.paired_bootstrap({task: sample["second"][task]}, {task: dense["second"][task]},
+                                               stats.mean_accuracy, n_boot)
+                    shift = 100 * s.estimate, 100 * s.lo, 100 * s.hi
+                except SprintError:
+                    pass
+            rows.append({**dict(zip(KEYS, key)), "task": task, "diff": 100 * d.estimate, "lo": 100 * d.lo,
+                         "hi": 100 * d.hi, "flag": d.lo > 0, "shares": shares, "shift": shift[0],
+                         "shift_lo": shift[1], "shift_hi": shift[2],
+                         "shifted": not math.isnan(shift[1]) and (shift[1] > 0 or shift[2] < 0)})
+    return sort_rows(pd.DataFrame(rows, columns=cols), ("method", "point", "seed"))
+
+
+def retained_table(m: ModelResults, flags: pd.DataFrame) -> pd.DataFrame:
+    """Per (method, point): each task's accuracy (mean over seeds) with its retained share above chance, ⚑ where a
+    seed's model beats the dense one on the task beyond the paired noise (``flags``: :func:`bias_flags`)."""
+    chance = m.chance.set_index("task")
+    cols = [f"task:{t}" for t in m.tasks]
+    agg = aggregate(m.runs.dropna(subset=["mean_accuracy"]), cols)
+    out = pd.DataFrame({"method": agg["method"].map(method_name), point_header(agg["point"]): agg["point"].map(
+        point_label), "seeds": agg["seeds"]})
+    flagged = flags[flags["flag"]] if not flags.empty else flags
+    for task in m.tasks:
+        c, d = chance.loc[task, "chance"], chance.loc[task, "dense"]
+        cells = []
+        for r in agg.to_dict("records"):
+            acc = r[f"task:{task}_mean"]
+            kept = retained(acc, d, c)
+            mark = "" if flagged.empty or flagged[(flagged["method"] == r["method"]) & (flagged["point"] == r["point"])
+                                                  & (flagged["task"] == task)].empty else " ⚑"
+            cells.append("–" if math.isnan(acc) else f"{acc:.1f} ({'–' if math.isnan(kept) else f'{kept:.0f}%'})"
+                         + mark)
+        informative = chance.loc[task, "informative"]
+        out[f"{task}{'' if informative == 1.0 else ' (not inf.)'}"] = cells
+    return out
 
 
 def speedup_table(runs: pd.DataFrame) -> pd.DataFrame:

@@ -22,11 +22,18 @@ from sprint.measure import stats
 from sprint.report import (MEASURES, ModelResults, aggregate, load_benchmarks, load_results, markdown_table,
                            method_name, paired_tests, summary_table, write_report)
 from sprint.report.load import metrics_files
-from sprint.report.markdown import report_file
-from sprint.report.tables import ACCURACY, PERPLEXITY, Measure
+from sprint.report.markdown import find_sweeps, report_file
+from sprint.report.tables import (ACCURACY, INFORMATIVE, PAPERS_FIGURE, PERPLEXITY, Measure, bias_flags,
+                                  chance_table)
 from sprint.study.spec import RESULTS, Study
 
 AGAINST = {"better": "more accurate than", "worse": "less accurate than", "≈": "not separable in accuracy from"}
+
+
+def accuracy_measure(m: ModelResults) -> Measure:
+    """The accuracy the page's comparisons and verdicts are written from: over the informative tasks where they are
+    known (the dense model's chance-aware reading), else over all tasks."""
+    return INFORMATIVE if m.informative is not None else ACCURACY
 
 
 @dataclass(frozen=True)
@@ -67,7 +74,7 @@ def compare(a: tuple[ModelResults, str], b: tuple[ModelResults, str], point: str
     seeds, on each item's mean over them (:func:`sprint.measure.stats.over_seeds`).  None unless both models have
     every seed's per-item data."""
     mine, theirs = ([m.samples.get((method, point, seed)) for seed in seeds] for m, method in (a, b))
-    if not all(mine + theirs):
+    if not all(mine + theirs) or not all(measure.key in s for s in mine + theirs):
         return None
     d = stats.paired_bootstrap(stats.over_seeds([s[measure.key] for s in mine]),
                                stats.over_seeds([s[measure.key] for s in theirs]), measure.stat)
@@ -119,6 +126,8 @@ def _verdicts(m: ModelResults, tests: pd.DataFrame) -> list[Verdict]:
             continue
         for measure in MEASURES.values():
             values = rows.set_index("method")[f"{measure.column}_mean"]
+            if values.isna().any():  # the informative tasks unknown: no verdict by them
+                continue
             best = values.idxmax() if measure.higher_is_better else values.idxmin()
             key = measure.key
             marks = tests[(tests["method"] == "sprint") & (tests["point"] == point)][f"{key}_mark"].dropna().tolist()
@@ -152,40 +161,64 @@ def _verdicts(m: ModelResults, tests: pd.DataFrame) -> list[Verdict]:
                 sentence += f"; over the {pooled.seeds} seeds pooled, SPRINT − {method_name(rival)} {pooled.reading}"
                 short += f"; {pooled.seeds} seeds pooled: SPRINT − {method_name(rival)} {pooled.reading}"
             unit = measure.unit
+            name = PAPERS_FIGURE if measure is ACCURACY and m.informative is not None else measure.name
             out.append(Verdict(point, measure, n, best, short,
-                               f"- **{point_label(point)}, {measure.name}** ({_seeds(n)}): {sentence} "
+                               f"- **{point_label(point)}, {name}** ({_seeds(n)}): {sentence} "
                                f"(SPRINT {values['sprint']:.2f}{unit}, {'next ' if best == 'sprint' else ''}"
                                f"{method_name(rival)} {values[rival]:.2f}{unit}; SPRINT's marks by seed: "
                                f"{counts or 'none'})."))
     return out
 
 
-def _summary(verdicts: list[Verdict], turns: list[str]) -> list[str]:
+def _summary(verdicts: list[Verdict], turns: list[str], informative: list[str] | None = None,
+             tasks: list[str] = ()) -> list[str]:
     """The page's answer in a few lines: the verdicts of the main comparison, then each controlled change's lines
     (from :func:`_controlled`)."""
     lines = ["## In short", "",
              "Generated from the paired tests below (same documents and windows for every model; one line per "
              "measure, then each controlled change on SPRINT itself and against the default setting's rivals):", ""]
-    accuracy = [v for v in verdicts if v.measure is ACCURACY]
+    accuracy = [v for v in verdicts if v.measure is INFORMATIVE]
+    paper = [v for v in verdicts if v.measure is ACCURACY]
     perplexity = [v for v in verdicts if v.measure is PERPLEXITY]
+    lines.append(f"- Accuracy is read on the **informative tasks** ({', '.join(informative) or 'none'}): those on "
+                 "which the dense model's 95% CI lies above chance and above always giving the majority answer "
+                 f"({', '.join(t for t in tasks if t not in informative) or 'none'} not: no signal for pruning to "
+                 "keep). The all-task mean, the paper's figure, is shown beside it." if informative is not None else
+                 "- The informative tasks are unknown (no dense evaluation with chance levels): accuracy verdicts "
+                 "use the all-task mean.")
+    if not accuracy and informative is None:
+        accuracy = paper
     if accuracy:
         won = [v for v in accuracy if v.best == "sprint"]
+        separated = [v for v in accuracy if "worse" in v.short or "every other method worse" in v.short]
         others = "; ".join(f"{method_name(v.best)} at {point_label(v.point)}" for v in accuracy if v.best != "sprint")
         others = f" (the best: {others})" if others else ""
         lowest = [v for v in perplexity if v.best == "sprint"]
+        holds = len(won) == len(accuracy)
+        resolved = ("at no target does a paired test separate SPRINT from the best in this accuracy, so at this "
+                    "size the accuracy data neither confirm nor refute the claim" if not separated else
+                    f"the paired tests separate SPRINT from the best, or the best from every other method, at "
+                    f"{len(separated)} of {len(accuracy)} target(s)")
         lines.append(f"- **The paper's claim, SPRINT the most accurate at every speedup, "
-                     f"{'holds' if len(won) == len(accuracy) else 'does not hold'} here**: SPRINT has the best "
-                     f"mean accuracy at {len(won)} of {len(accuracy)} targets{others}"
-                     f" and the lowest perplexity at {len(lowest)} of {len(perplexity)}; the paired tests next say "
-                     "which gaps are more than noise.")
+                     f"{'holds' if holds else 'does not hold'} here**: SPRINT has the best mean "
+                     f"{accuracy[0].measure.name} at {len(won)} of {len(accuracy)} targets{others} and the lowest "
+                     f"perplexity at {len(lowest)} of {len(perplexity)}; {resolved}.")
+        if paper and accuracy[0].measure is not ACCURACY:
+            best_paper = "; ".join(f"{method_name(v.best)} at {point_label(v.point)}" for v in paper)
+            lines.append(f"- The paper's figure, the all-task mean (not used for the verdict: it includes the "
+                         f"uninformative tasks): best {best_paper}.")
     for measure in MEASURES.values():
         found = [f"at {point_label(v.point)} ({_seeds(v.seeds)}), {v.short}" for v in verdicts if v.measure is measure]
-        lines.append(f"- SPRINT's {measure.name} among the methods at its targets: "
+        if measure is INFORMATIVE and informative is None:
+            continue
+        name = PAPERS_FIGURE if measure is ACCURACY and informative is not None else measure.name
+        lines.append(f"- SPRINT's {name} among the methods at its targets: "
                      f"{'; '.join(found) if found else 'no target with SPRINT and another method done yet'}.")
     return lines + turns + [""]
 
 
 def _detectable(m: ModelResults) -> list[str]:
+    ACC = accuracy_measure(m)  # noqa: N806
     """What the paired test can see at this study's size: the difference it finds with 80% power (5% two-sided),
     from the spread of the pairs SPRINT forms with every other method at the same point and seed."""
     acc, ppl = [], []  # in pp; in % of SPRINT's perplexity
@@ -193,17 +226,17 @@ def _detectable(m: ModelResults) -> list[str]:
         ref = m.samples.get(("sprint", point, seed))
         if method == "sprint" or not ref:
             continue
-        acc.append(ACCURACY.scale * stats.detectable_difference(ref["acc"], sample["acc"], ACCURACY.stat))
+        acc.append(ACC.scale * stats.detectable_difference(ref[ACC.key], sample[ACC.key], ACC.stat))
         sprint_ppl = float(PERPLEXITY.stat(stats.paired([ref["ppl"]]))[0])
         ppl.append(100 * stats.detectable_difference(ref["ppl"], sample["ppl"], PERPLEXITY.stat) / sprint_ppl)
     if not acc:
         return []
     first = next(iter(m.samples.values()))
-    docs = sum(len(ids) for ids, _ in first["acc"].values())
+    docs = sum(len(ids) for ids, _ in first[ACC.key].values())
     windows = sum(len(ids) for ids, _ in first["ppl"].values())
     acc, ppl = np.array(acc), np.array(ppl)
     return [f"What the paired test can detect here (80% power, 5% two-sided, from the spread of SPRINT's "
-            f"{len(acc)} pair(s) with the other methods at the same target and seed): a difference in mean accuracy "
+            f"{len(acc)} pair(s) with the other methods at the same target and seed): a difference in mean {ACC.name} "
             f"of {np.median(acc):.1f} pp (range {acc.min():.1f}–{acc.max():.1f}) on these {docs} documents; smaller "
             f"true differences mostly read as ≈. In perplexity, {np.median(ppl):.1f}% of SPRINT's (range "
             f"{ppl.min():.1f}–{ppl.max():.1f}%) over {windows} windows.", ""]
@@ -222,6 +255,7 @@ def _row(m: ModelResults, method: str, point: str, seed: int) -> pd.Series | Non
 
 
 def _controlled(study: Study, base: ModelResults, other: ModelResults, name: str) -> tuple[list[str], list[str]]:
+    ACC = accuracy_measure(base)  # noqa: N806
     """Every method run under ``other``'s setting against itself under the default one, point by point and seed by
     seed (and, at a point with several seeds, the seeds pooled); then SPRINT against each other method within each
     setting (paired).  Returns the section's lines and its lines for the page's short answer: SPRINT against itself
@@ -241,31 +275,35 @@ def _controlled(study: Study, base: ModelResults, other: ModelResults, name: str
             removed = row.removed if isinstance(row.removed, list) else []
             n_attn = sum(kind == "attn" for _, kind in removed)
             delta = {measure: _shown(compare((other, r.method), (base, r.method), r.point, [r.seed], measure), False)
-                     if label == name else "" for measure in (ACCURACY, PERPLEXITY)}
+                     if label == name else "" for measure in (ACC, PERPLEXITY)}
             rows.append({"method": method_name(r.method), "target": point_label(r.point), "seed": r.seed,
                          "setting": label, "removed": f"{n_attn} attn + {len(removed) - n_attn} MLP",
                          "measured speedup (×)": f"{row.measured_speedup:.3f} [{row.measured_speedup_lo:.3f}, "
                                                  f"{row.measured_speedup_hi:.3f}]",
-                         "mean acc. (%)": f"{row.mean_accuracy:.2f}", "WikiText-2 ppl": f"{row.wikitext2_ppl:.2f}",
-                         "Δ acc. (pp) vs default [95% CI]": delta[ACCURACY],
+                         **({"inf. acc. (%)": f"{row.informative_accuracy:.2f}", "all-task acc. (%)":
+                             f"{row.mean_accuracy:.2f}"} if ACC is INFORMATIVE else
+                            {"mean acc. (%)": f"{row.mean_accuracy:.2f}"}),
+                         "WikiText-2 ppl": f"{row.wikitext2_ppl:.2f}",
+                         f"Δ {'inf. ' if ACC is INFORMATIVE else ''}acc. (pp) vs default [95% CI]": delta[ACC],
                          "Δ ppl vs default [95% CI]": delta[PERPLEXITY]})
         if r.method != "sprint" and ("sprint", r.point, r.seed) in other.samples:
             within = {setting: [compare((m, "sprint"), (m, r.method), r.point, [r.seed], measure)
-                                for measure in (ACCURACY, PERPLEXITY)]
+                                for measure in (ACC, PERPLEXITY)]
                       for setting, m in settings if key in m.samples}  # setting -> SPRINT − the rival
             rivals.append(f"- SPRINT − {method_name(r.method)} at {point_label(r.point)}, seed {r.seed} (paired, 95% "
                           f"CI; better / worse: for SPRINT, ≈: the CI includes 0): "
-                          + "; ".join(f"under `{setting}`: accuracy {_shown(acc)}, perplexity {_shown(ppl)}"
+                          + "; ".join(f"under `{setting}`: {ACC.name} {_shown(acc)}, perplexity "
+                                      f"{_shown(ppl)}"
                                       for setting, (acc, ppl) in within.items()) + ".")
             accuracy = [within[setting][0] for setting, _ in settings if setting in within]
             if len(accuracy) == len(settings) and None not in accuracy:
                 compared.setdefault((r.method, r.point), []).append(r.seed)
     for (method, point), seeds in compared.items():
-        acc = {setting: compare((m, "sprint"), (m, method), point, seeds, ACCURACY) for setting, m in settings}
+        acc = {setting: compare((m, "sprint"), (m, method), point, seeds, ACC) for setting, m in settings}
         how = f"seed {seeds[0]}" if len(seeds) == 1 else f"{len(seeds)} seeds pooled"
         if len(seeds) > 1:
             rivals.append(f"- SPRINT − {method_name(method)} at {point_label(point)}, {how}: "
-                          + "; ".join(f"under `{setting}`: accuracy {acc[setting].reading}, perplexity "
+                          + "; ".join(f"under `{setting}`: {ACC.name} {acc[setting].reading}, perplexity "
                                       f"{_shown(compare((m, 'sprint'), (m, method), point, seeds, PERPLEXITY))}"
                                       for setting, m in settings) + ".")
         by_default, changed = AGAINST[acc["default"].verdict], AGAINST[acc[name].verdict]
@@ -278,12 +316,13 @@ def _controlled(study: Study, base: ModelResults, other: ModelResults, name: str
     itself = []
     for point, seeds in selves.items():
         acc, ppl = (compare((other, "sprint"), (base, "sprint"), point, seeds, measure)
-                    for measure in (ACCURACY, PERPLEXITY))
+                    for measure in (ACC, PERPLEXITY))
         how = f"seed {seeds[0]}" if len(seeds) == 1 else (
             f"{len(seeds)} seeds pooled; accuracy by seed: "
-            + " / ".join(compare((other, "sprint"), (base, "sprint"), point, [seed], ACCURACY).verdict
+            + " / ".join(compare((other, "sprint"), (base, "sprint"), point, [seed], ACC).verdict
                          for seed in seeds))
-        itself.append(f"at {point_label(point)} ({how}): accuracy {_shown(acc)}, perplexity {_shown(ppl)}")
+        itself.append(f"at {point_label(point)} ({how}): {ACC.name} {_shown(acc)}, perplexity "
+                      f"{_shown(ppl)}")
     if itself:
         turns.insert(0, f"- Under `{name}` ({_variant(study, name)}, one change), SPRINT against itself in the default "
                         f"setting (paired, change − default; better / worse / ≈ for the change): {'; '.join(itself)}.")
@@ -305,9 +344,10 @@ def write_page(study: Study) -> Path:
     if not names:
         raise SprintError(f"study: no cell done yet under {results}")
     out, report = study.output.with_suffix(".md"), study.output / "report.md"
-    write_report(results, report)
-    models = {n: load_results(results, n) for n in names}
-    main_name, main = names[0], models[names[0]]
+    main_name = names[0]
+    write_report(results, report, dense_of={n: main_name for n in names[1:]}, sweeps=[study.output])
+    main = load_results(results, main_name)
+    models = {main_name: main, **{n: load_results(results, n, dense_from=main) for n in names[1:]}}
     tests, _ = paired_tests(main)
     verdicts = _verdicts(main, tests)
     cells = study.cells()
@@ -317,6 +357,11 @@ def write_page(study: Study) -> Path:
     bench = load_benchmarks(results, list(study.config["base"]["models"]))
     figures = [(what, report_file(Path(report_folder(report)), main_name, f"{stem}.png"))
                for what, stem in (("Accuracy", "accuracy_speedup"), ("Perplexity", "ppl_speedup"))]
+    sweeps = [(s, report_file(Path(report_folder(report)), main_name,
+                              f"latency_sweep_{s.get('prompt_len', 'x')}+{s.get('gen_len', 'x')}.png"))
+              for s in find_sweeps(results, study.output).get(main_name, [])]
+    flags = bias_flags(main)
+    flagged = flags[flags["flag"] | flags["shifted"]] if not flags.empty else flags
     ev = cfg["evaluate"]
     windows = ("the whole WikiText-2 test split" if ev.get("ppl_max_windows") is None
                else f"{ev['ppl_max_windows']} windows")
@@ -349,6 +394,24 @@ def write_page(study: Study) -> Path:
         *_detectable(main),
         *(f"![{what} vs measured speedup, `{main_name}`]({os.path.relpath(png, out.parent)})\n"
           for what, png in figures if png.is_file()),
+        "## Chance levels and informative tasks", "",
+        "Chance: a uniform guess; majority (binary tasks): always the most common gold answer; dense: its score with "
+        "a 95% CI (bootstrap over the documents). A task is informative when that CI lies above both; the "
+        "informative-task accuracy is what the verdicts above use.", "",
+        markdown_table(chance_table(main)), "",
+        "Answer-bias flags (⚑: a pruned model beats the dense one on a task beyond the paired noise; ↔: on a binary "
+        "task its share of an answer moved beyond the paired noise; answer shares in %, dense → pruned):", "",
+        *([f"- {'⚑ ' if r.flag else ''}{'↔ ' if r.shifted else ''}{method_name(r.method)} {point_label(r.point)} "
+           f"seed {r.seed}, {r.task}: accuracy {r.diff:+.1f} pp [{r.lo:+.1f}, {r.hi:+.1f}] against dense"
+           + (f"; {r.shares} (second answer {r.shift:+.1f} pp [{r.shift_lo:+.1f}, {r.shift_hi:+.1f}])"
+              if r.shares else "") for r in flagged.itertuples()] or ["- none"]), "",
+        *(line for sweep, png in sweeps if png.is_file() for line in (
+            f"## Latency against removed sublayers (paper Fig. 3a), {sweep.get('prompt_len')}+{sweep.get('gen_len')} "
+            "tokens", "",
+            "The check of the linear latency model the stopping rule and SPRINT's η = ζ / t rely on: measured latency "
+            "(share of dense, 95% CI) against removed MHA and MLP sublayers, beside the latency profile's and the "
+            "latency table's linear predictions.", "",
+            f"![Fig. 3a, `{main_name}`]({os.path.relpath(png, out.parent)})", "")),
     ]
     turns = []
     for name in names[1:]:
@@ -356,7 +419,7 @@ def write_page(study: Study) -> Path:
         lines += more
         turns += found
     at = lines.index("## Machine, settings and budget")
-    lines[at:at] = _summary(verdicts, turns)
+    lines[at:at] = _summary(verdicts, turns, main.informative, list(main.tasks))
     lines += ["## Cells", "", *(f"- {'done' if study.done(c) else 'to do'}: `{c}`" for c in cells), ""]
     atomic_write_text(out, "\n".join(lines).rstrip() + "\n")
     return out

@@ -93,7 +93,8 @@ def test_only_dense_metrics(tmp_path: Path) -> None:
     assert "| Dense | 1× | 1 |" in text and "latency.json" in text and "no pruned model" in text
     assert "no benchmark TSVs" in text
     assert {p.name for p in written} == {"report.md", f"{MODEL}_main.csv", f"{MODEL}_perplexity.csv",
-                                         f"{MODEL}_accuracy_speedup.png", f"{MODEL}_ppl_speedup.png"}
+                                         f"{MODEL}_accuracy_speedup.png", f"{MODEL}_ppl_speedup.png",
+                                         f"{MODEL}_chance.csv"}
     assert "| Dense | 1× | 1 | 1.000 [0.990, 1.010] | ±1.0% |" in text and "75.00 ± 0.71" in text
 
 
