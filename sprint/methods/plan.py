@@ -159,6 +159,7 @@ class Throughput:
     device: str = "given"
     source: str = "given"
     accumulate: float = 2e9  # elements/s: a chunk's fp32 Gram partials added into the float64 host accumulators
+    score: float | None = None  # FLOP/s of scoring a candidate at its MLP (MLP FLOPs; default: as ``mlp``)
     transfer: float = math.inf  # bytes/s between host and device (inf on the CPU: nothing moves)
 
     @classmethod
@@ -189,14 +190,24 @@ def benchmark(shapes: Shapes, seq_len: int, batch_size: int = 8, device: str = "
     pos = torch.arange(seq_len, device=dev)[None].expand(windows, -1)
     rope = layer["rope"](x, pos)
 
-    def attn():
-        return layer["attn"](hidden_states=layer["norm"](x), position_embeddings=rope, attention_mask=None)[0]
+    out = torch.empty_like(x)
+
+    def attn():  # SublayerView.apply: X + f(X) into the output tensor
+        out[:] = x + layer["attn"](hidden_states=layer["norm"](x), position_embeddings=rope, attention_mask=None)[0]
 
     def mlp():
-        return layer["mlp"](layer["norm2"](x))
+        out[:] = x + layer["mlp"](layer["norm2"](x))
+
+    mlp_module = layer["mlp"]
+
+    def score():  # SprintPruner._score on one chunk: Ẑ, its projection, the error against the reference
+        z = mlp_module.act_fn(mlp_module.gate_proj(layer["norm2"](x))) * mlp_module.up_proj(layer["norm2"](x))
+        diff = mlp_module.down_proj(z) - (out - x)
+        return diff.double().pow(2).sum((0, 1))
 
     t_attn = _time(attn, dev, repeats)
     t_mlp = _time(mlp, dev, repeats)
+    t_score = _time(score, dev, repeats)
     w = min(shapes.intermediate, 4096)
     z = torch.randn(T, w, device=dev)
     t_gram = _time(lambda: gram(z), dev, repeats)
@@ -226,6 +237,7 @@ def benchmark(shapes: Shapes, seq_len: int, batch_size: int = 8, device: str = "
     attn_flops = T * (shapes.attn_flops_per_token + shapes.attn_core_flops_per_token(seq_len))
     return Throughput(
         attn=attn_flops / t_attn, mlp=T * shapes.mlp_flops_per_token / t_mlp,
+        score=T * shapes.mlp_flops_per_token / t_score,
         stats=T * 2.0 * w * w * 5 / 8 / t_gram, solve=(n**3 / 3 + 4.0 * n**3) / t_solve,
         device=_device_name(dev), source="measured", accumulate=w * w / t_acc, transfer=transfer,
     )
@@ -431,7 +443,7 @@ def plan_run(shapes: Shapes, n: int, seq_len: int, cfg, *, device: str = "cpu", 
         # the first step: a full walk, then β tunings
         n_attn, n_mlp = 2 * L - 1, 3 * L - 1
         tunings = 0 if not tunability else (S - 1 if exhaustive else min(cfg.beta, S - 1))
-        p.counts.update(attn_evals=n_attn, mlp_evals=n_mlp, tunings=tunings)
+        p.counts.update(attn_evals=n_attn, mlp_evals=n_mlp, tunings=tunings, scorings=2 * L - 1)
     else:
         host["walk"] = 3 * act
         n_attn, n_mlp, tunings = L, L, 0
@@ -460,7 +472,10 @@ def plan_run(shapes: Shapes, n: int, seq_len: int, cfg, *, device: str = "cpu", 
     p.throughput = asdict(tp)
     attn_flops = T * (shapes.attn_flops_per_token + shapes.attn_core_flops_per_token(seq_len))
     p.step_s["attention"] = n_attn * attn_flops / tp.attn
-    p.step_s["mlp"] = n_mlp * T * shapes.mlp_flops_per_token / tp.mlp
+    n_score = p.counts.get("scorings", 0)
+    p.step_s["mlp"] = (n_mlp - n_score) * T * shapes.mlp_flops_per_token / tp.mlp
+    if n_score:
+        p.step_s["scoring"] = n_score * T * shapes.mlp_flops_per_token / (tp.score or tp.mlp)
     if math.isfinite(tp.transfer):  # each evaluation moves its chunks to the device and its result back
         p.step_s["transfers"] = (n_attn + n_mlp) * 2 * T * H * b / tp.transfer
         if offload and on_gpu:  # and, offloaded, its sublayer's weights (not implemented yet: a prediction)
