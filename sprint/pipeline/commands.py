@@ -261,6 +261,10 @@ def report(args: argparse.Namespace) -> None:
                                None if args.metrics is None else [Path(m) for m in args.metrics])
         for path in written:
             run.log_artifact(str(path))
+        from sprint.pipeline.tracking import chance_metrics
+
+        run.log_metrics(chance_metrics(Path(args.results), None if args.metrics is None
+                                       else [Path(m) for m in args.metrics]))
     log.info("report written to %s", args.output)
 
 

@@ -198,3 +198,31 @@ def test_parallel_processes_share_one_new_sqlite_store(tmp_path):
 def test_run_names_are_the_workflows(stage, params, name):
     """One naming scheme: the names the rules' jobs get, e.g. prune/{method}/x{largest target}/seed{seed}."""
     assert tracking.run_name(stage, params) == name
+
+
+def test_the_experiment_opens_on_its_runs(uri):
+    """MLflow 3 opens an experiment without a kind on its GenAI overview: ours is tagged as model development."""
+    with tracking.stage_run("report", {"results": "r"}):
+        pass
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(os.environ["MLFLOW_EXPERIMENT_NAME"])
+    assert exp.tags[tracking.EXPERIMENT_KIND_TAG] == "custom_model_development"
+    client.set_experiment_tag(exp.experiment_id, tracking.EXPERIMENT_KIND_TAG, "genai_development")
+    with tracking.stage_run("report", {"results": "r"}):
+        pass  # a kind set by hand is kept
+    assert client.get_experiment(exp.experiment_id).tags[tracking.EXPERIMENT_KIND_TAG] == "genai_development"
+
+
+def test_chance_metrics_of_a_results_folder(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from helpers import MODEL, metrics_record, write_json
+
+    record = metrics_record("dense", None, 0, 0.8, 1.0)
+    for t in record["tasks"].values():
+        t["chance"] = 0.5
+    write_json(tmp_path / MODEL / "metrics" / "dense.json", record)
+    got = tracking.chance_metrics(tmp_path)
+    assert got[f"{MODEL}/chance/piqa"] == 0.5 and got[f"{MODEL}/informative/piqa"] == 1.0
+    assert abs(got[f"{MODEL}/informative_accuracy/dense/x1/seed0"] - 0.8) < 1e-12
