@@ -153,6 +153,7 @@ def main(argv=None) -> int:
                 raise Enough
 
     tuning.LIVE["peak"] = tuning.LIVE["now"]
+    tuning.LIVE["factorizations"] = 0
     if args.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     try:
@@ -199,6 +200,14 @@ def main(argv=None) -> int:
     print(f"| first step | {step_pred:.1f} s | {step_times[0]:.1f} s | {err:+.1%} |")
     if abs(err) > args.tolerance:
         bad.append("first step")
+    if plan.step_s.get("solve") and tuning.LIVE["factorizations"]:
+        # the plan assumes the most factorisations a singular G can take; with the number this data took:
+        tunings = plan.counts["tunings"]
+        per = shapes.intermediate**3 / 3 / tp.solve
+        actual = step_pred + (tuning.LIVE["factorizations"] - tunings * plan.counts["solve_attempts"]) * per
+        print(f"| first step, with the {tuning.LIVE['factorizations']} factorisations this data took "
+              f"(plan: up to {tunings * plan.counts['solve_attempts']}) | {actual:.1f} s | {step_times[0]:.1f} s | "
+              f"{(actual - step_times[0]) / step_times[0]:+.1%} |")
     if args.output:
         with open(args.output, "w") as f:
             json.dump({"plan": plan.to_dict(), "rows": rows, "step_s": step_times, "peak_rss": peak,

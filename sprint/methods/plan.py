@@ -26,9 +26,9 @@ held activations   what the walk saves for later tunings (``sprint.methods.sprin
 gram statistics    float64 (I² + I·H + H)·8 per candidate: β + 1 − f at once (at least 1), f = how many
                    candidates' saved activations fit the held budget (the walk gives the β best candidates
                    beyond it their statistics at once)
-tuning             the solve's float64 temporaries: G + λI and its Cholesky factor 2·I²·8 (or, tuning c < 1 of
-                   the rows, select_rows' 2·H·I·8 if larger), and (H·I + 3·I·k)·8 for the weight copy,
-                   right-hand side, solution and G·x
+tuning             the solve's float64 temporaries: G + λI, its Cholesky factor and cholesky_solve's copy of
+                   it, 3·I²·8 (or, tuning c < 1 of the rows, select_rows' 2·H·I·8 if larger), and
+                   (H·I + 3·I·k)·8 for the weight copy, right-hand side, solution and G·x
 tuned rows         cached tuned rows of output projections: legacy float64 k·I·8 for up to 2L − 1 cached
                    candidates; bounded: model dtype, spilled to local disk, one resident (k·I·b)
 =================  =======================================================================================
@@ -433,7 +433,8 @@ def plan_run(shapes: Shapes, n: int, seq_len: int, cfg, *, device: str = "cpu", 
             # tune_rows: a float64 copy of W (H·I), then the larger of select_rows' two temporaries (c < 1) and the
             # solve's G + λI with its factor (2·I², when a ridge is needed: always with fewer tokens than I, and
             # possible otherwise, so counted), plus right-hand side, solution and G·x (3·I·k)
-            host["tuning"] = (H * I + max(2 * H * I if k < H else 0, 2 * I * I) + 3 * I * k) * 8
+            # (measured: cholesky_solve copies the factor, one more I x I while it runs: 3·I²·8 at its peak)
+            host["tuning"] = (H * I + max(2 * H * I if k < H else 0, 3 * I * I) + 3 * I * k) * 8
             if layout == "legacy":
                 host["tuned rows"] = (S - 1) * k * I * 8
             else:

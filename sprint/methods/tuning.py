@@ -25,7 +25,8 @@ log = logging.getLogger("sprint")
 
 RIDGES = (0.0, 1e-9, 1e-6, 1e-3)  # relative to mean(diag G); 0 first: the paper's undamped solve
 SOLVE_TOLERANCE = 1e-6  # relative residual ||G x − C|| / ||C|| accepted from a Cholesky solve
-LIVE = {"now": 0, "peak": 0}  # TuningStats alive at once, and the most ever (memory accounting, sprint.methods.plan)
+LIVE = {"now": 0, "peak": 0, "factorizations": 0}  # TuningStats alive at once, the most ever, and Cholesky
+# factorisations tried (accounting for sprint.methods.plan's checks)
 
 
 def _released() -> None:
@@ -109,6 +110,7 @@ def solve_normal_equations(
         else:
             g = gram
         factor, info = torch.linalg.cholesky_ex(g)
+        LIVE["factorizations"] += 1
         if info.item() != 0:
             continue
         x = torch.cholesky_solve(rhs, factor)
