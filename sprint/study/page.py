@@ -190,15 +190,21 @@ def _summary(verdicts: list[Verdict], turns: list[str], informative: list[str] |
         accuracy = paper
     if accuracy:
         won = [v for v in accuracy if v.best == "sprint"]
-        separated = [v for v in accuracy if "worse" in v.short or "every other method worse" in v.short]
+        behind = [v for v in accuracy if v.best != "sprint" and v.short.startswith("worse")
+                  and "seeds (paired)" not in v.short.split(";")[0]]  # every seed worse, not some
+        ahead = [v for v in accuracy if v.best == "sprint" and "every other method worse" in v.short]
         others = "; ".join(f"{method_name(v.best)} at {point_label(v.point)}" for v in accuracy if v.best != "sprint")
         others = f" (the best: {others})" if others else ""
         lowest = [v for v in perplexity if v.best == "sprint"]
         holds = len(won) == len(accuracy)
-        resolved = ("at no target does a paired test separate SPRINT from the best in this accuracy, so at this "
-                    "size the accuracy data neither confirm nor refute the claim" if not separated else
-                    f"the paired tests separate SPRINT from the best, or the best from every other method, at "
-                    f"{len(separated)} of {len(accuracy)} target(s)")
+        where = lambda vs: ", ".join(point_label(v.point) for v in vs)  # noqa: E731
+        resolved = "; ".join(part for part in (
+            f"SPRINT is behind the best beyond the paired noise at {len(behind)} of {len(accuracy)} "
+            f"({where(behind)})" if behind else "",
+            f"ahead of every other method beyond it at {len(ahead)} ({where(ahead)})" if ahead else "",
+            f"at {'the other' if behind or ahead else 'every'} target"
+            f"{'s' if len(accuracy) - len(behind) - len(ahead) > 1 else ''} the differences are within the noise"
+            if len(behind) + len(ahead) < len(accuracy) else "") if part)
         lines.append(f"- **The paper's claim, SPRINT the most accurate at every speedup, "
                      f"{'holds' if holds else 'does not hold'} here**: SPRINT has the best mean "
                      f"{accuracy[0].measure.name} at {len(won)} of {len(accuracy)} targets{others} and the lowest "
