@@ -18,7 +18,7 @@ def test_dry_run(tmp_path):
     proc = subprocess.run([str(REPO / "scripts" / "gpu_scale_check.sh"), "--dry-run"], capture_output=True,
                           text=True, env=env, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    for row in ("| host peak |", "| first step |", "| gram statistics |", "| checkpoints |"):
+    for row in ("| host peak (pruning) |", "| first step |", "| gram statistics |", "| checkpoints |"):
         assert row in proc.stdout
     result = json.loads((tmp_path / "gpu_scale_check_dry.json").read_text())
     assert result["peak_rss"] > 0 and result["step_s"] and result["plan"]["host_peak"] > 0
