@@ -170,12 +170,13 @@ class Throughput:
 
 
 def benchmark(shapes: Shapes, seq_len: int, batch_size: int = 8, device: str = "cpu", dtype: str = "float32",
-              tokens: int | None = None, repeats: int = 2) -> Throughput:
+              tokens: int | None = None, repeats: int = 2, layer: dict | None = None) -> Throughput:
     """Measure the throughputs on one random decoder layer of the model's real shapes (a few seconds).
 
     The attention and MLP sublayers run on one chunk of ``tokens`` (default: one window of seq_len, at most a
     chunk) and are timed after a warm-up; the Gram statistics' fp32 matmul on the same rows at width min(I, 4096)
-    and the float64 Cholesky + solve at width min(I, 2048) are scaled by their FLOPs.
+    and the float64 Cholesky + solve at width min(I, 2048) are scaled by their FLOPs.  ``layer``: time these
+    modules ({"attn", "mlp", "norm", "norm2", "rope"}: a loaded model's first decoder layer) instead of a new one.
     """
     import torch
 
@@ -183,7 +184,7 @@ def benchmark(shapes: Shapes, seq_len: int, batch_size: int = 8, device: str = "
 
     torch_dtype = getattr(torch, dtype)
     dev = torch.device(device)
-    layer = _one_layer(shapes, torch_dtype, dev)
+    layer = layer or _one_layer(shapes, torch_dtype, dev)
     windows = max(1, min(batch_size, (tokens or seq_len) // seq_len))
     x = torch.randn(windows, seq_len, shapes.hidden, dtype=torch_dtype, device=dev) * 0.1
     T = windows * seq_len
@@ -422,7 +423,7 @@ def plan_run(shapes: Shapes, n: int, seq_len: int, cfg, *, device: str = "cpu", 
             host["walk"] = (5 if reference_dense else 4) * act
         hold_z = T * I * b <= HELD_BYTES
         # the walk saves each scored candidate's pruned input Y (and Ẑ while it fits) up to HELD_BYTES
-        host["held activations"] = min(HELD_BYTES, (S - 1) * T * (H + (I if hold_z else 0)) * b)
+        host["held activations"] = min(HELD_BYTES, (S - 1) * T * (H + (I if hold_z else 0)) * b) if tunability else 0
         stats_bytes = (I * I + I * H + H) * 8
         # the best candidates keep their activations while they fit; those of the β best beyond get their
         # statistics at once (sprint.methods.sprint.Saved), one more while the ranking changes
