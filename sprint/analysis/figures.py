@@ -59,8 +59,8 @@ def latency_draws_figure(result: dict, path: str | Path) -> Path:
 
 
 def scatter_figure(result: dict, path: str | Path) -> Path:
-    """Per probed step (rows) and per damage (columns: calibration, WikiText-2): ζ̃ and ζ against the damage,
-    log-log, coloured by sublayer type; SPRINT's choice ringed."""
+    """Per probed step (rows) and per damage (columns: calibration, WikiText-2): ζ̃ and ζ against the damage
+    (log x, symlog y: some removals lower the NLL), coloured by sublayer type; SPRINT's choice ringed."""
     plt = _plt()
     steps = result["steps"]
     damages = [g for g in steps[0]["candidates"][0]["damage"] if " " not in g]
@@ -73,20 +73,19 @@ def scatter_figure(result: dict, path: str | Path) -> Path:
                                               for k, s in (("pseudo", "ζ̃"), ("sensitivity", "ζ"))):
             ax = row[col]
             for kind in ("attn", "mlp"):
-                sub = [c for c in cands if c["kind"] == kind and c["damage"][dmg] > 0]
+                sub = [c for c in cands if c["kind"] == kind]
                 ax.scatter([c[key] for c in sub], [c["damage"][dmg] for c in sub], s=18, color=COLORS[kind],
                            label=LABELS[kind])
-            neg = [c for c in cands if c["damage"][dmg] <= 0]
-            if choice["damage"][dmg] > 0:
-                ax.scatter([choice[key]], [choice["damage"][dmg]], s=90, facecolors="none", edgecolors="black",
-                           label="SPRINT's choice")
+            ax.scatter([choice[key]], [choice["damage"][dmg]], s=90, facecolors="none", edgecolors="black",
+                       label="SPRINT's choice")
             rho = st["correlations"]
             name = "zeta_tilde" if key == "pseudo" else "zeta"
             txt = ", ".join(f"{s}: {rho[s][f'{name} ~ {dmg}']['rho']:+.2f}" for s in ("all", "attn", "mlp"))
             ax.set_xscale("log")
-            ax.set_yscale("log")
+            ax.set_yscale("symlog", linthresh=0.01)  # removals that lower the NLL (tuning over-compensates) show too
+            ax.axhline(0, color="grey", lw=0.5)
             ax.set_xlabel(f"{sym} (step {st['step']})")
-            ax.set_ylabel(f"Δ NLL, {dmg}" + (f" ({len(neg)} ≤ 0 not shown)" if neg else ""))
+            ax.set_ylabel(f"Δ NLL, {dmg} (symlog)")
             ax.set_title(f"Spearman {txt}", fontsize=8)
             if col == 0:
                 ax.legend(fontsize=7)
@@ -100,7 +99,8 @@ def scatter_figure(result: dict, path: str | Path) -> Path:
 
 def fig3b_figure(result: dict, path: str | Path) -> Path:
     """The paper's Fig. 3b from the first probed step: each candidate's rank by sensitivity before tuning (ζ̃) and
-    after (ζ) against its sublayer index (rank 1 = least sensitive), and the two ranks against each other."""
+    after (ζ) against its sublayer index (rank 1 = least sensitive), with the rank of the damage its removal (with
+    the tuning) measurably does, and the two sensitivity ranks against each other."""
     plt = _plt()
     st = result["steps"][0]
     cands = st["candidates"]
@@ -108,8 +108,15 @@ def fig3b_figure(result: dict, path: str | Path) -> Path:
     s = [c["s"] for c in cands]
     ax1.plot(s, [c["rank_pseudo"] for c in cands], "o-", color="tab:grey", ms=3, lw=0.8, label="before tuning (ζ̃)")
     ax1.plot(s, [c["rank_sensitivity"] for c in cands], "o-", color="tab:red", ms=3, lw=0.8, label="after tuning (ζ)")
+    dmg = "wikitext2" if "wikitext2" in cands[0]["rank_damage"] else next(iter(cands[0]["rank_damage"]))
+    ax1.plot(s, [c["rank_damage"][dmg] for c in cands], ":", color="tab:green", lw=0.9,
+             label=f"measured damage after tuning ({dmg} NLL)")
+    marked = set()
     for key, color in (("rank_pseudo", "tab:grey"), ("rank_sensitivity", "tab:red")):
         best = min(cands, key=lambda c: c[key])
+        if best["s"] in marked:
+            continue
+        marked.add(best["s"])
         ax1.annotate(f"{LABELS[best['kind']]} {best['layer']}", (best["s"], best[key]), color=color, fontsize=8,
                      xytext=(0, -12), textcoords="offset points", ha="center")
     ax1.invert_yaxis()
