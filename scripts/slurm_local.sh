@@ -6,13 +6,15 @@
 #   scripts/slurm_local.sh status    # which daemons run, sinfo; exit 0 when the cluster takes jobs, 3 when not
 #   scripts/slurm_local.sh stop      # cancels this cluster's jobs, stops the daemons it started (idempotent)
 #
-# The node is declared as `slurmd -C` measures the machine (CPUs, sockets, cores, RealMemory) with no GPU; one
-# partition, `local` (default, no time limit). slurmdbd with MariaDB gives `sacct`, which the Snakemake executor plugin
-# uses for job states and which shows every job's requested resources. The account `sprint` holds root (associations
-# are enforced, as on most sites). Memory is a consumable resource (CR_Core_Memory) but not enforced: no cgroups in
-# containers (proctrack/linuxproc, task/none). Everything lives in /var/lib/slurm-local, /run/slurm-local and
-# /var/log/slurm-local; the configuration in /etc/slurm (a configuration this script did not write is refused).
-# MariaDB is a private instance on 127.0.0.1:$SLURM_LOCAL_DB_PORT (default 3316), not the system's.
+# The node is declared as `slurmd -C` measures the machine (CPUs, sockets, cores, RealMemory), with no GPU. Partition
+# `local` (the default, no time limit) takes the jobs; a job in partition `urgent` (higher PriorityTier) preempts them
+# and Slurm requeues them (PreemptMode=REQUEUE), as a site that lends idle nodes to preemptible jobs does. slurmdbd
+# with MariaDB gives `sacct`: the job list with each job's requested resources, kept after the jobs end. The account
+# `sprint` holds root (associations are enforced, as on most sites). Memory is a consumable resource
+# (CR_Core_Memory) but not enforced: no cgroups in containers (proctrack/linuxproc, task/none). State, pid files and
+# logs live in /var/lib/slurm-local, /run/slurm-local and /var/log/slurm-local; the configuration in /etc/slurm (a
+# configuration this script did not write is refused). MariaDB is a private instance on 127.0.0.1:$SLURM_LOCAL_DB_PORT
+# (default 3316), not the system's.
 set -euo pipefail
 
 ME="slurm_local.sh"
@@ -70,7 +72,9 @@ write_if_changed() {  # write_if_changed FILE MODE OWNER (content on stdin); ref
     fi
     install -m "$mode" -o "$owner" -g "$owner" "$tmp" "$file"
     rm -f "$tmp"
+    CHANGED+=("$file")
 }
+CHANGED=()
 
 db_password() {
     [ -s "$STATE/db.pass" ] || (umask 077; head -c 18 /dev/urandom | base64 | tr -d '/+=' >"$STATE/db.pass")
@@ -111,13 +115,19 @@ AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
 AccountingStorageEnforce=associations
 AccountingStorageTRES=gres/gpu
+AccountingStoreFlags=job_comment
 SchedulerType=sched/backfill
 ReturnToService=2
 MpiDefault=none
 KillWait=10
 MinJobAge=300
+# A job in \`urgent\` preempts the jobs of \`$PARTITION\` it needs room from; they are requeued (they start again from
+# their batch script), as on sites that lend idle nodes to preemptible jobs.
+PreemptType=preempt/partition_prio
+PreemptMode=REQUEUE
 ${node} State=UNKNOWN
-PartitionName=$PARTITION Nodes=${HOST} Default=YES MaxTime=INFINITE State=UP
+PartitionName=$PARTITION Nodes=${HOST} Default=YES MaxTime=INFINITE State=UP PriorityTier=1
+PartitionName=urgent Nodes=${HOST} MaxTime=INFINITE State=UP PriorityTier=2
 EOF
     write_if_changed "$DBDCONF" 600 slurm <<EOF
 $MARKER (accounting for the single-node test cluster)
@@ -230,6 +240,17 @@ case "${1:-}" in
     start)
         needs
         write_config
+        # A configuration written anew while the daemons run (this script changed): they read it again.
+        if [ ${#CHANGED[@]} -gt 0 ] && alive "$RUN/slurm/slurmdbd.pid" && [[ " ${CHANGED[*]} " == *" $DBDCONF "* ]]; then
+            stop_pid "$RUN/slurm/slurmdbd.pid" slurmdbd
+        fi
+        if [ ${#CHANGED[@]} -gt 0 ] && alive "$RUN/slurm/slurmctld.pid" && [[ " ${CHANGED[*]} " == *" $CONF "* ]]; then
+            # Some settings (preemption, accounting flags) need a restart, not `scontrol reconfigure`; running jobs
+            # survive it (state in StateSaveLocation, steps outlive slurmd).
+            stop_pid "$RUN/slurmd.pid" slurmd
+            stop_pid "$RUN/slurm/slurmctld.pid" slurmctld
+            say "$CONF changed: restarting slurmctld and slurmd"
+        fi
         start_munge
         start_mariadb
         start_slurmdbd
@@ -242,8 +263,7 @@ case "${1:-}" in
     stop)
         needs
         if alive "$RUN/slurm/slurmctld.pid"; then
-            scancel --full --cluster="$CLUSTER" --user=root 2>/dev/null || true
-            scancel --full 2>/dev/null || true
+            squeue -h -o %i | xargs -r scancel || true
             for _ in $(seq 60); do [ -z "$(squeue -h -o %i 2>/dev/null)" ] && break; sleep 0.5; done
         fi
         stop_pid "$RUN/slurmd.pid" slurmd
