@@ -14,6 +14,7 @@ import math
 import os
 import shutil
 import tempfile
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -166,6 +167,8 @@ class SpillStore:
         if directory is not None:
             Path(directory).mkdir(parents=True, exist_ok=True)
             self.directory = Path(tempfile.mkdtemp(prefix=f"sprint-{prefix}-", dir=directory))
+            # removed when the store is collected or the interpreter exits (a kill -9 leaves it: $TMPDIR's job)
+            weakref.finalize(self, shutil.rmtree, str(self.directory), True)
         self.memory: dict = {}
         self.meta: dict = {}  # key -> (file, dtype, shape)
         self.bytes_written = 0
