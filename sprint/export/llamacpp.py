@@ -11,7 +11,10 @@ scale), the others with llama.cpp's default f16 cache, as a server runs them (~1
 Serving speedup (:func:`serving_speedups`): every GGUF (the dense one, a second copy of it as a control, the pruned
 ones) is loaded once; each round times every model once, in an order rotated from round to round, at each thread
 count: prompt processing (one batch of ``prompt_len`` seeded random tokens on an empty KV cache) and decode
-(``gen_len`` single-token steps after it, each token fixed, as llama-bench does).  Per round and model the speedup
+(``gen_len`` single-token steps after it, each token fixed, as llama-bench does).  With ``timing="step"`` (the
+default, for CPUs whose speed wanders over seconds, like the pipeline's PyTorch protocol on this VM) the decode steps
+alternate model by model, so that steps milliseconds apart share their conditions; ``"whole"`` times each model's
+prompt and decode in one go.  Per round and model the speedup
 is the dense model's time over the model's, for prompt processing (``pp``), decode (``tg``) and the two together
 (``e2e``: the pipeline's unit, a prompt then its generation).  Each is reported as the Hodges-Lehmann estimate
 (or the median) over rounds with its distribution-free 95% CI (:mod:`sprint.measure.protocol`), rounds being
@@ -94,29 +97,48 @@ class Run:
         return math.exp(self.nll / self.tokens) if self.tokens else float("nan")
 
 
-def torch_run(model, prompt: Sequence[int], windows: Sequence[Sequence[int]], n_new: int = 32) -> Run:
-    """The PyTorch model's :class:`Run` (float32, full recomputation at every greedy step)."""
+def torch_run(model, prompt: Sequence[int], windows: Sequence[Sequence[int]], n_new: int = 32,
+              threads: int | None = 1) -> Run:
+    """The PyTorch model's :class:`Run` (float32; greedy steps on the model's KV cache, as generate runs them);
+    ``threads``: torch's CPU threads meanwhile (None: unchanged; one avoids oversubscribing a shared CPU)."""
     import torch
 
-    ids = torch.tensor([list(prompt)])
-    nll, count = 0.0, 0
-    with torch.inference_mode():
-        prompt_logits = model(ids).logits[0].float().numpy()
+    saved = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        ids = torch.tensor([list(prompt)])
+        nll, count = 0.0, 0
         out: list[int] = []
         margins: list[float] = []
-        for _ in range(n_new):
-            logits = model(ids).logits[0, -1].float()
-            top = torch.topk(logits, 2).values
-            nxt = int(logits.argmax())
-            out.append(nxt)
-            margins.append(float(top[0] - top[1]))
-            ids = torch.cat([ids, torch.tensor([[nxt]])], dim=1)
-        for window in windows:
-            w = torch.tensor([list(window)])
-            logits = model(w).logits[0, :-1].float()
-            nll += float(torch.nn.functional.cross_entropy(logits, w[0, 1:], reduction="sum"))
-            count += len(window) - 1
+        with torch.inference_mode():
+            step = model(ids, use_cache=True)
+            prompt_logits = step.logits[0].float().numpy()
+            for _ in range(n_new):
+                logits = step.logits[0, -1].float()
+                top = torch.topk(logits, 2).values
+                nxt = int(logits.argmax())
+                out.append(nxt)
+                margins.append(float(top[0] - top[1]))
+                step = model(torch.tensor([[nxt]]), use_cache=True, **_cache_arg(model, step))
+            for window in windows:
+                w = torch.tensor([list(window)])
+                logits = model(w).logits[0, :-1].float()
+                nll += float(torch.nn.functional.cross_entropy(logits, w[0, 1:], reduction="sum"))
+                count += len(window) - 1
+    finally:
+        torch.set_num_threads(saved)
     return Run(out, prompt_logits, nll, count, margins)
+
+
+def _cache_arg(model, output) -> dict[str, Any]:
+    """The KV cache of ``output`` as the keyword the installed transformers takes (``cache`` from 5.24, before
+    that ``past_key_values``)."""
+    import inspect
+
+    if "cache" in inspect.signature(model.forward).parameters:
+        return {"cache": output.cache}
+    return {"past_key_values": output.past_key_values}
 
 
 def llamacpp_run(gguf: str | os.PathLike, prompt: Sequence[int], windows: Sequence[Sequence[int]], n_new: int = 32,
@@ -181,8 +203,11 @@ class ServingProtocol:
     estimator: str = "hodges-lehmann"
     seed: int = 0
     control: bool = True  # time a second copy of the dense GGUF too (its speedup is 1 up to noise)
+    timing: str = "step"  # "step": decode steps alternate model by model; "whole": each model's round in one go
 
     def validate(self) -> None:
+        if self.timing not in ("step", "whole"):
+            raise SprintError(f"serving protocol: timing must be step or whole, got {self.timing!r}")
         if self.estimator not in ESTIMATORS:
             raise SprintError(f"serving protocol: estimator must be one of {', '.join(ESTIMATORS)}, "
                               f"got {self.estimator!r}")
@@ -252,11 +277,26 @@ def serving_speedups(ggufs: dict[str, str | os.PathLike], dense: str, protocol: 
             rounds = 0
             while True:
                 shift = rounds % len(subjects)
-                for s in subjects[shift:] + subjects[:shift]:
-                    pp, tg = _time_once(s.llm, prompt, protocol.gen_len, token)
-                    s.times["pp"].append(pp)
-                    s.times["tg"].append(tg)
-                    s.times["e2e"].append(pp + tg)
+                order = subjects[shift:] + subjects[:shift]
+                if protocol.timing == "whole":
+                    for s in order:
+                        pp, tg = _time_once(s.llm, prompt, protocol.gen_len, token)
+                        s.times["pp"].append(pp)
+                        s.times["tg"].append(tg)
+                else:  # "step": the prompts one after the other, then the decode steps alternate model by model
+                    for s in order:
+                        s.llm.reset()
+                        t0 = time.perf_counter()
+                        s.llm.eval(prompt)
+                        s.times["pp"].append(time.perf_counter() - t0)
+                        s.times["tg"].append(0.0)
+                    for _ in range(protocol.gen_len):
+                        for s in order:
+                            t0 = time.perf_counter()
+                            s.llm.eval([token])
+                            s.times["tg"][-1] += time.perf_counter() - t0
+                for s in order:
+                    s.times["e2e"].append(s.times["pp"][-1] + s.times["tg"][-1])
                 rounds += 1
                 if rounds < protocol.min_rounds:
                     continue

@@ -205,6 +205,9 @@ def _add_export_parser(sub) -> None:
     p.add_argument("--max-spread", type=float, default=0.03,
                    help="serving speedup: rounds are added while a 95%% CI half-width exceeds this (default 0.03)")
     p.add_argument("--estimator", default="hodges-lehmann", help="serving speedup: hodges-lehmann or median")
+    p.add_argument("--timing", default="step", choices=("step", "whole"),
+                   help="serving speedup: 'step' alternates the models' decode steps (for noisy CPUs), 'whole' times "
+                        "each model's prompt and decode in one go (default step)")
     p.add_argument("--no-check", action="store_true", help="serving speedup: skip the exactness checks")
     p.add_argument("--output", default=None, help="serving speedup: the JSON document to write (atomically)")
 

@@ -305,7 +305,7 @@ def export(args: argparse.Namespace) -> None:
                           "CHECKPOINT OUT.gguf)")
     protocol = ServingProtocol(prompt_len=args.prompt_len, gen_len=args.gen_len, threads=tuple(args.threads),
                                warmup=args.warmup, min_rounds=args.rounds, max_rounds=args.max_rounds,
-                               max_spread=args.max_spread, estimator=args.estimator)
+                               max_spread=args.max_spread, estimator=args.estimator, timing=args.timing)
     params = {"model": model_name(args.dense_model), "checkpoints": len(args.checkpoints),
               "outtypes": ",".join(args.outtypes), **{k: v for k, v in protocol.__dict__.items() if k != "threads"},
               "threads": ",".join(map(str, args.threads))}

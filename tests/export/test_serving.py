@@ -16,11 +16,14 @@ from sprint.pipeline.cli import main  # noqa: E402
 FAST = ServingProtocol(prompt_len=16, gen_len=4, threads=(1, 2), min_rounds=6, max_rounds=6)
 
 
-def test_serving_speedups_are_ratios_to_the_dense_gguf_with_cis(tiny_checkpoint, tmp_path):
+@pytest.mark.parametrize("timing", ["step", "whole"])
+def test_serving_speedups_are_ratios_to_the_dense_gguf_with_cis(tiny_checkpoint, tmp_path, timing):
+    from dataclasses import replace
+
     ggufs = {"dense": tmp_path / "d.gguf", "both": tmp_path / "b.gguf"}
     export_gguf(tiny_checkpoint("llama", "dense"), ggufs["dense"], "f16")
     export_gguf(tiny_checkpoint("llama", "both"), ggufs["both"], "f16")
-    out = serving_speedups(ggufs, "dense", FAST)
+    out = serving_speedups(ggufs, "dense", replace(FAST, timing=timing))
     assert set(out) == {"dense", "both", "dense-copy"}  # the dense model's second copy: the control
     for label, by_threads in out.items():
         assert set(by_threads) == {"t1", "t2"}
@@ -34,6 +37,8 @@ def test_serving_speedups_are_ratios_to_the_dense_gguf_with_cis(tiny_checkpoint,
     assert table.count("\n") == 1 + 3 * 2 and "| both | f16 | 0.8 | 1 |" in table
     with pytest.raises(SprintError, match="min_rounds"):
         serving_speedups(ggufs, "dense", ServingProtocol(min_rounds=3))
+    with pytest.raises(SprintError, match="timing must be step or whole"):
+        serving_speedups(ggufs, "dense", ServingProtocol(timing="generate"))
 
 
 def test_export_stage_writes_checked_speedups(tiny_checkpoint, tmp_path, capsys, monkeypatch):

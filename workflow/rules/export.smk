@@ -10,7 +10,7 @@
 # -> results/{model}/llamacpp.json, results/{model}/gguf/
 
 EXPORT = {"models": [], "targets": [1.2], "outtypes": ["f16", "q8_0"], "threads": [1, 2], "prompt_len": 128,
-          "gen_len": 32, "rounds": 8, "max_rounds": 30, "max_spread": 0.03, "check": True,
+          "gen_len": 32, "rounds": 8, "max_rounds": 30, "max_spread": 0.03, "timing": "step", "check": True,
           **(config.get("export") or {})}
 EXPORT_MODELS = list(EXPORT["models"])
 EXPORT_POINTS = [f"x{t}" for t in EXPORT["targets"]]
@@ -39,7 +39,7 @@ def export_opts() -> str:
     opts = [f"--outtypes {' '.join(e['outtypes'])}", f"--threads {' '.join(map(str, e['threads']))}",
             f"--prompt-len {e['prompt_len']}", f"--gen-len {e['gen_len']}", f"--rounds {e['rounds']}",
             f"--max-rounds {e['max_rounds']}", f"--max-spread {e['max_spread']}",
-            f"--estimator {config['latency']['estimator']}"]
+            f"--timing {e['timing']}", f"--estimator {config['latency']['estimator']}"]
     if not e["check"]:
         opts.append("--no-check")
     return " ".join(opts + ([MIRROR_OPT] if MIRROR_OPT else []))
