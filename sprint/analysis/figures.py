@@ -1,6 +1,6 @@
 """PNGs of the analyses, drawn with matplotlib from the JSON they write (no torch): the latency draws (removal
 frequency and perplexity per draw), ζ̃ / ζ against the damage (scatter coloured by sublayer type), and the paper's
-Fig. 3b (candidates' ranks before and after tuning)."""
+Fig. 3b (candidates' ranks before and after tuning); :func:`write_outputs` writes them with the Markdown tables."""
 
 from __future__ import annotations
 
@@ -62,6 +62,8 @@ def scatter_figure(result: dict, path: str | Path) -> Path:
     """Per probed step (rows) and per damage (columns: calibration, WikiText-2): ζ̃ and ζ against the damage
     (log x, symlog y: some removals lower the NLL), coloured by sublayer type; SPRINT's choice ringed."""
     plt = _plt()
+    from matplotlib.ticker import NullFormatter
+
     steps = result["steps"]
     damages = [g for g in steps[0]["candidates"][0]["damage"] if " " not in g]
     fig, axes = plt.subplots(len(steps), 2 * len(damages), figsize=(4.2 * 2 * len(damages), 3.6 * len(steps)),
@@ -82,6 +84,7 @@ def scatter_figure(result: dict, path: str | Path) -> Path:
             name = "zeta_tilde" if key == "pseudo" else "zeta"
             txt = ", ".join(f"{s}: {rho[s][f'{name} ~ {dmg}']['rho']:+.2f}" for s in ("all", "attn", "mlp"))
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())
             ax.set_yscale("symlog", linthresh=0.01)  # removals that lower the NLL (tuning over-compensates) show too
             ax.axhline(0, color="grey", lw=0.5)
             ax.set_xlabel(f"{sym} (step {st['step']})")
@@ -141,3 +144,17 @@ def fig3b_figure(result: dict, path: str | Path) -> Path:
     fig.savefig(path, dpi=130)
     plt.close(fig)
     return path
+
+
+def write_outputs(result: dict, output: str | Path) -> list[Path]:
+    """The Markdown table and PNGs of an analysis result beside its JSON ``output`` (stem.md, stem*.png)."""
+    from sprint.analysis.tables import latency_draws_markdown, sensitivity_markdown
+    from sprint.io import atomic_write_text
+
+    stem = Path(output).with_suffix("")
+    if result["analysis"] == "latency-draws":
+        atomic_write_text(f"{stem}.md", latency_draws_markdown(result))
+        return [Path(f"{stem}.md"), latency_draws_figure(result, f"{stem}.png")]
+    atomic_write_text(f"{stem}.md", sensitivity_markdown(result))
+    return [Path(f"{stem}.md"), scatter_figure(result, f"{stem}_scatter.png"),
+            fig3b_figure(result, f"{stem}_fig3b.png")]

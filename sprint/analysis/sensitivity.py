@@ -262,27 +262,3 @@ def run_sensitivity(
     finally:
         getattr(pruner, "close", lambda: None)()
     return result
-
-
-def markdown(result: dict) -> str:
-    """Spearman table per step (ρ [95% CI]) and the type gap."""
-    lines = []
-    for st in result["steps"]:
-        c = st["correlations"]
-        lines += [f"Step {st['step']} ({len(st['candidates'])} candidates; {len(st['removed_before'])} removed before; "
-                  f"SPRINT removes {st['sprint_choice'][1]} {st['sprint_choice'][0]}):", "",
-                  "| Spearman ρ [95% CI] | all | attention | MLP |", "|---|---|---|---|"]
-        keys = [k for k in c["all"] if k != "n"]
-        for key in keys:
-            cells = []
-            for scope in ("all", "attn", "mlp"):
-                e = c[scope][key]
-                cells.append(f"{e['rho']:+.2f} [{e['ci95'][0]:+.2f}, {e['ci95'][1]:+.2f}]")
-            lines.append(f"| {key} | " + " | ".join(cells) + " |")
-        lines.append("")
-        for dmg, gap in c["type_gap"].items():
-            lines.append(f"Type gap on {dmg} damage: at equal ζ an MLP does {gap['zeta']['mlp_over_attn']:.2f}x the "
-                         f"damage of an attention sublayer (at equal ζ̃: {gap['zeta_tilde']['mlp_over_attn']:.2f}x; "
-                         f"{gap['zeta']['n']} candidates with positive damage).")
-        lines.append("")
-    return "\n".join(lines)

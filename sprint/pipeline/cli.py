@@ -216,7 +216,9 @@ def _add_export_parser(sub) -> None:
 def _add_analyze_parser(sub) -> None:
     """``sprint analyze <what>``: analyses of SPRINT's choices (sprint.analysis; issue 25, docs/analysis.md)."""
     p = sub.add_parser("analyze", help="analyses of SPRINT's choices: under latency-table noise, and whether its "
-                       "sensitivity predicts the damage (JSON, Markdown and PNG; docs/analysis.md)")
+                       "sensitivity predicts the damage (JSON, Markdown and PNG; docs/analysis.md)",
+                       description="Analyses of SPRINT's choices (issue 25; docs/analysis.md). Each writes a JSON "
+                                   "file with a Markdown table and PNGs beside it.")
     what = p.add_subparsers(dest="analysis", required=True, metavar="ANALYSIS")
     for name, summary in (
             ("latency-draws", "SPRINT under K latency tables drawn by bootstrap of the profile's recorded rounds, "
@@ -254,6 +256,10 @@ def _add_analyze_parser(sub) -> None:
                                 "window still tunes and scores)")
             q.add_argument("--untuned", action="store_true",
                            help="also measure each removal's damage without the tuning (twice the damage walk)")
+    q = what.add_parser("figures", help="redraw the Markdown table and PNGs of an analysis from its JSON",
+                        description="Redraw the Markdown table and PNGs of an analysis from its JSON (written beside "
+                                    "it, as the analysis writes them); computes nothing.")
+    q.add_argument("--input", required=True, help="the JSON an analysis wrote")
 
 
 def main(argv: list[str] | None = None) -> int:

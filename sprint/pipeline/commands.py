@@ -187,22 +187,29 @@ def speedup(args: argparse.Namespace) -> None:
 
 
 def analyze(args: argparse.Namespace) -> None:
+    import json
     from dataclasses import fields
 
-    from sprint.analysis import figures
+    from sprint.analysis.figures import write_outputs
+    from sprint.errors import SprintError
+
+    if args.analysis == "figures":
+        path = Path(args.input)
+        if not path.is_file():
+            raise SprintError(f"analysis result {path} does not exist")
+        written = write_outputs(json.loads(path.read_text(encoding="utf-8")), path)
+        log.info("redrawn from %s: %s", path, ", ".join(map(str, written)))
+        return
     from sprint.data.calibration import load_calibration
     from sprint.data.sources import resolve_mirror
-    from sprint.errors import SprintError
-    from sprint.io import atomic_write_text
     from sprint.methods import PruneConfig
 
     settings = {f.name: getattr(args, f.name) for f in fields(PruneConfig) if f.name not in ("method", "target_speedup")}
     output = Path(args.output)
-    stem = output.with_suffix("")
     calibration = load_calibration(args.calibration)
     mirror = resolve_mirror(args.mirror)
     if args.analysis == "latency-draws":
-        from sprint.analysis.latency_noise import markdown, run_latency_draws
+        from sprint.analysis.latency_noise import run_latency_draws
 
         records = {}
         for item in args.orders_from:
@@ -215,19 +222,15 @@ def analyze(args: argparse.Namespace) -> None:
             k=args.draws, seed=args.draw_seed, methods=tuple(args.methods), records=records,
             include_point=not args.no_point, mirror=mirror, ppl_seq_len=args.eval_seq_len,
             ppl_windows=args.eval_windows, eval_batch_size=args.eval_batch_size, prune_settings=settings)
-        atomic_write_text(f"{stem}.md", markdown(result))
-        figures.latency_draws_figure(result, f"{stem}.png")
     else:
-        from sprint.analysis.sensitivity import markdown, run_sensitivity
+        from sprint.analysis.sensitivity import run_sensitivity
 
         result = run_sensitivity(args.model, calibration, args.calibration, args.latency, output,
                                  steps=tuple(args.steps), wiki_windows=args.wiki_windows,
                                  calibration_windows=args.calibration_windows, mirror=mirror,
                                  untuned=args.untuned, prune_settings=settings)
-        atomic_write_text(f"{stem}.md", markdown(result))
-        figures.scatter_figure(result, f"{stem}_scatter.png")
-        figures.fig3b_figure(result, f"{stem}_fig3b.png")
-    log.info("analysis %s -> %s (and %s.md, PNG)", args.analysis, output, stem)
+    written = write_outputs(result, output)
+    log.info("analysis %s -> %s, %s", args.analysis, output, ", ".join(map(str, written)))
 
 
 def mlflow_metrics(metrics: dict) -> dict[str, float]:

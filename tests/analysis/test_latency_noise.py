@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from sprint.analysis import figures, latency_noise
+from sprint.analysis.tables import latency_draws_markdown
 from sprint.analysis.draws import bootstrap_tables
 from sprint.data.calibration import save_calibration
 from sprint.errors import SprintError
@@ -57,7 +58,7 @@ def test_each_draw_removes_what_a_run_under_its_table_removes(setup, tmp_path, m
     s = result["summary"]
     assert s["draws"] == 3 and sum(s["sprint_rank"].values()) == 3
     assert set(s["methods"]) == set(METHODS)
-    table_md = latency_noise.markdown(result)
+    table_md = latency_draws_markdown(result)
     assert "| point |" in table_md and "SPRINT's rank" in table_md
     png = figures.latency_draws_figure(result, tmp_path / "draws.png")
     assert png.read_bytes()[:4] == b"\x89PNG"
@@ -110,6 +111,10 @@ def test_command_line_writes_json_markdown_and_png(setup, tmp_path):
     assert result["k"] == 2 and len(result["draws"]) == 3 and result["prune_settings"]["beta"] == 2
     assert "SPRINT's rank" in (tmp_path / "an" / "draws.md").read_text()
     assert (tmp_path / "an" / "draws.png").read_bytes()[:4] == b"\x89PNG"
+    (tmp_path / "an" / "draws.png").unlink()
+    again = subprocess.run([sys.executable, "-m", "sprint", "analyze", "figures", "--input", str(out)],
+                           capture_output=True, text=True, env=env)
+    assert again.returncode == 0 and (tmp_path / "an" / "draws.png").is_file(), again.stderr[-2000:]
     bad = subprocess.run([sys.executable, "-m", "sprint", "analyze", "latency-draws", "--model", model,
                           "--calibration", str(cal), "--latency", str(table), "--orders-from", "sleb",
                           "--output", str(tmp_path / "x.json")], capture_output=True, text=True, env=env)

@@ -90,6 +90,7 @@ def test_type_gap_reads_a_constant_factor():
 
 def test_run_writes_candidates_correlations_and_figures(tmp_path, monkeypatch):
     from sprint.analysis import figures, sensitivity
+    from sprint.analysis.tables import sensitivity_markdown
 
     monkeypatch.setattr(sensitivity, "wikitext_windows", lambda tok, mirror, seq_len, n: random_ids(n, seq_len, 9))
     out = tmp_path / "sens.json"
@@ -108,7 +109,7 @@ def test_run_writes_candidates_correlations_and_figures(tmp_path, monkeypatch):
         assert c["attn"]["n"] + c["mlp"]["n"] == c["all"]["n"]
         rows = st["candidates"]
         assert sorted(r["rank_sensitivity"] for r in rows) == list(range(1, len(rows) + 1))
-    assert "Spearman" in sensitivity.markdown(result)
+    assert "Spearman" in sensitivity_markdown(result)
     for draw in (figures.scatter_figure, figures.fig3b_figure):
         png = draw(result, tmp_path / f"{draw.__name__}.png")
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
