@@ -10,8 +10,8 @@ on the single-node cluster of scripts/slurm_local.sh, checked against the same p
 - MLflow and DVC record the run as they do locally.
 
 Run with `pytest -m slurm tests/pipeline/test_slurm.py` after `sudo scripts/slurm_local.sh start` (skipped when no
-cluster answers, and left out of the default suite). 15-21 minutes on this busy 2-core machine: the Slurm run
-10-12 minutes (with the 2-minute wait of the requeued job), the local run 5-8.
+cluster answers, and left out of the default suite). 11-21 minutes on this 2-core machine shared with other work:
+the Slurm run 8-12 minutes (with the 2-minute wait of the requeued job), the local run 3-8.
 
 The profile asks for more than this machine has (prune: 16 CPUs, 400 GB), which sbatch refuses, so the test runs
 it with a second profile that only fits it to the node: partition and account of the local cluster, memory and
