@@ -235,7 +235,12 @@ report() {
 case "${1:-}" in
     install)
         [ "$(id -u)" -eq 0 ] || die "needs root to install the Debian packages $PACKAGES (run it with sudo)" 2
-        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $PACKAGES
+        command -v apt-get >/dev/null || die "needs apt-get (Debian or Ubuntu) to install $PACKAGES" 2
+        apt-cache show slurmctld >/dev/null 2>&1 || apt-get update -q >/dev/null ||
+            die "apt-get update failed: the Debian package lists (for $PACKAGES) cannot be fetched here" 2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $PACKAGES >/dev/null ||
+            die "apt-get install $PACKAGES failed (no package mirror reachable?)" 2
+        say "installed: $(dpkg-query -W -f '${Package} ${Version}\n' slurmctld slurmdbd munge mariadb-server | tr '\n' ' ')"
         ;;
     start)
         needs
