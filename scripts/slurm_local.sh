@@ -32,7 +32,7 @@ PACKAGES="slurmctld slurmd slurm-client slurmdbd munge mariadb-server"
 HOST="$(hostname -s)"
 
 say() { echo "$ME: $*"; }
-die() { echo "$ME: $*" >&2; exit "${2:-1}"; }
+die() { echo "$ME: $1" >&2; exit "${2:-1}"; }
 
 alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
