@@ -461,6 +461,7 @@ def tiny_params(model: Path, target: float) -> dict:
         "evaluate": {"tasks": ["arc_easy", "piqa"], "limit": 4, "seed": 0, "ppl_seq_len": 32, "ppl_max_windows": 2,
                      "batch_size": 4},
         "report": {},
+        "export": yaml.safe_load((REPO / "params.yaml").read_text())["export"],  # off: models []
     }
 
 
