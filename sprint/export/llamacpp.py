@@ -193,8 +193,8 @@ def compare(reference: Run, got: Run) -> dict[str, Any]:
 class ServingProtocol:
     """How the serving speedup is timed (see the module's docstring)."""
 
-    prompt_len: int = 128
-    gen_len: int = 32
+    prompt_len: int = 64
+    gen_len: int = 16
     threads: tuple[int, ...] = (1, 2)
     warmup: int = 1
     min_rounds: int = 8

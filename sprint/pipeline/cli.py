@@ -197,8 +197,8 @@ def _add_export_parser(sub) -> None:
     p.add_argument("--gguf-dir", default=None, help="serving speedup: folder for the GGUFs")
     p.add_argument("--outtypes", nargs="+", default=["f16", "q8_0"], help="serving speedup: output types (f16 q8_0)")
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="serving speedup: llama.cpp thread counts")
-    p.add_argument("--prompt-len", type=int, default=128, help="serving speedup: prompt tokens (default 128)")
-    p.add_argument("--gen-len", type=int, default=32, help="serving speedup: decoded tokens (default 32)")
+    p.add_argument("--prompt-len", type=int, default=64, help="serving speedup: prompt tokens (default 64)")
+    p.add_argument("--gen-len", type=int, default=16, help="serving speedup: decoded tokens (default 16)")
     p.add_argument("--warmup", type=int, default=1, help="serving speedup: untimed runs per model (default 1)")
     p.add_argument("--rounds", type=int, default=8, help="serving speedup: interleaved rounds at least (default 8)")
     p.add_argument("--max-rounds", type=int, default=30, help="serving speedup: rounds at most (default 30)")
@@ -210,7 +210,6 @@ def _add_export_parser(sub) -> None:
                         "each model's prompt and decode in one go (default step)")
     p.add_argument("--no-check", action="store_true", help="serving speedup: skip the exactness checks")
     p.add_argument("--output", default=None, help="serving speedup: the JSON document to write (atomically)")
-
 
 
 def _add_analyze_parser(sub) -> None:

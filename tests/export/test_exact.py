@@ -98,3 +98,29 @@ def test_f16_greedy_differences_are_near_ties(tiny_checkpoint, bpe):
             p.copy_(p.half().float())
     rounded = compare(ref, torch_run(model, prompt, windows, N_NEW))
     assert rounded["greedy_first_difference"] == 27 and rounded["greedy_margin_at_difference"] < 1e-3, rounded
+
+
+def test_per_layer_heads_and_widths_export_exactly(bpe, tmp_path):
+    """A structurally pruned checkpoint (LLM-Pruner: each layer's query heads and MLP width, config
+    sprint_layer_shapes) maps onto deci's per-layer head counts and FFN widths; here with an MLP removed too."""
+    import torch
+
+    from sprint.model.checkpoint import save_pruned
+    from sprint.model.modeling_sprint import set_layer_shapes, set_removed
+    from sprint.model.tiny import tiny_model
+
+    model = tiny_model("llama", 4, vocab_size=len(bpe), pad_token_id=bpe.pad_token_id)
+    set_layer_shapes(model, [[2, 64], [1, 32], [2, 48], [1, 64]])
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.normal_(0, 0.2)
+    set_removed(model, [(3, "mlp")])
+    ckpt = save_pruned(model, bpe, tmp_path / "ckpt", {"method": "llm-pruner", "removed": []})
+    model, _ = load_model(str(ckpt), device="cpu", dtype="float32")
+    prompt, windows = token_data(bpe)
+    export_gguf(ckpt, tmp_path / "s.gguf", "f32")
+    r = compare(torch_run(model, prompt, windows, N_NEW), llamacpp_run(tmp_path / "s.gguf", prompt, windows, N_NEW,
+                                                                      kv_cache="f32"))
+    assert r["greedy_match"] and r["max_abs_logit_diff"] < 1e-5 * r["logit_scale"], r

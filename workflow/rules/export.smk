@@ -9,8 +9,8 @@
 # or `dvc repro` (dvc.yaml has one export stage per model of export.models).
 # -> results/{model}/llamacpp.json, results/{model}/gguf/
 
-EXPORT = {"models": [], "targets": [1.2], "outtypes": ["f16", "q8_0"], "threads": [1, 2], "prompt_len": 128,
-          "gen_len": 32, "rounds": 8, "max_rounds": 30, "max_spread": 0.03, "timing": "step", "check": True,
+EXPORT = {"models": [], "targets": [1.2], "outtypes": ["f16", "q8_0"], "threads": [1, 2], "prompt_len": 64,
+          "gen_len": 16, "rounds": 8, "max_rounds": 30, "max_spread": 0.03, "timing": "step", "check": True,
           **(config.get("export") or {})}
 EXPORT_MODELS = list(EXPORT["models"])
 EXPORT_POINTS = [f"x{t}" for t in EXPORT["targets"]]
