@@ -38,7 +38,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 
@@ -446,10 +446,3 @@ def _model_name(src: Source) -> str:
                                         else "")
     return f"{Path(str(src.record.get('model', name))).name} {src.record.get('method')} {point}".strip()
 
-
-def read_blocks(gguf_path: str | os.PathLike) -> Iterator[str]:
-    """The ``sprint.blocks`` labels a GGUF written here records."""
-    from gguf import GGUFReader
-
-    field_ = GGUFReader(str(gguf_path)).fields.get("sprint.blocks")
-    yield from ([] if field_ is None else field_.contents())
