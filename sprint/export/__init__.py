@@ -10,6 +10,8 @@ anything built on it) loads and runs exactly as the PyTorch checkpoint computes.
   checkpoint (:func:`~sprint.export.llamacpp.compare`), and the serving speedup, llama.cpp's prompt-processing and
   decode throughput of pruned GGUFs against the dense one in interleaved rounds with 95% CIs
   (:func:`~sprint.export.llamacpp.serving_speedups`).
+- :mod:`sprint.export.stage`: the pipeline's export stage, a model's dense and pruned checkpoints exported, checked
+  and timed into one JSON document (``results/{model}/llamacpp.json``; fields in docs/export.md).
 
 Only :mod:`sprint.pipeline` imports this package (the ``sprint export`` command and its pipeline stage).
 """
