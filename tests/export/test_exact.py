@@ -13,7 +13,7 @@ from sprint.export.gguf import export_gguf  # noqa: E402
 from sprint.export.llamacpp import KV_CACHE, compare, llamacpp_run, open_gguf, torch_run  # noqa: E402
 from sprint.model.loading import load_model  # noqa: E402
 
-from conftest import FAMILIES, HELD_OUT, PATTERNS, token_data  # noqa: E402
+from export_cases import FAMILIES, HELD_OUT, PATTERNS, token_data  # noqa: E402
 
 N_NEW = 32
 # The tiny random models predict nearly uniformly (perplexity ~600 over 320 tokens): at some greedy steps PyTorch's

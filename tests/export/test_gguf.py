@@ -14,7 +14,7 @@ from sprint.errors import SprintError
 from sprint.export.gguf import Block, export_gguf, plan_blocks
 from sprint.pipeline.cli import main
 
-from conftest import LAYERS, PATTERNS
+from export_cases import LAYERS, PATTERNS
 
 
 def labels(pattern: str, exact: bool = True) -> list[str]:

@@ -45,7 +45,7 @@ def test_export_stage_writes_checked_speedups(tiny_checkpoint, tmp_path, capsys,
     """`sprint export --dense-model ... --checkpoints ...`: every GGUF written, checked, timed; the document's
     headline and the table printed.  The check text is the held-out corpus (monkeypatched: no data mirror here)."""
     import sprint.export.stage as stage
-    from conftest import token_data
+    from export_cases import token_data
 
     monkeypatch.setattr(stage, "check_text", lambda tokenizer, mirror, **kw: token_data(tokenizer))
     monkeypatch.setenv("SPRINT_MLFLOW", "0")

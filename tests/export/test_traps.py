@@ -21,7 +21,7 @@ from sprint.export.gguf import export_gguf  # noqa: E402
 from sprint.export.llamacpp import LlamaLoadError, compare, llamacpp_run, torch_run  # noqa: E402
 from sprint.model.loading import load_model  # noqa: E402
 
-from conftest import token_data  # noqa: E402
+from export_cases import token_data  # noqa: E402
 
 
 def _runs(tiny_checkpoint, bpe, tmp_path, pattern, exact):
