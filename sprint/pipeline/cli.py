@@ -104,7 +104,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-resume", action="store_true",
                    help="ignore and remove a journal of an interrupted run instead of resuming from it")
 
-
     p = sub.add_parser("plan", help="predict peak host / GPU memory, local disk and step time of a prune run from the "
                        "model's config.json alone; fail at once if it cannot fit the budgets",
                        description="Loads no weight: the config (a local folder, or a hub id: config.json only), the "
