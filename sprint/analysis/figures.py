@@ -20,6 +20,16 @@ def _plt():
     return plt
 
 
+def _save(plt, fig, path: str | Path, dpi: int) -> Path:
+    """Lay out, write the PNG (its folder made) and close the figure."""
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def latency_draws_figure(result: dict, path: str | Path) -> Path:
     """Left: how often SPRINT removes each sublayer over the draws (attention above, MLP below, by layer).
     Right: each method's perplexity per draw, draws sorted by t_mlp / t_attn."""
@@ -50,12 +60,7 @@ def latency_draws_figure(result: dict, path: str | Path) -> Path:
     ax2.set_ylabel(f"WikiText-2 perplexity ({result['evaluation']['windows']} windows)")
     ax2.set_title(f"Perplexity at {result['target']:g}x per draw")
     ax2.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path, dpi=130)
 
 
 def scatter_figure(result: dict, path: str | Path) -> Path:
@@ -92,12 +97,7 @@ def scatter_figure(result: dict, path: str | Path) -> Path:
             ax.set_title(f"Spearman {txt}", fontsize=8)
             if col == 0:
                 ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path, dpi=120)
 
 
 def fig3b_figure(result: dict, path: str | Path) -> Path:
@@ -138,12 +138,7 @@ def fig3b_figure(result: dict, path: str | Path) -> Path:
     ax2.set_ylabel("rank after tuning (ζ)")
     ax2.set_title(f"Spearman {rho:+.2f}", fontsize=9)
     ax2.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path, dpi=130)
 
 
 def write_outputs(result: dict, output: str | Path) -> list[Path]:
