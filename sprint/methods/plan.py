@@ -505,6 +505,12 @@ def plan_for(model: str, n: int, seq_len: int, cfg, *, device: str = "cpu", gpus
     if dtype == "auto":
         dtype = "float32" if device == "cpu" else "bfloat16"
     if throughput == "measure":
+        if device.startswith("cuda"):
+            import torch
+
+            if not torch.cuda.is_available():
+                raise SprintError(f"plan for --device {device}: no CUDA device here to measure its throughput on; "
+                                  "run the plan on the GPU machine, or give --throughput (FLOP/s, e.g. 4e14)")
         throughput = benchmark(shapes, seq_len, cfg.batch_size, "cuda" if device.startswith("cuda") else "cpu", dtype)
     elif isinstance(throughput, (int, float)):
         throughput = Throughput.given(float(throughput))

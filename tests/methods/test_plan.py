@@ -88,6 +88,16 @@ def test_over_budget_is_one_line_naming_term_and_budget(tmp_path, tiny_model_dir
     assert ok.returncode == 0 and "first step" in ok.stdout and "dense references" in ok.stdout
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message given where no CUDA device is")
+def test_measuring_a_gpu_throughput_without_a_gpu_is_one_line(tiny_model_dir):
+    model = tiny_model_dir("llama", layers=2)
+    env = {**os.environ, "SPRINT_MLFLOW": "0", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-m", "sprint", "plan", "--model", str(model), "--device", "cuda"],
+                          capture_output=True, text=True, env=env)
+    err = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(err) == 1 and "--throughput" in err[0], proc.stderr[-2000:]
+
+
 def test_plan_resources_for_the_slurm_profile():
     entry = {"n": 128, "seq_len": 2048, "method": "sprint", "target_speedup": [1.5], "device": "cuda", "gpus": 1,
              "dtype": "bfloat16"}
