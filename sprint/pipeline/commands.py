@@ -258,16 +258,13 @@ def mlflow_metrics(metrics: dict) -> dict[str, float]:
 def report(args: argparse.Namespace) -> None:
     from sprint.pipeline.tracking import stage_run
     from sprint.report import write_report
+    from sprint.report.load import chance_metrics
 
+    metrics = None if args.metrics is None else [Path(m) for m in args.metrics]
     with stage_run("report", {"results": args.results}) as run:
-        written = write_report(Path(args.results), Path(args.output),
-                               None if args.metrics is None else [Path(m) for m in args.metrics])
-        for path in written:
+        for path in write_report(Path(args.results), Path(args.output), metrics):
             run.log_artifact(str(path))
-        from sprint.pipeline.tracking import chance_metrics
-
-        run.log_metrics(chance_metrics(Path(args.results), None if args.metrics is None
-                                       else [Path(m) for m in args.metrics]))
+        run.log_metrics(chance_metrics(Path(args.results), metrics))
     log.info("report written to %s", args.output)
 
 

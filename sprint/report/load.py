@@ -308,3 +308,27 @@ def load_benchmarks(results: Path, models: list[str]) -> pd.DataFrame:
             .agg(jobs=("wall_s", "size"), wall_s=("wall_s", "sum"), cpu_s=("cpu_s", "sum"),
                  max_rss_mb=("max_rss_mb", "max"))
             .reset_index())
+
+
+def chance_metrics(results: Path, metrics: list[Path] | None = None) -> dict[str, float]:
+    """The report stage's chance-aware numbers for MLflow, per model of ``results``: each task's chance level,
+    majority rate (binary tasks) and whether it is informative (1 / 0), and the informative-task mean accuracy of the
+    dense model and of every pruned one (``{model}/informative_accuracy/{method}/{point}/seed{seed}``); accuracies
+    as fractions, as the evaluate stage logs them."""
+    chosen: dict[str, list[Path]] = {}
+    for path in metrics or []:
+        chosen.setdefault(model_of(results, path), []).append(path)
+    out: dict[str, float] = {}
+    for model in (sorted(chosen) if metrics is not None else model_names(results)):
+        m = load_results(results, model, chosen.get(model))
+        for r in m.chance.itertuples():
+            for key, value in (("chance", r.chance / 100), ("majority", r.majority / 100),
+                               ("informative", r.informative)):
+                if value == value:  # not NaN
+                    out[f"{model}/{key}/{r.task}"] = float(value)
+        for df in (m.dense, m.runs):
+            for r in df.itertuples():
+                if r.informative_accuracy == r.informative_accuracy:
+                    out[f"{model}/informative_accuracy/{r.method}/{r.point}/seed{r.seed}"] = float(
+                        r.informative_accuracy) / 100
+    return out

@@ -299,6 +299,7 @@ def test_speedups_of_many_checkpoints_are_timed_together(tmp_path):
         ckpts.append(str(tmp_path / name))
         save_pruned(model, tiny_tokenizer(), ckpts[-1], {"method": "sprint", "model": str(dense_dir),
                                                          "target_speedup": 1.0 + len(layers) / 10,
+                                                         "point": f"x{1.0 + len(layers) / 10:g}",
                                                          "estimated_speedup": 1.0 + len(layers) / 10})
     latency = tmp_path / "latency.json"
     save_latency(LatencyTable("cpu", "tiny", 8, 16, dense_s=1.0, t_attn_s=0.01, t_mlp_s=0.01), latency)

@@ -125,7 +125,10 @@ def library_scores(family, layers, ids, tune_ratio=1.0):
     pruner = SprintPruner(SublayerView(model, batch_size=4), ids, LATENCY, variant="sprint-e",
                           tune_ratio=tune_ratio, progress=False)
     with torch.inference_mode():
-        return pruner._walk(pruner.candidates(), tuned=True, cache=False)
+        scores = pruner._walk(pruner.candidates(), tuned=True, cache=False)
+        for sc in scores.values():  # the tuned rows, wherever the pruner keeps them (in the score or spilled)
+            sc.weight = pruner.tuned_rows(sc)
+    return scores
 
 
 @pytest.mark.parametrize("family", FAMS)
@@ -146,7 +149,8 @@ def test_sensitivities_against_explicit_least_squares(family):
         assert sc.sensitivity == pytest.approx(zeta, rel=1e-3, abs=1e-6)
         assert sc.sensitivity <= sc.pseudo + 1e-9
         assert sorted(sc.rows.tolist()) == list(range(w.shape[0]))  # c = 1: every row improves
-        torch.testing.assert_close(sc.weight, sol.T[sc.rows], atol=2e-3 * sol.abs().max().item(), rtol=1e-3)
+        torch.testing.assert_close(sc.weight, sol.T[sc.rows].to(sc.weight.dtype),  # rows kept in the model's dtype
+                                   atol=2e-3 * sol.abs().max().item(), rtol=1e-3)
     assert all(sc.sensitivity <= sc.pseudo + 1e-9 for sc in scores.values())
 
 

@@ -223,6 +223,8 @@ def test_chance_metrics_of_a_results_folder(tmp_path):
     for t in record["tasks"].values():
         t["chance"] = 0.5
     write_json(tmp_path / MODEL / "metrics" / "dense.json", record)
-    got = tracking.chance_metrics(tmp_path)
+    from sprint.report.load import chance_metrics
+
+    got = chance_metrics(tmp_path)
     assert got[f"{MODEL}/chance/piqa"] == 0.5 and got[f"{MODEL}/informative/piqa"] == 1.0
     assert abs(got[f"{MODEL}/informative_accuracy/dense/x1/seed0"] - 0.8) < 1e-12

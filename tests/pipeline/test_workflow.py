@@ -599,7 +599,7 @@ def test_end_to_end_on_a_tiny_llama(tmp_path):
 
     # 5b. a library edit makes stale exactly the stages that run the edited module, for both tools
     for module, dvc_stale, smk_rules in (
-        ("sprint/report.py", {"report"}, {"report"}),
+        ("sprint/report/markdown.py", {"report"}, {"report"}),
         ("sprint/methods/tuning.py", {"prune@tiny-sprint-0", "prune@tiny-shortgpt-0"}, {"prune", "evaluate", "report"}),
     ):
         path = work / module
