@@ -75,7 +75,8 @@ def _given_table(model: str, path: str | None, basedir: Path) -> str | None:
 
 def model_table(config: dict[str, Any], basedir: Path) -> dict[str, dict[str, Any]]:
     """base.models, each entry complete: its source and kind (embedded, local folder or hub id), device, dtype, GPUs,
-    tune ratio, calibration and latency settings (the model's own over the configuration's) and latency table."""
+    tune ratio, SPRINT's reference and distance, calibration and latency settings (the model's own over the
+    configuration's) and latency table."""
     base, table = config["base"], {}
     for name, entry in base["models"].items():
         entry = {"source": entry} if isinstance(entry, str) else dict(entry)
@@ -90,6 +91,8 @@ def model_table(config: dict[str, Any], basedir: Path) -> dict[str, dict[str, An
             "dtype": entry.get("dtype", base["dtype"]),
             "gpus": int(entry.get("gpus", 0 if device == "cpu" else 1)),
             "tune_ratio": entry.get("tune_ratio", config["prune"]["tune_ratio"]),
+            "reference": entry.get("reference", config["prune"]["reference"]),
+            "distance": entry.get("distance", config["prune"]["distance"]),
             "calibration": {**config["calibration"], **entry.get("calibration", {})},
             "latency": {**config["latency"], **entry.get("latency", {})},
             "latency_table": _given_table(name, entry.get("latency_table"), basedir),

@@ -104,13 +104,14 @@ def _seeds(n: int) -> str:
 
 
 def _variant(study: Study, name: str) -> str:
-    """What a model entry changes against the first one (its own calibration / latency settings)."""
+    """What a model entry changes against the first one (its own calibration / latency / SPRINT settings)."""
     entry = study.config["base"]["models"][name]
     entry = entry if isinstance(entry, dict) else {}
     parts = [f"calibration {', '.join(f'{k}={v}' for k, v in entry['calibration'].items())}"
              if "calibration" in entry else "",
              f"latency {entry['latency'].get('prompt_len', '?')}+{entry['latency'].get('gen_len', '?')} tokens"
-             if "latency" in entry else ""]
+             if "latency" in entry else "",
+             *(f"{key} {entry[key]}" for key in ("reference", "distance", "tune_ratio") if key in entry)]
     return "; ".join(p for p in parts if p) or "the default setting"
 
 

@@ -232,7 +232,8 @@ def test_models_may_carry_their_own_calibration_latency_lengths_or_table(tmp_pat
     cfg = yaml.safe_load((work / "params.yaml").read_text())
     cfg["base"]["models"] = {"plain": "embedded", "more-tokens": {"source": "embedded", "calibration": {"n": 96}},
                              "long": {"source": "embedded", "latency": {"prompt_len": 1024, "gen_len": 512}},
-                             "given": {"source": "embedded", "latency_table": "tables/given.json"}}
+                             "given": {"source": "embedded", "latency_table": "tables/given.json"},
+                             "authors": {"source": "embedded", "reference": "current", "distance": "l1"}}
     (work / "params.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     jobs = planned_jobs(snakemake("-n", "-p", cwd=work, check=True).stdout)
     calibrate = {j["output"][0].split("/")[2]: j["shell"] for j in jobs if j["rule"] == "calibrate"}
@@ -242,6 +243,9 @@ def test_models_may_carry_their_own_calibration_latency_lengths_or_table(tmp_pat
     assert "--prompt-len 64 --gen-len 16" in profile["plain"]["shell"]
     assert "--table tables/given.json" in profile["given"]["shell"] and "--prompt-len" not in profile["given"]["shell"]
     assert "tables/given.json" in profile["given"]["input"]
+    prune = {j["output"][0].split("/")[1]: j["shell"] for j in jobs if j["rule"] == "prune"}
+    assert "--reference current --distance l1" in prune["authors"]
+    assert "--reference dense --distance frobenius" in prune["plain"]
     cfg["base"]["models"]["given"]["latency_table"] = "tables/missing.json"
     (work / "params.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     out = snakemake("-n", cwd=work)
@@ -656,17 +660,22 @@ def test_stages_depend_on_the_library_code_they_run(tmp_path):
 
 
 @needs_mirror
-def test_the_study_configuration_plans(tmp_path):
-    """workflow/config/cpu-study.yaml passes the schema and plans its three model entries (the study measures their
-    latency tables first, so they are left out here)."""
+@pytest.mark.parametrize("name", ["cpu-study", "cpu-study-powered"])
+def test_the_study_configuration_plans(tmp_path, name):
+    """workflow/config/cpu-study.yaml (and the powered rerun's) passes the schema and plans its model entries (the
+    study measures their latency tables first, so they are left out here)."""
     work = make_workdir(tmp_path / "w")
-    cfg = yaml.safe_load((REPO / "workflow/config/cpu-study.yaml").read_text())
+    cfg = yaml.safe_load((REPO / f"workflow/config/{name}.yaml").read_text())
     for entry in cfg["base"]["models"].values():
         entry.pop("latency_table")
     path = work / "study.yaml"
     path.write_text(yaml.safe_dump(cfg))
     jobs = planned_jobs(snakemake("-n", "-p", "--configfile", str(path), cwd=work, check=True).stdout)
     assert {j["output"][0] for j in jobs if j["rule"] == "profile"} == {
-        f"results/{m}/latency.json" for m in ("smollm2-135m", "smollm2-135m-long", "smollm2-135m-cal4x")}
-    calibrate = [j for j in jobs if j["rule"] == "calibrate" and "cal4x" in j["output"][0]]
-    assert calibrate and all("--n 96 " in j["shell"] for j in calibrate)
+        f"results/{m}/latency.json" for m in cfg["base"]["models"]}
+    if name == "cpu-study":
+        calibrate = [j for j in jobs if j["rule"] == "calibrate" and "cal4x" in j["output"][0]]
+        assert calibrate and all("--n 96 " in j["shell"] for j in calibrate)
+    else:
+        authors = [j["shell"] for j in jobs if j["rule"] == "prune" and "-authors/" in j["output"][0]]
+        assert authors and all("--reference current --distance l1" in shell for shell in authors)
