@@ -93,6 +93,12 @@ def prune_model(model, calibration: torch.Tensor, latency: LatencyTable | None, 
     start = time.perf_counter()
     pruner = build_pruner(view, calibration, latency, cfg, progress=progress, execution=execution)
     steps = journal.steps() if journal is not None else []
+    keep = _steps_before_missing(steps, latency, cfg.targets, skip_targets)
+    if keep < len(steps):
+        log.info("%s: a target's checkpoint is missing: replaying %d of %d journaled steps", cfg.method, keep,
+                 len(steps))
+        journal.truncate(keep)
+        steps = steps[:keep]
     if steps:
         t0 = time.perf_counter()
         pruner.replay(steps)
@@ -122,6 +128,22 @@ def prune_model(model, calibration: torch.Tensor, latency: LatencyTable | None, 
                     now = time.perf_counter()
                     on_step(pruner, now - t0, now - start)
     return pruner
+
+
+def _steps_before_missing(steps: list[dict], latency: LatencyTable, targets, written) -> int:
+    """How many journaled steps to replay: all of them, unless a target reached within them has no checkpoint
+    (``written``: the targets whose checkpoints exist); then the steps up to where that target was reached, so that
+    its checkpoint is saved from the model state it was reached at (the later steps are recomputed, identically).
+    The pipeline loses such checkpoints when it deletes a killed job's output folder while the journal lives
+    elsewhere (``sprint prune --journal``)."""
+    n_attn = n_mlp = 0
+    for i, step in enumerate(steps):
+        for t in targets:
+            if t not in written and latency.speedup(n_attn, n_mlp) >= t - 1e-12:
+                return i
+        for r in step["removals"]:
+            n_attn, n_mlp = (n_attn + 1, n_mlp) if r["kind"] == "attn" else (n_attn, n_mlp + 1)
+    return len(steps)  # a target reached after the last step is saved before the next one, as without a journal
 
 
 def pruning_record(model_name: str, cfg: PruneConfig, target: float, pruner: Pruner, elapsed: float,
@@ -185,15 +207,18 @@ def one_shot_record(model_name: str, cfg: PruneConfig, pruner, elapsed: float, c
 
 def prune_to_checkpoint(model: str, calibration: str, latency: str | None, config: PruneConfig,
                         output: str | list[str], device: str = "auto", dtype: str = "auto",
-                        execution: dict | None = None, resume: bool = True) -> dict[float | None, dict]:
+                        execution: dict | None = None, resume: bool = True,
+                        journal_path: str | os.PathLike | None = None) -> dict[float | None, dict]:
     """CLI entry: validate every input before loading the model, prune, write one checkpoint per target.
 
     ``execution``: where things are kept (never a number): ``host_memory`` / ``gpu_memory`` budgets (bytes; the
     plan, :mod:`sprint.methods.plan`, is checked against them before the model is loaded, and decides whether the
     checkpoints are spilled to disk), ``dense_store``, ``spill_dir`` (local disk; default $SPRINT_SPILL_DIR, else the
     temporary folder, $TMPDIR: a Slurm job's local scratch).  ``resume``:
-    a sublayer method journals every step beside the last output and a rerun continues from the journal
-    (:mod:`sprint.methods.journal`).
+    a sublayer method journals every step (in ``journal_path``; default beside the last output) and a rerun
+    continues from the journal (:mod:`sprint.methods.journal`).  A workflow manager that deletes a failed job's
+    outputs (Snakemake, DVC) needs ``journal_path`` outside them; a target whose checkpoint is then missing is
+    saved again from the journaled state it was reached at.
 
     Returns {target: pruning record}; a one-shot method writes one checkpoint, returned as {None: record}, and needs
     no latency table: an ordinary (dense-shaped) one for kind "weights", a SPRINT one (carried code) for "slicing".
@@ -232,7 +257,7 @@ def prune_to_checkpoint(model: str, calibration: str, latency: str | None, confi
                     **{k: v for k, v in config.as_params().items() if k != "target_speedup"},
                     "calibration_sha256": tokens_sha256(tokens), "dense_s": table.dense_s,
                     "t_attn_s": table.t_attn_s, "t_mlp_s": table.t_mlp_s, "dtype": dtype}
-        journal = Journal(journal_dir(outputs[-1]), identity)
+        journal = Journal(journal_path or journal_dir(outputs[-1]), identity)
         journal.steps()  # a journal of another run: fail before loading the model
     net, tokenizer = load_model(model, device=device, dtype=dtype)
     records: dict[float, dict] = {}

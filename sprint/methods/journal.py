@@ -91,6 +91,12 @@ class Journal:
         torch.save(step, buf)
         return atomic_write_bytes(self.directory / f"step-{index:04d}.pt", buf.getvalue())
 
+    def truncate(self, keep: int) -> None:
+        """Drop the steps from index ``keep`` on (they are then recomputed)."""
+        for path in self.directory.glob("step-*.pt"):
+            if int(path.stem.split("-")[1]) >= keep:
+                path.unlink()
+
     def target_saved(self, target: float) -> None:
         self.saved_targets = sorted(set(self.saved_targets) | {float(target)})
         self._write_run()

@@ -101,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "$SPRINT_SPILL_DIR, else $TMPDIR)")
     p.add_argument("--dense-store", default="disk", choices=("disk", "memory"),
                    help="SPRINT's dense references: spill files on local disk (default) or host memory")
+    p.add_argument("--journal", default=None, metavar="DIR",
+                   help="the pruning journal's folder (default: .sprint-journal.<name> beside the last --output); "
+                        "give one outside the outputs when a workflow manager deletes a failed job's outputs")
     p.add_argument("--no-resume", action="store_true",
                    help="ignore and remove a journal of an interrupted run instead of resuming from it")
 
@@ -170,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", default="results")
     p.add_argument("--metrics", nargs="+", default=None,
                    help="the metrics files to report (default: every one under --results)")
+    p.add_argument("--llamacpp", nargs="+", default=None, metavar="LLAMACPP_JSON",
+                   help="the llama.cpp speedup files (<results>/<model>/llamacpp.json of sprint export) whose models "
+                        "get a 'llama.cpp speedup' column (default: every one under --results; none with --metrics)")
     p.add_argument("--output", default="results/report.md")
 
     _add_export_parser(sub)

@@ -93,11 +93,11 @@ def prune(args: argparse.Namespace) -> None:
 
         from sprint.methods.journal import journal_dir
 
-        shutil.rmtree(journal_dir(args.output[-1]), ignore_errors=True)
+        shutil.rmtree(args.journal or journal_dir(args.output[-1]), ignore_errors=True)
     with stage_run("prune", params) as run:
         records = prune_to_checkpoint(
             model=args.model, calibration=args.calibration, latency=args.latency, config=cfg, output=args.output,
-            device=args.device, dtype=args.dtype, execution=execution,
+            device=args.device, dtype=args.dtype, execution=execution, journal_path=args.journal,
         )
         keys = ("estimated_speedup", "wall_time_s", "num_tunings", "peak_rss_mb", "sparsity", "sliced_hidden_size")
         for target, record in records.items():
@@ -256,15 +256,19 @@ def mlflow_metrics(metrics: dict) -> dict[str, float]:
 
 
 def report(args: argparse.Namespace) -> None:
-    from sprint.pipeline.tracking import stage_run
+    from sprint.pipeline.tracking import log_to_stage_run, stage_run
     from sprint.report import write_report
-    from sprint.report.load import chance_metrics
+    from sprint.report.load import chance_metrics, llamacpp_metrics
 
     metrics = None if args.metrics is None else [Path(m) for m in args.metrics]
+    llamacpp = None if args.llamacpp is None else [Path(m) for m in args.llamacpp]
     with stage_run("report", {"results": args.results}) as run:
-        for path in write_report(Path(args.results), Path(args.output), metrics):
+        for path in write_report(Path(args.results), Path(args.output), metrics, llamacpp=llamacpp):
             run.log_artifact(str(path))
-        run.log_metrics(chance_metrics(Path(args.results), metrics))
+        served, evaluated = llamacpp_metrics(Path(args.results), metrics, llamacpp)
+        run.log_metrics(chance_metrics(Path(args.results), metrics) | served)
+        for tags, values in evaluated:  # beside the measured speedup of each model's evaluate run
+            log_to_stage_run("evaluate", tags, values)
     log.info("report written to %s", args.output)
 
 

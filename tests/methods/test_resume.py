@@ -4,6 +4,7 @@ uninterrupted run does: same removals, same tuned rows, bit for bit; a real ``ki
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -90,9 +91,13 @@ def digest(folder) -> str:
     return hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
 
 
-def test_kill_9_then_rerun_resumes_with_an_identical_result(tmp_path, tiny_model_dir):
+@pytest.mark.parametrize("where", ["beside", "outside"])
+def test_kill_9_then_rerun_resumes_with_an_identical_result(tmp_path, tiny_model_dir, where):
     """``sprint prune`` killed (SIGKILL) right after its k-th journaled removal; the same command rerun resumes from
-    removal k + 1 (it says so) and writes the checkpoint an uninterrupted run writes, byte for byte."""
+    removal k + 1 (it says so) and writes the checkpoint an uninterrupted run writes, byte for byte.  "outside": the
+    journal in its own folder (``--journal``) and the killed job's outputs deleted before the rerun, as Snakemake
+    does, after the first target's checkpoint was written: the rerun replays up to where that target was reached,
+    saves it from that state, and recomputes the rest identically."""
     model = tiny_model_dir("llama", layers=6)
     calib = tmp_path / "calib.pt"
     torch.save(random_ids(8, 24), calib)
@@ -100,28 +105,36 @@ def test_kill_9_then_rerun_resumes_with_an_identical_result(tmp_path, tiny_model
     latency.write_text(json.dumps({"dense_s": 1.0, "t_attn_s": 0.03, "t_mlp_s": 0.05}))
     env = {**os.environ, "SPRINT_MLFLOW": "0", "HF_HUB_OFFLINE": "1"}
 
-    def args(out):
-        return ["prune", "--model", model, "--calibration", calib, "--latency", latency, "--method", "sprint",
-                "--target-speedup", 1.3, 1.6, "--device", "cpu", "--output", out / "x1.3", out / "x1.6"]
-
     whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    folder = journal_dir(resumed / "x1.6") if where == "beside" else tmp_path / "journal"
+
+    def args(out, journal=False):
+        return ["prune", "--model", model, "--calibration", calib, "--latency", latency, "--method", "sprint",
+                "--target-speedup", 1.3, 1.6, "--device", "cpu", "--output", out / "x1.3", out / "x1.6",
+                *(["--journal", folder] if journal and where == "outside" else [])]
+
     subprocess.run([sys.executable, "-m", "sprint", *map(str, args(whole))], check=True, env=env, capture_output=True)
-    k = 3
-    proc = subprocess.Popen([sys.executable, "-c", KILLABLE, str(k), *map(str, args(resumed))], env=env,
+    first = len(json.loads((whole / "x1.3" / "pruning.json").read_text())["removed"])
+    k = 3 if where == "beside" else first + 1
+    assert k < len(json.loads((whole / "x1.6" / "pruning.json").read_text())["removed"])
+    proc = subprocess.Popen([sys.executable, "-c", KILLABLE, str(k), *map(str, args(resumed, True))], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    step = journal_dir(resumed / "x1.6") / f"step-{k - 1:04d}.pt"
+    step = folder / f"step-{k - 1:04d}.pt"
     deadline = time.time() + 300
     while not step.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL
-    assert len(list(journal_dir(resumed / "x1.6").glob("step-*.pt"))) == k
-    again = subprocess.run([sys.executable, "-m", "sprint", *map(str, args(resumed))], env=env, capture_output=True,
-                           text=True)
+    assert len(list(folder.glob("step-*.pt"))) == k
+    if where == "outside":
+        assert (resumed / "x1.3" / "pruning.json").is_file()
+        shutil.rmtree(resumed)
+    again = subprocess.run([sys.executable, "-m", "sprint", *map(str, args(resumed, True))], env=env,
+                           capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert f"resumed after {k} journaled steps" in again.stderr
+    assert f"resumed after {k if where == 'beside' else first} journaled steps" in again.stderr
     for target in ("x1.3", "x1.6"):
         a, b = (json.loads((d / target / "pruning.json").read_text()) for d in (whole, resumed))
         assert a["removed"] == b["removed"]
         assert digest(whole / target) == digest(resumed / target)
-    assert not journal_dir(resumed / "x1.6").exists()  # removed once every checkpoint is written
+    assert not folder.exists()  # removed once every checkpoint is written
