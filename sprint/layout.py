@@ -6,7 +6,9 @@ keeps a copy of its small files in the same layout::
 
     {model}/latency.json                                    the latency table (profile)
     {model}/speedup.json                                    measured speedups timed together (latency.speedups)
+    {model}/llamacpp.json                                   llama.cpp serving speedups (the export stage)
     {model}/pruned/{method}/seed{seed}/{point}/             a pruned checkpoint, with its pruning.json
+    {model}/journals/{method}/seed{seed}/                   the journal of a prune job until it completes
     {model}/metrics/dense.json                              evaluation of the dense model
     {model}/metrics/{method}/seed{seed}/{point}.json        evaluation of a pruned model
     benchmarks/{stage}/{job}.tsv, logs/{stage}/{job}.log    Snakemake's benchmark and log of every job
@@ -102,10 +104,18 @@ class ResultsTree:
     def speedup(self, model: str) -> str:
         return self._path(model, "speedup.json")
 
+    def llamacpp(self, model: str) -> str:
+        return self._path(model, "llamacpp.json")
+
     def pruned(self, model: str, method: str, seed: Any, point: str | None = None) -> str:
         """A pruned checkpoint; without ``point``, the folder of one seed's checkpoints (a sublayer method's job
         writes every target's at once)."""
         return self._path(model, "pruned", method, f"seed{seed}", *([point] if point is not None else []))
+
+    def journal(self, model: str, method: str, seed: Any) -> str:
+        """A sublayer method's pruning journal (sprint.methods.journal), outside the job's output folder: Snakemake
+        and DVC delete a killed job's outputs, and the rerun resumes from the journal."""
+        return self._path(model, "journals", method, f"seed{seed}")
 
     def pruning_record(self, model: str, method: str, seed: Any, point: str) -> str:
         return posixpath.join(self.pruned(model, method, seed, point), "pruning.json")

@@ -679,3 +679,37 @@ def test_the_study_configuration_plans(tmp_path, name):
     else:
         authors = [j["shell"] for j in jobs if j["rule"] == "prune" and "-authors/" in j["output"][0]]
         assert authors and all("--reference current --distance l1" in shell for shell in authors)
+
+
+@needs_mirror
+def test_the_slurm_profile_asks_the_plan_for_resources_and_refuses_what_no_partition_fits(tmp_path, tiny_model_dir):
+    """Under workflow/profiles/slurm (executor=slurm) the prune / profile / evaluate jobs' mem_mb and runtime come
+    from the plan per model (not the profile's defaults), and a model that fits no partition fails before any job
+    is submitted, with one line naming the job, the resource and the limit."""
+    work = make_workdir(tmp_path / "w")
+    cfg = yaml.safe_load((work / "params.yaml").read_text())
+    cfg["base"]["models"] = {"tiny": str(tiny_model_dir("llama", layers=4))}
+    cfg["cluster"] = {"partitions": [{"name": "gpu", "mem_mb": 64000, "runtime_min": 600, "gpus": 0}]}
+    (work / "params.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    proc = snakemake("-n", "-p", cwd=work, profile="slurm", check=True)
+    out = proc.stdout + proc.stderr
+    assert "Resources from the plan: evaluate/tiny:" in out
+    jobs = planned_jobs(out)
+
+    def resource(job, key):
+        return int(re.search(rf"\b{key}=(\d+)", job["resources"]).group(1))
+
+    for rule in ("prune", "profile", "evaluate"):
+        planned = [j for j in jobs if j["rule"] == rule]
+        assert planned, rule
+        for job in planned:  # a 4-layer tiny Llama: well under the profile's default 32000 MB and 120 min
+            assert 300 < resource(job, "mem_mb") < 4000 and 10 <= resource(job, "runtime") < 60, (rule, job)
+    assert all(resource(j, "mem_mb") == 16000 for j in jobs if j["rule"] == "calibrate")  # set-resources stand
+    prune = next(j for j in jobs if j["rule"] == "prune")
+    assert "--journal results/tiny/journals/" in prune["shell"]
+    cfg["cluster"]["partitions"] = [{"name": "small", "mem_mb": 200, "runtime_min": 600, "gpus": 0}]
+    (work / "params.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    refused = snakemake("-n", cwd=work, profile="slurm")
+    assert refused.returncode != 0
+    line = next(x for x in (refused.stdout + refused.stderr).splitlines() if "no partition of the cluster offers" in x)
+    assert "job of model 'tiny' needs mem_mb=" in line and "(small: mem_mb " in line and "> 200" in line

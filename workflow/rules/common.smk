@@ -16,6 +16,7 @@ from sprint.layout import ResultsTree, report_folder  # the results tree: every 
 from sprint.methods import METHODS as ALL_METHODS, ONE_SHOT, REGISTRY, setting_options  # the registry of methods
 from sprint.pipeline.codedeps import stage_files
 from sprint.pipeline.config import check_data_source, check_methods, data_mirror, model_table, one_shot_points
+from sprint.pipeline.resources import cluster_check, describe
 from sprint.pipeline.tracking import close_pipeline_run, open_pipeline_run  # the Snakefile's onstart / onsuccess
 
 BASEDIR = Path(workflow.basedir)
@@ -30,6 +31,37 @@ try:  # every check before any job; the message names the configuration key
     check_data_source(config, BASEDIR)
 except SprintError as err:
     raise WorkflowError(str(err)) from None
+
+# The Slurm profile (executor=slurm): the prune / profile / evaluate jobs' memory, GPUs and run time per model from the
+# plan, checked against the cluster's partitions before any job is submitted (sprint.pipeline.resources).  A job
+# running on its node parses this file again and does not plan again.
+PLANNED = {}
+if config.get("executor") == "slurm" and not workflow.remote_exec:
+    try:
+        PLANNED = cluster_check(MODELS, config, ("prune", "profile", "evaluate"))
+    except SprintError as err:
+        raise WorkflowError(str(err)) from None
+    if PLANNED:
+        print(f"Resources from the plan: {describe(PLANNED)}", file=sys.stderr)
+
+
+def _profile_default(key: str):
+    """The profile's default-resources value of ``key`` (for a model whose config could not be read)."""
+    for arg in workflow.resource_settings.default_resources.args or []:
+        name, _, value = arg.partition("=")
+        if name == key:
+            return int(value) if value.isdigit() else value
+    raise WorkflowError(f"resources: no plan for some model (its config.json could not be read) and the profile "
+                        f"has no default-resources {key}")
+
+
+def planned_resources(stage: str) -> dict:
+    """mem_mb and runtime of a stage's jobs from the plan (the Slurm profile), else none: the profile's."""
+    if config.get("executor") != "slurm" or workflow.remote_exec:
+        return {}
+    return {key: (lambda wc, key=key: PLANNED[stage, wc.model][key] if (stage, wc.model) in PLANNED
+                  else _profile_default(key)) for key in ("mem_mb", "runtime")}
+
 
 SEEDS = [int(s) for s in BASE["seeds"]]
 # Targets keep their spelling in params.yaml (1.2 -> x1.2, 2 -> x2): DVC's ${item} renders them the same way.

@@ -48,6 +48,7 @@ rule evaluate_dense:
     threads: ALL_CORES
     resources:
         gpu=model_gpus,
+        **planned_resources("evaluate"),
     log:
         RESULTS.log("evaluate", "{model}", "dense"),
     benchmark:
@@ -77,6 +78,7 @@ rule evaluate:
     threads: ALL_CORES
     resources:
         gpu=model_gpus,
+        **planned_resources("evaluate"),
     log:
         RESULTS.log("evaluate", "{model}", "{method}", "{seed}", "{point}"),
     benchmark:

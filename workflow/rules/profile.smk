@@ -35,6 +35,7 @@ rule profile:
     threads: ALL_CORES
     resources:
         gpu=model_gpus,
+        **planned_resources("profile"),
     log:
         RESULTS.log("profile", "{model}"),
     benchmark:

@@ -3,7 +3,9 @@
 # target) -> results/{model}/pruned/{method}/seed{seed}/x{target}/.  One-shot methods (prune.weights: Wanda and
 # SparseGPT zero weights; prune.slicing: SliceGPT slices the hidden width): one job per (model, method, seed,
 # setting), with no latency table (their speed is measured by evaluate)
-# -> results/{model}/pruned/{method}/seed{seed}/{setting}/.  Every checkpoint folder holds its pruning.json.
+# -> results/{model}/pruned/{method}/seed{seed}/{setting}/.  Every checkpoint folder holds its pruning.json.  A sublayer
+# job journals every removal outside its output folder (results/{model}/journals/...), which Snakemake deletes when
+# the job is killed: the rerun (the profile's retries, or the next snakemake call) resumes from the journal.
 
 
 def prune_outputs(wildcards, output) -> str:
@@ -26,6 +28,7 @@ rule prune:
         model=model_opts,
         targets=" ".join(TARGET_NAMES),
         outputs=prune_outputs,
+        journal=lambda wc: RESULTS.journal(wc.model, wc.method, wc.seed),
         alpha=PRUNE["alpha"],
         beta=PRUNE["beta"],
         tune_ratio=lambda wc: MODELS[wc.model]["tune_ratio"],
@@ -37,6 +40,7 @@ rule prune:
     threads: ALL_CORES
     resources:
         gpu=model_gpus,
+        **planned_resources("prune"),
     log:
         RESULTS.log("prune", "{model}", "{method}", "{seed}"),
     benchmark:
@@ -46,7 +50,7 @@ rule prune:
         " --method {wildcards.method} --seed {wildcards.seed} --target-speedup {params.targets}"
         " --alpha {params.alpha} --beta {params.beta} --tune-ratio {params.tune_ratio}"
         " --reference {params.reference} --distance {params.distance} --batch-size {params.batch_size}"
-        " {params.ppl_windows}"
+        " {params.ppl_windows} --journal {params.journal:q}"
         " --output {params.outputs} > {log:q} 2>&1"
 
 
@@ -67,6 +71,7 @@ rule prune_at_setting:
     threads: ALL_CORES
     resources:
         gpu=model_gpus,
+        **planned_resources("prune"),
     log:
         RESULTS.log("prune", "{model}", "{method}", "{seed}", "{setting}"),
     benchmark:

@@ -27,6 +27,7 @@ rule speedup:
     threads: ALL_CORES
     resources:
         gpu=model_gpus,
+        **planned_resources("profile"),
     log:
         RESULTS.log("speedup", "{model}"),
     benchmark:
