@@ -33,6 +33,9 @@ class Pruner:
     fast on unreachable targets).
     """
 
+    supports_offload = True  # runs with offloaded decoder layers (sprint.model.offload): it only runs sublayers
+    # through the view and edits weights through SublayerView.write_rows
+
     def __init__(self, view: SublayerView, calibration: torch.Tensor, latency: LatencyTable):
         self.view = view
         self.calibration = calibration
@@ -86,9 +89,7 @@ class Pruner:
         for step in steps:
             rows = step.get("rows")
             if rows is not None:
-                w = self.view.down_proj(rows["layer"]).weight
-                with torch.no_grad():
-                    w[rows["index"].to(w.device)] = rows["weight"].to(dtype=w.dtype, device=w.device)
+                self.view.write_rows(rows["layer"], rows["index"], rows["weight"])
             self.record([Removal(**r) for r in step["removals"]])
             self.num_tunings = step.get("num_tunings", self.num_tunings)
 
@@ -102,6 +103,7 @@ class OneShotPruner:
     PruneConfig fields its constructor takes (``options``, in order) and implements ``run()`` and ``record()``."""
 
     options: tuple[str, ...] = ()
+    supports_offload = False  # SliceGPT rotates the embeddings and head; LLM-Pruner needs gradients
 
     def __init__(self, view: SublayerView, calibration: torch.Tensor, progress: bool = True):
         self.view, self.calibration, self.progress = view, calibration, progress

@@ -51,21 +51,23 @@ def prune_layerwise(view: SublayerView, calibration: torch.Tensor, prune: Callab
     X = view.embed(calibration)
     for layer in tqdm(range(view.num_layers), desc="layers", unit="layer", disable=not progress):
         subs = [sublayer_index(layer, "attn"), sublayer_index(layer, "mlp")]
-        targets = {name: m for s in subs for name, m in linears(view, s).items()}
-        stats = {key: Stats(m.in_features, gram) for key, m in targets.items()}
-        hooks = [m.register_forward_pre_hook(lambda mod, args, st=stats[key]: st.add(args[0]))
-                 for key, m in targets.items()]
-        try:
-            Y = X
+        # offload (sprint.model.offload): the layer's weights on the device while it is pruned, the edits kept
+        with view.resident(subs[0], write=True), view.resident(subs[1], write=True):
+            targets = {name: m for s in subs for name, m in linears(view, s).items()}
+            stats = {key: Stats(m.in_features, gram) for key, m in targets.items()}
+            hooks = [m.register_forward_pre_hook(lambda mod, args, st=stats[key]: st.add(args[0]))
+                     for key, m in targets.items()]
+            try:
+                Y = X
+                for s in subs:
+                    Y = view.apply(s, Y)
+            finally:
+                for h in hooks:
+                    h.remove()
+            for key, m in targets.items():
+                prune(key, m, stats[key])
             for s in subs:
-                Y = view.apply(s, Y)
-        finally:
-            for h in hooks:
-                h.remove()
-        for key, m in targets.items():
-            prune(key, m, stats[key])
-        for s in subs:
-            X = view.apply(s, X)
+                X = view.apply(s, X)
 
 
 def parse_pattern(pattern: str) -> tuple[int, int] | None:
@@ -105,6 +107,7 @@ class WeightPruner(OneShotPruner):
     ``view.model`` in one shot and returns each linear's share of zeros.  Subclasses implement :meth:`prune`."""
 
     options = ("sparsity", "pattern")
+    supports_offload = True  # one layer at a time through the view (prune_layerwise keeps its edits)
 
     def __init__(self, view: SublayerView, calibration: torch.Tensor, sparsity: float = 0.5,
                  pattern: str = "unstructured", progress: bool = True):

@@ -220,6 +220,11 @@ class SprintPruner(Pruner):
         ``keep`` > 0 (untuned walk): save what s's tuning needs (``Saved``) from this very pass, within the memory
         budget and always if s ranks among the ``keep`` best by pseudo-importance so far.
         """
+        with self.view.resident(d):  # offload: d's weights on the device for the whole scoring (and tuning)
+            return self._score_resident(s, d, Y, ref, ref_sq, tuned, keep)
+
+    def _score_resident(self, s: int, d: int, Y: torch.Tensor, ref: torch.Tensor, ref_sq: float, tuned: bool,
+                        keep: int) -> Score:
         view, layer = self.view, d // 2
         down = view.down_proj(layer)
         if down.bias is not None:
@@ -260,10 +265,11 @@ class SprintPruner(Pruner):
         layer = d // 2
         down = self.view.down_proj(layer)
         stats = TuningStats(down.weight.shape[1], down.weight.shape[0])
-        for i, c in enumerate(self.view.chunks(Y.shape[0])):
-            y = Y[c].to(down.weight.device)
-            z = held[i] if held is not None else self.view.mlp_hidden_chunk(layer, y)
-            stats.add(z, ref[c].to(y.device) - y)
+        with self.view.resident(d):
+            for i, c in enumerate(self.view.chunks(Y.shape[0])):
+                y = Y[c].to(down.weight.device)
+                z = held[i] if held is not None else self.view.mlp_hidden_chunk(layer, y)
+                stats.add(z, ref[c].to(y.device) - y)
         return stats
 
     def _tune(self, score: Score, stats: TuningStats, err_rows: torch.Tensor, ref_sq: float,
@@ -271,15 +277,16 @@ class SprintPruner(Pruner):
         """Tune d's output projection from the statistics and set the score's tuned sensitivity ζ and rows."""
         self.num_tunings += 1
         layer = score.tuned // 2
-        w = self.view.down_proj(layer).weight
-        result = tune_rows(stats, w, self.tune_ratio, err_rows)
-        # the rows are written into the model in its dtype: rounding them now gives the same bits and halves
-        # (bf16: quarters) what a cached score holds
-        score.rows, score.weight = result.rows, result.weight.to(w.dtype)
-        if self.distance == "l1":
-            score.sensitivity = self._l1_after_tuning(layer, Y, ref, result)
-        else:
-            score.sensitivity = (result.error_sq / ref_sq) ** 0.5
+        with self.view.resident(score.tuned):
+            w = self.view.down_proj(layer).weight
+            result = tune_rows(stats, w, self.tune_ratio, err_rows)
+            # the rows are written into the model in its dtype: rounding them now gives the same bits and halves
+            # (bf16: quarters) what a cached score holds
+            score.rows, score.weight = result.rows, result.weight.to(w.dtype)
+            if self.distance == "l1":
+                score.sensitivity = self._l1_after_tuning(layer, Y, ref, result)
+            else:
+                score.sensitivity = (result.error_sq / ref_sq) ** 0.5
         if self.rows_store.on_disk:
             self.rows_store.put(score.s, score.weight)
             score.weight = None
@@ -341,25 +348,26 @@ class SprintPruner(Pruner):
                 continue
             if j in upper:
                 pending[j] = X
-            X_next = view.apply(j, X)
-            if j % 2 == 1:
-                here = [s for s in pending if upper[s] == j]
-                if self.reference == "dense" and j not in self.dense_ref:
-                    assert not self.removed, "dense reference activations must come from the unpruned model"
-                    self.dense_ref.put(j, X_next.to(self.store_dtype))
-                    ref = X_next.to(self.store_dtype).to(X.dtype)  # what the store returns, without reading it
-                elif self.reference == "dense":
-                    ref = self.dense_ref.get(j).to(X.dtype) if here else None
-                else:
-                    ref = X_next
-                ref_sq = self._ref_sq(ref) if here else 0.0
-                for s in here:
-                    scores[s] = self._score(s, j, pending.pop(s), ref, ref_sq, tuned, keep=keep)
-                    if cache:
-                        self.cache[s] = scores[s]
-            for s in pending:
-                if s != j:
-                    pending[s] = view.apply(j, pending[s])
+            with view.resident(j):  # offload: j's weights moved once for every path evaluated here
+                X_next = view.apply(j, X)
+                if j % 2 == 1:
+                    here = [s for s in pending if upper[s] == j]
+                    if self.reference == "dense" and j not in self.dense_ref:
+                        assert not self.removed, "dense reference activations must come from the unpruned model"
+                        self.dense_ref.put(j, X_next.to(self.store_dtype))
+                        ref = X_next.to(self.store_dtype).to(X.dtype)  # what the store returns, without reading it
+                    elif self.reference == "dense":
+                        ref = self.dense_ref.get(j).to(X.dtype) if here else None
+                    else:
+                        ref = X_next
+                    ref_sq = self._ref_sq(ref) if here else 0.0
+                    for s in here:
+                        scores[s] = self._score(s, j, pending.pop(s), ref, ref_sq, tuned, keep=keep)
+                        if cache:
+                            self.cache[s] = scores[s]
+                for s in pending:
+                    if s != j:
+                        pending[s] = view.apply(j, pending[s])
             X = X_next
             self._account()
         bar.close()
@@ -429,11 +437,9 @@ class SprintPruner(Pruner):
         layer, kind = sublayer_name(r)
         removal = Removal(layer, kind, self.importance(r, sensitivity), sensitivity, score.tuned // 2 if tuned else None)
         if tuned and score.rows is not None and len(score.rows):
-            w = self.view.down_proj(score.tuned // 2).weight
             rows = self.tuned_rows(score)
             self.last_rows = (score.tuned // 2, score.rows, rows)  # for the journal (sprint.methods.journal)
-            with torch.no_grad():
-                w[score.rows.to(w.device)] = rows.to(dtype=w.dtype, device=w.device)
+            self.view.write_rows(score.tuned // 2, score.rows, rows)
         else:
             self.last_rows = None
         self.record([removal])

@@ -46,7 +46,7 @@ def save_pruned(model, tokenizer, output: str | Path, record: dict) -> Path:
     config.auto_map = {"AutoModelForCausalLM": f"modeling_sprint.{cls.__name__}"}
     try:
         with atomic_dir(output) as tmp:
-            model.save_pretrained(tmp, state_dict=state)
+            _save_weights(model, tmp, state)
             shutil.copyfile(modeling_sprint.__file__, tmp / "modeling_sprint.py")
             if tokenizer is not None:
                 tokenizer.save_pretrained(tmp)
@@ -56,11 +56,23 @@ def save_pruned(model, tokenizer, output: str | Path, record: dict) -> Path:
     return Path(output)
 
 
+def _save_weights(model, folder: Path, state: dict | None) -> None:
+    """save_pretrained, or, for a model whose decoder layers are read from its safetensors on demand
+    (:mod:`sprint.model.offload`, file store), a tensor-by-tensor copy that never holds the model in memory."""
+    offload = getattr(model, "sprint_offload", None)
+    if offload is not None and offload.store == "file":
+        offload.save(folder, list(state if state is not None else model.state_dict()))
+    elif state is None:
+        model.save_pretrained(folder)
+    else:
+        model.save_pretrained(folder, state_dict=state)
+
+
 def save_dense(model, tokenizer, output: str | Path, record: dict) -> Path:
     """Write a checkpoint that keeps the dense architecture (weights zeroed in place, e.g. Wanda / SparseGPT): an
     ordinary Hugging Face folder, no carried code, plus pruning.json; atomically."""
     with atomic_dir(output) as tmp:
-        model.save_pretrained(tmp)
+        _save_weights(model, tmp, None)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
         (tmp / RECORD).write_text(json.dumps(record, indent=2) + "\n")

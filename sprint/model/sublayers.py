@@ -4,7 +4,10 @@ Sublayer ``s`` is attention of decoder layer ``s // 2`` when ``s`` is even and i
 f^(1), f^(2), ... alternate MHA and MLP).  Activations ``X`` of the whole calibration set have shape
 [n, seq_len, hidden] and live on the CPU (or the model's device for small runs); branches are evaluated in chunks
 of ``batch_size`` windows on the device of the layer that owns them, so a model spread over several GPUs with
-accelerate's device_map works unchanged.
+accelerate's device_map works unchanged.  A model with offloaded decoder layers (``model.sprint_offload``,
+:mod:`sprint.model.offload`) runs each sublayer on the offload's device inside ``resident(s)``, which materialises
+the sublayer's weights there (without offload it does nothing); weight edits go through :meth:`SublayerView.write_rows`
+so that they persist either way.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ class SublayerView:
         self.num_layers = len(self.layers)
         self.num_sublayers = 2 * self.num_layers
         set_removed(self.model, removed_sublayers(self.model))  # patch every layer's forward once
+        self.offload = getattr(self.model, "sprint_offload", None)
 
     # -- plumbing -------------------------------------------------------------------------------------------
     def _module(self, s: int, what: str) -> nn.Module:
@@ -56,7 +60,35 @@ class SublayerView:
         return getattr(self.layers[layer], name)
 
     def device_of(self, s: int) -> torch.device:
+        if self.offload is not None:
+            return self.offload.device
         return next(self._module(s, "branch").parameters()).device
+
+    def module_names(self, s: int) -> tuple[str, str]:
+        """Qualified names of sublayer s's branch and norm modules (model.layers.3.mlp, ...)."""
+        layer, kind = sublayer_name(s)
+        head = f"{self.adapter.layers}.{layer}."
+        return head + self.adapter.module(kind), head + self.adapter.norm(kind)
+
+    def resident(self, s: int, write: bool | tuple = False):
+        """Context in which sublayer s's weights are on its execution device (offload: materialised there, edits
+        kept when ``write``; see :meth:`sprint.model.offload.Offload.resident`); without offload, nothing happens."""
+        if self.offload is None:
+            return contextlib.nullcontext()
+        return self.offload.resident(self.module_names(s), write)
+
+    def write_rows(self, layer: int, rows: torch.Tensor, weight: torch.Tensor) -> None:
+        """Write ``weight`` into rows ``rows`` of MLP ``layer``'s output projection (kept across offloading)."""
+        if self.offload is None:
+            w = self.down_proj(layer).weight
+            with torch.no_grad():
+                w[rows.to(w.device)] = weight.to(dtype=w.dtype, device=w.device)
+            return
+        s = sublayer_index(layer, "mlp")
+        name = f"{self.module_names(s)[0]}.{self.adapter.down_proj}.weight"
+        with torch.inference_mode(), self.resident(s, write=(name,)):
+            w = self.down_proj(layer).weight
+            w[rows.to(w.device)] = weight.to(dtype=w.dtype, device=w.device)
 
     def chunks(self, n: int) -> Iterator[slice]:
         for i in range(0, n, self.batch_size):
@@ -96,17 +128,19 @@ class SublayerView:
     def branch_chunk(self, s: int, x: torch.Tensor) -> torch.Tensor:
         """f_s(x) for one chunk x [b, T, H] already on the sublayer's device."""
         layer, kind = sublayer_name(s)
-        h = self._module(s, "norm")(x)
-        if kind == "mlp":
-            return self._module(s, "branch")(h)
-        kw = self.layer_kwargs(layer, x.shape[0], x.shape[1], x.device)
-        kw["use_cache"] = False  # the captured cache argument is None already (the capture ran without a cache)
-        return self._module(s, "branch")(hidden_states=h, **kw)[0]
+        with self.resident(s):
+            h = self._module(s, "norm")(x)
+            if kind == "mlp":
+                return self._module(s, "branch")(h)
+            kw = self.layer_kwargs(layer, x.shape[0], x.shape[1], x.device)
+            kw["use_cache"] = False  # the captured cache argument is None already (the capture ran without a cache)
+            return self._module(s, "branch")(hidden_states=h, **kw)[0]
 
     def mlp_hidden_chunk(self, layer: int, x: torch.Tensor) -> torch.Tensor:
         """Z = h(norm(x)): the input of MLP ``layer``'s output projection for one chunk, [b, T, intermediate]."""
         s = sublayer_index(layer, "mlp")
-        return self.adapter.mlp_hidden(self._module(s, "branch"), self._module(s, "norm")(x))
+        with self.resident(s):
+            return self.adapter.mlp_hidden(self._module(s, "branch"), self._module(s, "norm")(x))
 
     def down_proj(self, layer: int) -> nn.Linear:
         return getattr(getattr(self.layers[layer], self.adapter.mlp), self.adapter.down_proj)
@@ -116,9 +150,10 @@ class SublayerView:
         """X + f_s(X) over the whole calibration set (a new tensor; X is not modified)."""
         out = torch.empty_like(X)
         dev = self.device_of(s)
-        for c in self.chunks(X.shape[0]):
-            x = X[c].to(dev)
-            out[c] = (x + self.branch_chunk(s, x)).to(out.device)
+        with self.resident(s):
+            for c in self.chunks(X.shape[0]):
+                x = X[c].to(dev)
+                out[c] = (x + self.branch_chunk(s, x)).to(out.device)
         return out
 
     @torch.inference_mode()
