@@ -214,7 +214,9 @@ def prune_to_checkpoint(model: str, calibration: str, latency: str | None, confi
     ``execution``: where things are kept (never a number): ``host_memory`` / ``gpu_memory`` budgets (bytes; the
     plan, :mod:`sprint.methods.plan`, is checked against them before the model is loaded, and decides whether the
     checkpoints are spilled to disk), ``dense_store``, ``spill_dir`` (local disk; default $SPRINT_SPILL_DIR, else the
-    temporary folder, $TMPDIR: a Slurm job's local scratch).  ``resume``:
+    temporary folder, $TMPDIR: a Slurm job's local scratch), ``offload`` (None, True / "auto", "memory" or "file":
+    the decoder layers' weights kept off the execution device and moved there one sublayer at a time,
+    :mod:`sprint.model.offload`; on one device, the same numbers).  ``resume``:
     a sublayer method journals every step (in ``journal_path``; default beside the last output) and a rerun
     continues from the journal (:mod:`sprint.methods.journal`).  A workflow manager that deletes a failed job's
     outputs (Snakemake, DVC) needs ``journal_path`` outside them; a target whose checkpoint is then missing is
@@ -226,15 +228,28 @@ def prune_to_checkpoint(model: str, calibration: str, latency: str | None, confi
     config.validate()
     outputs = [output] if isinstance(output, (str, Path)) else list(output)
     kind = method(config.method).kind
+    execution = dict(execution or {})
+    store = offload_store(config.method, execution.get("offload"), device)
+    spill = execution.get("spill_dir") or os.environ.get("SPRINT_SPILL_DIR") or tempfile.gettempdir()
+
+    def load():
+        if store is None:
+            return load_model(model, device=device, dtype=dtype)
+        from sprint.model.offload import load_offloaded
+
+        return load_offloaded(model, device=device, dtype=dtype, store=store, spill_dir=spill)
+
     if kind in ONE_SHOT:
         if len(outputs) != 1:
             raise SprintError(f"{config.method} writes one checkpoint: give one --output, not {len(outputs)}")
         tokens = load_calibration(calibration)
         adapter_for(load_config(model))  # unsupported family: fail now
-        net, tokenizer = load_model(model, device=device, dtype=dtype)
+        net, tokenizer = load()
         t0 = time.perf_counter()
         pruner = prune_model(net, tokens, None, config)
         record = one_shot_record(model, config, pruner, time.perf_counter() - t0, tokens)
+        if store is not None:
+            record["offload"] = store
         (save_dense if kind == "weights" else save_pruned)(net, tokenizer, outputs[0], record)
         log.info("%s %s in %.1fs -> %s", config.method, record["point"], record["wall_time_s"], outputs[0])
         return {None: record}
@@ -250,7 +265,7 @@ def prune_to_checkpoint(model: str, calibration: str, latency: str | None, confi
     adapter_for(model_config)  # unsupported family: fail now
     table.check_plausible(model_config.num_hidden_layers, f"latency file {latency}")
     check_reachable(config.method, model_config.num_hidden_layers, table, targets)
-    settings = execution_settings(model_config, tokens, config, device, dtype, execution or {})
+    settings = execution_settings(model_config, tokens, config, device, dtype, execution)
     journal = None
     if resume:
         identity = {"model": str(model), "method": config.method,
@@ -259,7 +274,7 @@ def prune_to_checkpoint(model: str, calibration: str, latency: str | None, confi
                     "t_attn_s": table.t_attn_s, "t_mlp_s": table.t_mlp_s, "dtype": dtype}
         journal = Journal(journal_path or journal_dir(outputs[-1]), identity)
         journal.steps()  # a journal of another run: fail before loading the model
-    net, tokenizer = load_model(model, device=device, dtype=dtype)
+    net, tokenizer = load()
     records: dict[float, dict] = {}
     saving_s = 0.0  # time spent writing earlier targets' checkpoints is not pruning time
     done = tuple(t for t in (journal.saved_targets if journal else []) if (Path(by_target[t]) / "pruning.json").is_file())
@@ -270,6 +285,8 @@ def prune_to_checkpoint(model: str, calibration: str, latency: str | None, confi
         nonlocal saving_s
         t0 = time.perf_counter()
         record = pruning_record(model, config, target, pruner, elapsed - saving_s, tokens, table)
+        if store is not None:
+            record["offload"] = store
         save_pruned(net, tokenizer, by_target[target], record)
         records[target] = record
         if journal is not None:
@@ -286,6 +303,20 @@ def prune_to_checkpoint(model: str, calibration: str, latency: str | None, confi
     return records
 
 
+def offload_store(method_name: str, offload, device: str) -> str | None:
+    """The offload store of ``--offload`` (None: no offload), or a one-line error for a method that cannot run
+    offloaded (it edits weights outside the decoder layers' sublayers, or needs gradients through the whole model)."""
+    from sprint.model.loading import resolve_device
+    from sprint.model.offload import resolve_store
+
+    dev = resolve_device(device)
+    store = resolve_store(offload, "cuda" if dev == "auto" else dev)
+    if store is not None and not getattr(method(method_name).pruner_class(), "supports_offload", False):
+        raise SprintError(f"--offload does not support {method_name}: it changes weights outside the decoder layers' "
+                          "sublayers or needs gradients through the whole model; run it without --offload")
+    return store
+
+
 def execution_settings(model_config, tokens: torch.Tensor, config: PruneConfig, device: str, dtype: str,
                        execution: dict) -> dict:
     """Check the plan against the budgets (one-line SprintError naming the term) and turn ``execution`` into the
@@ -298,9 +329,10 @@ def execution_settings(model_config, tokens: torch.Tensor, config: PruneConfig, 
     shapes = shapes_from_config(model_config)
     host_memory, gpu_memory = execution.get("host_memory"), execution.get("gpu_memory")
     gpus = torch.cuda.device_count() if dev == "auto" else 1
+    offload = offload_store(config.method, execution.get("offload"), device) or False
     plan = plan_run(shapes, int(tokens.shape[0]), int(tokens.shape[1]), config, device="cpu" if dev == "cpu" else "cuda",
-                    gpus=max(gpus, 1), dtype=str(torch_dtype).replace("torch.", ""), host_memory=host_memory,
-                    offload=bool(execution.get("offload")), model=str(model_config.name_or_path or "model"))
+                    gpus=1 if offload else max(gpus, 1), dtype=str(torch_dtype).replace("torch.", ""),
+                    host_memory=host_memory, offload=offload, model=str(model_config.name_or_path or "model"))
     plan.check(host_memory, gpu_memory)
     settings = {"dense_store": execution.get("dense_store", "disk"),
                 "spill_dir": execution.get("spill_dir") or os.environ.get("SPRINT_SPILL_DIR") or tempfile.gettempdir(),

@@ -101,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "$SPRINT_SPILL_DIR, else $TMPDIR)")
     p.add_argument("--dense-store", default="disk", choices=("disk", "memory"),
                    help="SPRINT's dense references: spill files on local disk (default) or host memory")
+    p.add_argument("--offload", nargs="?", const="auto", default=None, choices=("auto", "memory", "file"),
+                   help="decoder layers' weights off the execution device, moved there one sublayer at a time: memory "
+                        "(host memory; GPU runs), file (read from the model's safetensors on demand; CPU runs); "
+                        "no value: memory on a GPU, file on the CPU (docs/memory.md)")
     p.add_argument("--journal", default=None, metavar="DIR",
                    help="the pruning journal's folder (default: .sprint-journal.<name> beside the last --output); "
                         "give one outside the outputs when a workflow manager deletes a failed job's outputs")
@@ -125,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layout", default="bounded", choices=("bounded", "legacy"),
                    help="bounded: this code (dense references and tuned rows on local disk); legacy: the code before "
                         "issue 26, for comparison")
-    p.add_argument("--offload", action="store_true", help="weights in host memory, one decoder layer on the GPU")
+    p.add_argument("--offload", nargs="?", const="auto", default=None, choices=("auto", "memory", "file"),
+                   help="plan an offloaded run (as sprint prune --offload): memory, file, or no value (auto)")
     p.add_argument("--host-memory", default=None, help="host budget, e.g. 256GiB: fail if the plan exceeds it")
     p.add_argument("--gpu-memory", default=None, help="per-GPU budget, e.g. 80GB: fail if the plan exceeds it")
     p.add_argument("--disk-space", default=None, help="local disk budget for spill files")

@@ -87,7 +87,7 @@ def prune(args: argparse.Namespace) -> None:
     from sprint.methods.plan import parse_size
 
     execution = {"host_memory": parse_size(args.host_memory), "gpu_memory": parse_size(args.gpu_memory),
-                 "spill_dir": args.spill_dir, "dense_store": args.dense_store}
+                 "spill_dir": args.spill_dir, "dense_store": args.dense_store, "offload": args.offload}
     if args.no_resume:
         import shutil
 
