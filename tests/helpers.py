@@ -56,3 +56,33 @@ def pruning_record(method: str, target: float, seed: int, removed: list[tuple[in
                        "calibration_seq_len": 128, **params},
             "removed": [{"layer": layer, "kind": kind, "importance": 0.1, "sensitivity": 0.2, "tuned_layer": None}
                         for layer, kind in removed]}
+
+
+def llamacpp_record(models: dict[tuple[str, str, int | None], tuple[float, float, float]],
+                    control: tuple[float, float, float] | None = None, other: float = 9.0, model: str = MODEL) -> dict:
+    """A llamacpp.json of ``sprint export`` (export stage's layout): per (method, point, seed) its headline e2e speedup
+    (value, lo, hi) at f16 on 1 thread; f16 on 2 threads and q8_0 carry ``other`` (not the headline); the dense
+    entry's second copy (the control) ``control`` at the headline's setting."""
+    def timed(value: float, lo: float, hi: float) -> dict:
+        e2e = {"value": value, "ci95": [lo, hi], "spread": (hi - lo) / 2 / value}
+        return {"pp_speedup": {"value": other, "ci95": [other, other], "spread": 0.0}, "tg_speedup": e2e,
+                "e2e_speedup": e2e, "pp_tok_s": 100.0, "tg_tok_s": 20.0, "rounds": 8}
+
+    entries = {"dense": {"checkpoint": "data/models/m", "method": "dense", "point": "x1", "prune_seed": None,
+                         "label": "dense", "gguf": {}, "llamacpp_speedup": 1.0, "llamacpp_speedup_ci": [1.0, 1.0],
+                         "llamacpp": {"f16": {"t1": timed(1.0, 1.0, 1.0)}}}}
+    if control is not None:
+        entries["dense"]["llamacpp_control"] = {"f16": {"t1": timed(*control), "t2": timed(other, other, other)},
+                                                "q8_0": {"t1": timed(other, other, other)}}
+    for (method, point, seed), (value, lo, hi) in models.items():
+        entries[f"results/{model}/pruned/{method}/seed{seed}/{point}"] = {
+            "checkpoint": f"results/{model}/pruned/{method}/seed{seed}/{point}", "method": method, "point": point,
+            "prune_seed": seed, "label": f"{method}/{point}/seed{seed}", "gguf": {},
+            "llamacpp": {"f16": {"t1": timed(value, lo, hi), "t2": timed(other, other, other)},
+                         "q8_0": {"t1": timed(other, other, other)}},
+            "llamacpp_speedup": value, "llamacpp_speedup_ci": [lo, hi]}
+    return {"format": "gguf", "engine": "llama-cpp-python 0.3.36", "cpu": "test CPU (2 cores)",
+            "protocol": {"prompt_len": 64, "gen_len": 16, "threads": [1, 2], "warmup": 1, "min_rounds": 8,
+                         "max_rounds": 30, "max_spread": 0.03, "estimator": "hodges-lehmann", "seed": 0,
+                         "control": control is not None, "timing": "step"},
+            "headline": {"outtype": "f16", "threads": 1, "phase": "e2e"}, "check": None, "models": entries}

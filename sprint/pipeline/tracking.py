@@ -235,6 +235,35 @@ def stage_run(stage: str, params: Mapping[str, Any]) -> Iterator[StageRun]:
         log.warning("mlflow: could not close run %s: %s", run.run_id, err)
 
 
+def log_to_stage_run(stage: str, tags: Mapping[str, str], metrics: Mapping[str, float]) -> str | None:
+    """Add ``metrics`` to the latest FINISHED run of ``stage`` in the experiment that carries every tag of ``tags``
+    (MLflow takes metrics after a run ended), so that the runs compare on a number measured by a later stage: the
+    report adds the llama.cpp speedup to each model's evaluate run, beside its measured speedup.  Returns the run's
+    id, None when there is none (or tracking is off); a store that refuses costs a warning."""
+    if not enabled() or not metrics:
+        return None
+    import mlflow
+    from mlflow.entities import Metric
+
+    where = " and ".join([f"tags.`sprint.stage` = '{stage}'", "attributes.status = 'FINISHED'",
+                          *(f"tags.`{k}` = '{v}'" for k, v in tags.items())])
+    try:
+        _locked(_use_store)
+        found = _locked(mlflow.search_runs, output_format="list", max_results=1, filter_string=where,
+                        order_by=["attributes.start_time DESC"])
+        if not found:
+            return None
+        run_id = found[0].info.run_id
+        client = mlflow.MlflowClient()
+        now = int(time.time() * 1000)
+        _locked(client.log_batch, run_id, metrics=[Metric(k, float(v), now, 0)
+                                                   for k, v in metrics.items()])
+        return run_id
+    except Exception as err:  # noqa: BLE001 - tracking must not break a stage
+        log.warning("mlflow: could not add %s to the %s run tagged %s: %s", ", ".join(metrics), stage, dict(tags), err)
+        return None
+
+
 def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in d.items():

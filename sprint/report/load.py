@@ -1,5 +1,6 @@
 """Reading a results folder (the layout of :class:`sprint.layout.ResultsTree`): one model's latency table, metrics
-files, pruning records and measured speedups into a :class:`ModelResults`, and the Snakemake benchmark files.
+files, pruning records, measured speedups and llama.cpp serving speedups into a :class:`ModelResults`, and the
+Snakemake benchmark files.
 A malformed file raises SprintError naming it; a missing one is listed in ``ModelResults.missing``."""
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ METRIC_COLS = [*KEYS, "estimated_speedup", "measured_speedup", "measured_speedup
                "wikitext2_ppl_hi", "ppl_tokens", "ppl_seq_len", "eval_limit", "kernels"]
 TEXT_COLS = {"method", "point", "removed", "calibration", "hparams", "eval_limit", "kernels"}
 SPEEDUP_FIELDS = ("measured_speedup", "measured_speedup_ci", "latency_s", "dense_latency_s", "speedup")
+# the llama.cpp serving speedup (the export stage's headline: llamacpp.json) with its 95% CI; only where one was read
+LLAMACPP_COLS = ["llamacpp_speedup", "llamacpp_speedup_lo", "llamacpp_speedup_hi"]
 
 
 @dataclass
@@ -46,6 +49,9 @@ class ModelResults:
     chance: pd.DataFrame = field(default_factory=pd.DataFrame)
     informative: list[str] | None = None  # the informative tasks; None: unknown (no dense model or no chance levels)
     dense_from: str = ""  # the model whose dense evaluation decided them ("" : this one)
+    # the llama.cpp serving speedups' headline (:func:`load_llamacpp`: engine, outtype, threads, phase, prompt and
+    # generation lengths, estimator, file) when a llamacpp.json was read: then runs and dense carry LLAMACPP_COLS
+    llamacpp: dict[str, Any] | None = None
 
 
 def _load_json(path: Path) -> dict[str, Any]:
@@ -90,6 +96,32 @@ def load_speedups(path: Path) -> dict[tuple[str, str, int], dict[str, Any]]:
                 for e in _load_json(path)["models"].values()}
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise SprintError(f"{path}: malformed speedup file ({type(e).__name__}: {e})") from e
+
+
+def load_llamacpp(path: Path) -> tuple[dict[tuple[str, str, int], dict[str, float]], dict[str, Any]]:
+    """``llamacpp.json`` of ``sprint export`` (the export stage) -> (method, point, seed) -> the headline llama.cpp
+    speedup with its 95% CI (:data:`LLAMACPP_COLS`), and what the headline is.  The dense model's is its second
+    GGUF copy's (the protocol's control, 1 up to noise), as its measured speedup is; absent when not timed."""
+    d = _load_json(path)
+    try:
+        head, protocol = d["headline"], d["protocol"]
+        phase, timed = f"{head['phase']}_speedup", f"t{int(head['threads'])}"
+        out = {}
+        for e in d["models"].values():
+            if e["method"] == "dense":
+                control = ((e.get("llamacpp_control") or {}).get(head["outtype"]) or {}).get(timed)
+                if control is None:
+                    continue
+                value, ci = control[phase]["value"], control[phase]["ci95"]
+            else:
+                value, ci = e["llamacpp_speedup"], e["llamacpp_speedup_ci"]
+            out[_run_key(e)] = dict(zip(LLAMACPP_COLS, (_num(value), *_pair(ci))))
+        info = {"engine": str(d["engine"]), "outtype": str(head["outtype"]), "threads": int(head["threads"]),
+                "phase": str(head["phase"]), "prompt_len": int(protocol["prompt_len"]),
+                "gen_len": int(protocol["gen_len"]), "estimator": str(protocol["estimator"]), "file": str(path)}
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise SprintError(f"{path}: malformed llama.cpp speedup file ({type(e).__name__}: {e})") from e
+    return out, info
 
 
 def _metrics_row(path: Path, tasks: dict[str, str], speedups: dict,
@@ -187,13 +219,15 @@ def model_of(results: Path, metrics_file: Path) -> str:
 
 
 def load_results(results: Path, model: str, metrics: list[Path] | None = None,
-                 dense_from: ModelResults | None = None) -> ModelResults:
+                 dense_from: ModelResults | None = None, llamacpp: bool | None = None) -> ModelResults:
     """Read the latency table, metrics files and pruning records of ``model`` in ``results``; note what is missing.
     Chance levels and informative tasks: :func:`with_informative` (``dense_from``: the model whose dense evaluation
     decides them when ``model`` has none).
 
     With ``metrics`` (what the pipeline's DAG made for this model), only those metrics files and the pruning
-    records of their runs are read: leftovers of an earlier configuration in the folder stay out of the report."""
+    records of their runs are read: leftovers of an earlier configuration in the folder stay out of the report.
+    ``llamacpp``: whether to read the model's ``llamacpp.json`` (:func:`load_llamacpp`; True: it must exist);
+    None: when it exists and ``metrics`` is None (the pipeline says which it made)."""
     def shown(path: str) -> str:  # a file as the list of missing ones names it: inside the model's folder
         return f"`{Path(path).relative_to(model)}`"
 
@@ -229,8 +263,19 @@ def load_results(results: Path, model: str, metrics: list[Path] | None = None,
     dense = pd.DataFrame(dense, columns=cols)
     for df in (runs, dense):
         df.insert(2, "target", df["point"].map(target_of).astype(float))
+    served, info = {}, None
+    llamacpp_path = results / TREE.llamacpp(model)
+    if llamacpp or (llamacpp is None and metrics is None and llamacpp_path.is_file()):
+        if not llamacpp_path.is_file():
+            raise SprintError(f"{llamacpp_path}: llama.cpp speedup file not found")
+        served, info = load_llamacpp(llamacpp_path)
+        for df in (runs, dense):
+            keys = list(zip(df["method"], df["point"], df["seed"].astype(int)))
+            for col in LLAMACPP_COLS:
+                df[col] = [served.get(k, {}).get(col, math.nan) for k in keys]
     runs = _typed(runs.drop(columns=["_merge", "est_pruning"]))
-    out = ModelResults(model, latency, _typed(dense), sort_rows(runs), tasks, missing, samples, answers)
+    out = ModelResults(model, latency, _typed(dense), sort_rows(runs), tasks, missing, samples, answers,
+                       llamacpp=info)
     return with_informative(out, dense_from)
 
 
@@ -332,3 +377,53 @@ def chance_metrics(results: Path, metrics: list[Path] | None = None) -> dict[str
                     out[f"{model}/informative_accuracy/{r.method}/{r.point}/seed{r.seed}"] = float(
                         r.informative_accuracy) / 100
     return out
+
+
+def served_models(results: Path, llamacpp: list[Path] | None) -> set[str] | None:
+    """The models of ``results`` whose llamacpp.json to read, from the files listed (each must be
+    ``{results}/{model}/llamacpp.json`` and exist); None for no list (each model's where it exists)."""
+    if llamacpp is None:
+        return None
+    served = set()
+    for path in map(Path, llamacpp):
+        parts = path.resolve().parts[len(results.resolve().parts):]
+        if not path.resolve().is_relative_to(results.resolve()) or not parts or TREE.llamacpp(parts[0]) != "/".join(
+                parts):
+            raise SprintError(f"{path}: not a llama.cpp speedup file of {results} ({TREE.llamacpp('<model>')})")
+        if not path.is_file():
+            raise SprintError(f"{path}: llama.cpp speedup file not found")
+        served.add(parts[0])
+    return served
+
+
+def llamacpp_metrics(results: Path, metrics: list[Path] | None = None, llamacpp: list[Path] | None = None
+                     ) -> tuple[dict[str, float], list[tuple[dict[str, str], dict[str, float]]]]:
+    """The llama.cpp speedups the report shows, for MLflow (the files read as by the report: ``metrics`` and
+    ``llamacpp`` as in :func:`sprint.report.markdown.write_report`): the report run's metrics
+    (``{model}/llamacpp_speedup/{method}/{point}/seed{seed}`` with ``_lo`` / ``_hi``) and, per model, the evaluate
+    run's tags (model, method, point and, pruned, seed) with the same value as ``llamacpp_speedup`` (``_lo``,
+    ``_hi``), to log beside the measured speedup that run holds."""
+    chosen: dict[str, list[Path]] = {}
+    for path in metrics or []:
+        chosen.setdefault(model_of(results, path), []).append(path)
+    served = served_models(results, llamacpp)
+    report: dict[str, float] = {}
+    runs: list[tuple[dict[str, str], dict[str, float]]] = []
+    for model in (sorted(chosen) if metrics is not None else model_names(results)):
+        if (served is not None and model not in served) or (served is None and (
+                metrics is not None or not (results / TREE.llamacpp(model)).is_file())):
+            continue
+        m = load_results(results, model, chosen.get(model), llamacpp=True)
+        for df in (m.dense, m.runs):
+            for r in df.dropna(subset=[LLAMACPP_COLS[0]]).itertuples():
+                values = {}
+                for suffix, col in zip(("", "_lo", "_hi"), LLAMACPP_COLS):
+                    value = float(getattr(r, col))
+                    if value == value:  # not NaN
+                        report[f"{model}/llamacpp_speedup/{r.method}/{r.point}/seed{r.seed}{suffix}"] = value
+                        values[f"llamacpp_speedup{suffix}"] = value
+                tags = {"sprint.model": model, "sprint.method": r.method, "sprint.point": r.point}
+                if r.method != "dense":
+                    tags["sprint.seed"] = str(r.seed)
+                runs.append((tags, values))
+    return report, runs

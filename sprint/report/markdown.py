@@ -19,12 +19,12 @@ from sprint.methods import REGISTRY
 from sprint.report.figures import (SWEEP_GLOB, plot_latency_sweep, plot_metric_speedup, plot_pattern,
                                    plot_speedup_estimate, plot_time_accuracy)
 from sprint.report.load import (INFORMATIVE_COL, TREE, ModelResults, _load_json, load_benchmarks, load_results,
-                                model_names, model_of)
+                                model_names, model_of, served_models)
 from sprint.report.names import (at_setting, method_name, order_methods, order_points, point_header, sort_rows,
                                  target_label)
 from sprint.report.tables import (ALL_TASKS_LABEL, INFORMATIVE_LABEL, MARKS, N_BOOT, aggregate, bias_flags,
-                                  chance_table, display_table, paired_tests, retained_table, seed_marks, speedup_table,
-                                  spread_text, with_ci)
+                                  chance_table, display_table, has_llamacpp, llamacpp_legend, llamacpp_spec,
+                                  paired_tests, retained_table, seed_marks, speedup_table, spread_text, with_ci)
 
 ABLATION = ("sprint-l", "sprint-t", "sprint-e", "sprint")
 PAPER = {"calibration": "128×2048", "prompt_len": 1024, "gen_len": 512, "ppl_seq_len": 2048}
@@ -300,7 +300,7 @@ def _model_report(m: ModelResults, folder: Path, out: list[Path],
     prune_budget, eval_budget = _budget_notes(m)
     acc, time = ("mean acc. (%)", "mean_accuracy", "{:.2f}"), ("pruning time (s)", "pruning_time_s", "{:.1f}")
     ppl = ("WikiText-2 ppl", "wikitext2_ppl", "{:.2f}")
-    spec = [("measured speedup (×)", "measured_speedup", "{:.3f}"),
+    spec = [("measured speedup (×)", "measured_speedup", "{:.3f}"), *llamacpp_spec(m),
             ("estimated speedup (×)", "estimated_speedup", "{:.3f}"),
             *((f"{t} (%)", f"task:{t}", "{:.2f}") for t in m.tasks), (INFORMATIVE_LABEL, INFORMATIVE_COL, "{:.2f}"),
             (ALL_TASKS_LABEL, "mean_accuracy", "{:.2f}"), ppl, time]
@@ -326,7 +326,8 @@ def _model_report(m: ModelResults, folder: Path, out: list[Path],
                           "Measured speedup: the per-round ratio of dense to pruned generation time over interleaved "
                           "rounds, its Hodges-Lehmann estimate (the median with `estimator: median`) [95% CI]; spread: the "
                           "CI's relative half-width (mean over seeds). Dense is timed against a second copy of "
-                          "itself (≈ 1 up to noise). " + VS_BEST) + _settings_note(m) + prune_budget + eval_budget
+                          "itself (≈ 1 up to noise). " + (llamacpp_legend(m) + " " if has_llamacpp(m) else "")
+                          + VS_BEST) + _settings_note(m) + prune_budget + eval_budget
     ppl_cols = ["method", "point", "seeds", *(c for c in main if c.startswith(("wikitext2_ppl", "ppl_tokens")))]
     ppl_lines = _section("Perplexity", perplexity, main[ppl_cols],
                          path("perplexity.csv"), out,
@@ -374,7 +375,8 @@ def _model_report(m: ModelResults, folder: Path, out: list[Path],
 
 
 def write_report(results: Path, output: Path, metrics: list[Path] | None = None,
-                 dense_of: dict[str, str] | None = None, sweeps: list[Path] = ()) -> list[Path]:
+                 dense_of: dict[str, str] | None = None, sweeps: list[Path] = (),
+                 llamacpp: list[Path] | None = None) -> list[Path]:
     """Write ``output`` (Markdown) plus its CSVs and PNGs in its :func:`~sprint.layout.report_folder`; return every
     file written.
 
@@ -382,7 +384,9 @@ def write_report(results: Path, output: Path, metrics: list[Path] | None = None,
     ``results`` (:func:`~sprint.report.load.model_names`) with every metrics file of it.  ``dense_of``: model ->
     the model whose dense evaluation decides its chance-aware reading when it has none (the same weights).  A latency
     sweep (``latency_sweep*.json``, paper Fig. 3a) in ``results``, a model's folder of it or the folders ``sweeps``
-    is drawn in its model's section."""
+    is drawn in its model's section.  ``llamacpp``: the llama.cpp speedup files (``{model}/llamacpp.json`` of the
+    export stage) whose models get a "llama.cpp speedup" column; by default every one in ``results``, or none with
+    ``metrics`` (the pipeline lists those it made)."""
     results, output = Path(results), Path(output)
     if not results.is_dir():
         raise SprintError(f"{results}: results folder not found")
@@ -396,6 +400,7 @@ def write_report(results: Path, output: Path, metrics: list[Path] | None = None,
         for path in map(Path, metrics):
             chosen.setdefault(model_of(results, path), []).append(path)
     models = model_names(results) if chosen is None else sorted(chosen)
+    served = served_models(results, llamacpp)  # the models whose llamacpp.json to read (None: where it exists)
     where = os.path.relpath(results, output.parent)  # the same bytes wherever the two lie, side by side
     lines = ["# SPRINT report", "", f"Results folder: `{where}` (relative to this report).", ""]
     if not models:
@@ -405,7 +410,8 @@ def write_report(results: Path, output: Path, metrics: list[Path] | None = None,
     loaded: dict[str, ModelResults] = {}
     for model in sorted(models, key=lambda n: (dense_of or {}).get(n) is not None):  # lenders first
         lender = loaded.get((dense_of or {}).get(model, ""))
-        loaded[model] = load_results(results, model, None if chosen is None else chosen[model], lender)
+        loaded[model] = load_results(results, model, None if chosen is None else chosen[model], lender,
+                                     None if served is None else model in served)
     for model in models:
         lines += _model_report(loaded[model], folder, written, found.get(model, []))
     bench = load_benchmarks(results, models)

@@ -15,7 +15,7 @@ import pandas as pd
 from sprint.errors import SprintError
 from sprint.layout import point_label
 from sprint.measure import stats
-from sprint.report.load import DENSE, INFORMATIVE_COL, KEYS, ModelResults
+from sprint.report.load import DENSE, INFORMATIVE_COL, KEYS, LLAMACPP_COLS, ModelResults
 from sprint.report.names import method_name, order_methods, order_points, point_header, sort_rows
 
 N_BOOT = 2000  # paired-bootstrap resamples
@@ -151,9 +151,10 @@ def seed_marks(tests: pd.DataFrame, agg: pd.DataFrame, key: str) -> list[str]:
 
 
 def summary_table(m: ModelResults, tests: pd.DataFrame) -> pd.DataFrame:
-    """The headline columns per (method, point), dense first: measured speedup, mean accuracy, perplexity (cells as
-    in the main table) and both paired marks against the best (``tests``: :func:`paired_tests`)."""
-    spec = [("measured speedup (×)", "measured_speedup", "{:.3f}"),
+    """The headline columns per (method, point), dense first: measured speedup (and the llama.cpp speedup where one
+    was read: :func:`has_llamacpp`), mean accuracy, perplexity (cells as in the main table) and both paired marks
+    against the best (``tests``: :func:`paired_tests`)."""
+    spec = [("measured speedup (×)", "measured_speedup", "{:.3f}"), *llamacpp_spec(m),
             (INFORMATIVE_LABEL, INFORMATIVE_COL, "{:.2f}"), (ALL_TASKS_LABEL, "mean_accuracy", "{:.2f}"),
             ("WikiText-2 ppl", "wikitext2_ppl", "{:.2f}")]
     agg = aggregate(pd.concat([m.dense, m.runs]), [c for _, c, _ in spec])
@@ -167,6 +168,30 @@ def summary_table(m: ModelResults, tests: pd.DataFrame) -> pd.DataFrame:
 
 
 INFORMATIVE_LABEL = "informative-task acc. (%)"
+LLAMACPP_LABEL = "llama.cpp speedup (×)"
+PHASES = {"e2e": "end-to-end (a prompt, then its generation)", "pp": "prompt-processing", "tg": "decode"}
+
+
+def has_llamacpp(m: ModelResults) -> bool:
+    """Whether ``m`` has a llama.cpp speedup for any of its models (a llamacpp.json read that covers one)."""
+    return m.llamacpp is not None and bool(pd.concat([m.dense, m.runs])[LLAMACPP_COLS[0]].notna().any())
+
+
+def llamacpp_spec(m: ModelResults) -> list[tuple[str, str, str]]:
+    """The llama.cpp speedup's cell spec (label, column, format) where ``m`` has one; none otherwise."""
+    return [(LLAMACPP_LABEL, LLAMACPP_COLS[0], "{:.3f}")] if has_llamacpp(m) else []
+
+
+def llamacpp_legend(m: ModelResults) -> str:
+    """What the llama.cpp speedup column is: which of the export's measurements (llamacpp.json's headline)."""
+    i = m.llamacpp or {}
+    estimate = "Hodges-Lehmann estimate" if i.get("estimator") == "hodges-lehmann" else i.get("estimator", "?")
+    return (f"llama.cpp speedup: the {PHASES.get(i.get('phase'), i.get('phase'))} speedup over the dense model, "
+            f"both served as GGUFs by llama.cpp ({i.get('engine')}) with {i.get('outtype')} weights on "
+            f"{i.get('threads')} thread{'s' if i.get('threads') != 1 else ''}, a {i.get('prompt_len')}-token prompt "
+            f"then {i.get('gen_len')} decoded tokens; the {estimate} over interleaved rounds [95% CI] "
+            "(`sprint export`, docs/export.md), beside the speedup measured in PyTorch. Dense: a second copy of its "
+            "GGUF (≈ 1 up to noise); –: not exported.")
 ALL_TASKS_LABEL = "all-task acc. (%) (paper's figure)"
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from pathlib import Path
 
@@ -144,6 +146,22 @@ def test_failure_marks_the_run_failed_and_reraises(uri):
     assert r.data.metrics == {"partial": 1.0}
 
 
+def test_sigterm_marks_the_run_killed_and_exits_143(uri):
+    """scancel, a Slurm time limit or preemption send SIGTERM: the stage's run ends KILLED, not FAILED or RUNNING
+    forever, and the process exits as a SIGTERM-killed one would (143); the previous handler is restored."""
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as stopped:
+        with tracking.stage_run("prune", {"method": "sprint", "seed": 0}) as run:
+            run.log_metrics({"partial": 1.0})
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler raises before this ends
+    assert stopped.value.code == 143
+    assert signal.getsignal(signal.SIGTERM) == before
+    (r,) = _runs(uri)
+    assert r.info.status == "KILLED"
+    assert r.data.tags["sprint.error"] == "Terminated: terminated by SIGTERM"
+
+
 def test_an_unreachable_store_costs_a_warning_not_the_stage(tmp_path, monkeypatch, caplog):
     for key in ENV_KEYS:
         monkeypatch.delenv(key, raising=False)
@@ -228,3 +246,51 @@ def test_chance_metrics_of_a_results_folder(tmp_path):
     got = chance_metrics(tmp_path)
     assert got[f"{MODEL}/chance/piqa"] == 0.5 and got[f"{MODEL}/informative/piqa"] == 1.0
     assert abs(got[f"{MODEL}/informative_accuracy/dense/x1/seed0"] - 0.8) < 1e-12
+
+
+def test_the_report_logs_the_llamacpp_speedup_beside_the_measured_one(uri, tmp_path, monkeypatch):
+    """The report run logs each model's llama.cpp speedup, and adds it to the latest finished evaluate run of that
+    model (beside its measured speedup), so that runs compare on it; a model not exported gets none."""
+    import argparse
+    import sys
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from helpers import MODEL, llamacpp_record, metrics_record, pruning_record, write_json
+
+    from sprint.pipeline import commands
+
+    root = tmp_path / "results"
+    write_json(root / MODEL / "metrics" / "dense.json", metrics_record("dense", None, 0, 0.75, 1.003))
+    for seed in (0, 1):
+        write_json(root / MODEL / "pruned" / "sprint" / f"seed{seed}" / "x1.2" / "pruning.json",
+                   pruning_record("sprint", 1.2, seed, [(2, "attn")]))
+        write_json(root / MODEL / "metrics" / "sprint" / f"seed{seed}" / "x1.2.json",
+                   metrics_record("sprint", 1.2, seed, 0.6, 1.15))
+    write_json(root / MODEL / "llamacpp.json",
+               llamacpp_record({("sprint", "x1.2", 0): (1.23, 1.21, 1.25)}, control=(1.004, 0.990, 1.020)))
+    monkeypatch.setenv(tracking.TAGS_ENV, f"sprint.model={MODEL}")
+    ids = {}
+    for name, params in (("old", {"method": "sprint", "point": "x1.2", "seed": 0}),
+                         ("seed0", {"method": "sprint", "point": "x1.2", "seed": 0}),
+                         ("seed1", {"method": "sprint", "point": "x1.2", "seed": 1}),
+                         ("dense", {"method": "dense", "point": "x1"})):
+        with tracking.stage_run("evaluate", params) as run:
+            run.log_metrics({"measured_speedup": 1.15})
+        ids[name] = run.run_id
+    with pytest.raises(RuntimeError):  # a failed run, the latest: not the model's evaluation
+        with tracking.stage_run("evaluate", {"method": "sprint", "point": "x1.2", "seed": 0}):
+            raise RuntimeError("killed")
+    monkeypatch.delenv(tracking.TAGS_ENV)
+    commands.report(argparse.Namespace(results=str(root), metrics=None, llamacpp=None,
+                                       output=str(root / "report.md")))
+    client = MlflowClient(tracking_uri=uri)
+    seed0 = client.get_run(ids["seed0"]).data.metrics
+    assert seed0["llamacpp_speedup"] == pytest.approx(1.23) and seed0["measured_speedup"] == 1.15
+    assert (seed0["llamacpp_speedup_lo"], seed0["llamacpp_speedup_hi"]) == pytest.approx((1.21, 1.25))
+    assert client.get_run(ids["dense"]).data.metrics["llamacpp_speedup"] == pytest.approx(1.004)
+    assert "llamacpp_speedup" not in client.get_run(ids["old"]).data.metrics  # an older evaluation of the model
+    assert "llamacpp_speedup" not in client.get_run(ids["seed1"]).data.metrics  # not exported
+    report = next(r for r in _runs(uri) if r.data.tags.get("sprint.stage") == "report").data.metrics
+    assert report[f"{MODEL}/llamacpp_speedup/sprint/x1.2/seed0"] == pytest.approx(1.23)
+    assert report[f"{MODEL}/llamacpp_speedup/dense/x1/seed0_lo"] == pytest.approx(0.990)
+    assert not [k for k in report if "llamacpp" in k and "seed1" in k]
