@@ -7,7 +7,6 @@ keeps a copy of its small files in the same layout::
     {model}/latency.json                                    the latency table (profile)
     {model}/speedup.json                                    measured speedups timed together (latency.speedups)
     {model}/llamacpp.json                                   llama.cpp serving speedups (the export stage)
-    {model}/llamacpp.json                                   llama.cpp serving speedups (the export stage)
     {model}/pruned/{method}/seed{seed}/{point}/             a pruned checkpoint, with its pruning.json
     {model}/journals/{method}/seed{seed}/                   the journal of a prune job until it completes
     {model}/metrics/dense.json                              evaluation of the dense model
@@ -104,9 +103,6 @@ class ResultsTree:
 
     def speedup(self, model: str) -> str:
         return self._path(model, "speedup.json")
-
-    def llamacpp(self, model: str) -> str:
-        return self._path(model, "llamacpp.json")
 
     def llamacpp(self, model: str) -> str:
         return self._path(model, "llamacpp.json")
