@@ -24,7 +24,7 @@ from sprint.report import (MEASURES, ModelResults, aggregate, load_benchmarks, l
 from sprint.report.load import metrics_files
 from sprint.report.markdown import find_sweeps, report_file
 from sprint.report.tables import (ACCURACY, INFORMATIVE, PAPERS_FIGURE, PERPLEXITY, Measure, bias_flags,
-                                  chance_table)
+                                  chance_table, has_llamacpp, llamacpp_legend)
 from sprint.study.spec import RESULTS, Study
 
 AGAINST = {"better": "more accurate than", "worse": "less accurate than", "≈": "not separable in accuracy from"}
@@ -397,7 +397,8 @@ def write_page(study: Study) -> Path:
         markdown_table(bench.round(1)) if not bench.empty else "", "",
         f"## Main comparison (`{main_name}`)", "",
         "Mean ± sample std over seeds (one seed: accuracy ± its stderr, perplexity and speedup [95% CI]); _vs best_: "
-        "paired test against the best method at the same target and seed, one mark per seed.", "",
+        "paired test against the best method at the same target and seed, one mark per seed."
+        + (" " + llamacpp_legend(main) if has_llamacpp(main) else ""), "",
         markdown_table(summary_table(main, tests)), "",
         "In words (best by the mean over seeds; SPRINT's paired marks against the best, per seed):", "",
         *([v.sentence for v in verdicts] or ["- _no point with SPRINT and another method evaluated yet_"]), "",

@@ -5,6 +5,7 @@ reads them is done."""
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import os
 import shutil
@@ -84,11 +85,28 @@ def measure_tables(study: Study) -> None:
         _commit(study, f"study {study.path.stem}: latency table of {model}, measured once and kept")
 
 
+def _exported_after_pruning(root: Path, model: str) -> bool:
+    """Whether ``model`` has a llamacpp.json written after every checkpoint it names that is still there was pruned
+    (not a leftover of earlier checkpoints)."""
+    path = root / RESULTS.llamacpp(model)
+    if not path.is_file():
+        return False
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))["models"].values()
+        records = [root / e["checkpoint"] / "pruning.json" for e in entries if e["method"] != "dense"]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise SprintError(f"study: {path}: not a llama.cpp speedup file ({type(err).__name__}: {err})") from None
+    return all(path.stat().st_mtime >= r.stat().st_mtime for r in records if r.is_file())
+
+
 def collect(study: Study, cell: Cell) -> None:
     """Copy a finished cell's small files (metrics, pruning record, latency table, pruning and evaluation times) into
-    the output."""
+    the output, and its model's llama.cpp serving speedups with the export's time where the pipeline's export stage
+    wrote them (``llamacpp.json``: the page's "llama.cpp speedup" column)."""
     model, method, seed, point = cell.model, cell.method, cell.seed, cell.point
-    files = [RESULTS.latency(model)]  # (the profile's time is the measuring job's, kept by measure_tables)
+    # (the profile's time is the measuring job's, kept by measure_tables)
+    files = [RESULTS.latency(model), *([RESULTS.llamacpp(model), RESULTS.benchmark("export", model)]
+                                       if _exported_after_pruning(study.root, model) else [])]
     if method == "dense":
         files.append(RESULTS.benchmark("evaluate", model, method))
     else:

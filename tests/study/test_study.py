@@ -248,3 +248,56 @@ def test_a_controlled_change_pools_its_seeds(repo: Path, monkeypatch) -> None:
     assert ("- Under `m-cal` (calibration n=96, one change): SPRINT is not separable in accuracy from SLEB in the default "
             "setting and more accurate than it under the change (1.2×, 2 seeds pooled; SPRINT − SLEB: +0.00 [+0.00, "
             "+0.00] pp (≈) by default, +3.00 [") in short
+
+
+def test_the_page_shows_the_llamacpp_speedup_the_export_stage_measured(repo: Path, monkeypatch) -> None:
+    """A model whose export stage ran (llamacpp.json written after its checkpoints): the runner commits the file and
+    the page's main table has the llama.cpp speedup of its 1.2x cells beside the measured one; a file older than a
+    checkpoint it names (a leftover) is not taken; without one, no column."""
+    import os
+
+    from helpers import llamacpp_record
+
+    realistic = realistic_pipeline()
+
+    def with_export(root: Path, config: Path, targets: list[str]) -> None:
+        realistic(root, config, targets)
+        done = {(p.parts[-3], int(p.parts[-2].removeprefix("seed")), "x1.2") for p in
+                (root / "results/m/pruned").glob("*/seed*/x1.2") if p.is_dir()}
+        models = {(m, p, s): {"sprint": (1.23, 1.21, 1.25), "shortgpt": (1.21, 1.20, 1.23)}.get(m, (1.2, 1.19, 1.21))
+                  for m, s, p in done}
+        path = root / "results/m/llamacpp.json"
+        path.write_text(json.dumps(llamacpp_record(models, control=(1.004, 0.990, 1.020), model="m")))
+
+    s = load_study(repo / "study.yaml", repo)
+    monkeypatch.setattr(runner, "run_pipeline", realistic)
+    run(s, max_cells=2)  # dense, SPRINT seed 0: no export
+    assert "llama.cpp" not in write_page(s).read_text()
+
+    monkeypatch.setattr(runner, "run_pipeline", with_export)
+    run(s, max_cells=1)  # ShortGPT seed 0, exported (SPRINT's checkpoint was freed after its cell: not in the file)
+    assert "out/results/m/llamacpp.json" in git(repo, "ls-files", "out")
+    text = write_page(s).read_text()
+    main = text.split("## Main comparison (`m`)")[1].split("\n## ")[0]
+    assert "llama.cpp speedup: the end-to-end (a prompt, then its generation) speedup" in main
+    assert "with f16 weights on 1 thread" in main
+    header = next(line for line in main.splitlines() if line.startswith("| method"))
+    assert "| measured speedup (×) | llama.cpp speedup (×) |" in header
+    assert "| ShortGPT | 1.2× | 1 | 1.150 [1.140, 1.160] | 1.210 [1.200, 1.230] |" in main
+    assert "| Dense | 1× | 1 | 1.150 [1.140, 1.160] | 1.004 [0.990, 1.020] |" in main
+
+    # a leftover: written before the checkpoint SLEB's cell prunes next, which it names
+    def leftover(root: Path, config: Path, targets: list[str]) -> None:
+        path = root / "results/m/llamacpp.json"
+        record = json.loads(path.read_text())
+        record["models"]["dense"]["llamacpp_control"]["f16"]["t1"]["e2e_speedup"]["value"] = 7.0
+        record["models"]["results/m/pruned/sleb/seed0/x1.2"] = {**record["models"]["results/m/pruned/shortgpt/seed0/x1.2"],
+                                                              "checkpoint": "results/m/pruned/sleb/seed0/x1.2"}
+        path.write_text(json.dumps(record))
+        os.utime(path, (1_000_000, 1_000_000))
+        realistic(root, config, targets)
+
+    monkeypatch.setattr(runner, "run_pipeline", leftover)
+    run(s, max_cells=1)  # SLEB seed 0
+    committed = json.loads((repo / "out/results/m/llamacpp.json").read_text())
+    assert committed["models"]["dense"]["llamacpp_control"]["f16"]["t1"]["e2e_speedup"]["value"] == 1.004
