@@ -69,9 +69,18 @@ def test_export_is_off_by_default_and_planned_per_model_when_listed(tmp_path):
         assert {o.def_path for o in stage.outs} == {"results/smollm2-135m/llamacpp.json", "results/smollm2-135m/gguf",
                                                    "results/benchmarks/export/smollm2-135m.tsv"}
 
+    # the report takes the file, for its llama.cpp column: the default target exports the listed model
+    everything = _snakemake(work, "-n", "-p")
+    assert everything.returncode == 0 and "rule export:" in everything.stdout, everything.stderr[-3000:]
+    report = next(line for line in everything.stdout.splitlines() if "sprint report" in line)
+    assert report.split(">")[0].rstrip().endswith(
+        "--output results/report.md --llamacpp results/smollm2-135m/llamacpp.json"), report
+
     default = _workdir(tmp_path / "default", None)
-    plain = _snakemake(default, "-n", "all", "export_all")
+    plain = _snakemake(default, "-n", "-p", "all", "export_all")
     assert plain.returncode == 0 and "rule export:" not in plain.stdout, plain.stderr[-3000:]
+    report = next(line for line in plain.stdout.splitlines() if "sprint report" in line)
+    assert "--llamacpp" not in report and "llamacpp.json" not in plain.stdout, report
 
 
 @pytest.mark.parametrize("export, key", [({"models": ["nosuch"]}, "export.models"),

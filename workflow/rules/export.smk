@@ -3,10 +3,11 @@
 # llama.cpp's deci architecture at each export.outtypes, checks each against the checkpoint in PyTorch, and times
 # llama.cpp's prompt-processing and decode speedups over the dense GGUF (a second copy of it as the control) in
 # interleaved rounds at each export.threads (sprint export; sprint.export; docs/export.md).  Runs alone (all local
-# cores), like the other timed stages.  The report's "llama.cpp speedup" column is to come (it reads llamacpp.json).
-# Not part of rule all (an included file cannot change the Snakefile's default target): run the target export_all,
-#   snakemake --profile workflow/profiles/slurm --configfile workflow/config/paper.yaml all export_all
-# or `dvc repro` (dvc.yaml has one export stage per model of export.models).
+# cores), like the other timed stages.  The report (rule all's target) takes each llamacpp.json as an input, for its
+# "llama.cpp speedup" column, so a model listed in export.models is exported by the default target too; the target
+# export_all runs the export alone (with what it needs),
+#   snakemake --profile workflow/profiles/slurm --configfile workflow/config/paper.yaml export_all
+# and `dvc repro` runs one export stage per model of export.models (dvc.yaml).
 # -> results/{model}/llamacpp.json, results/{model}/gguf/
 
 EXPORT = {"models": [], "targets": [1.2], "outtypes": ["f16", "q8_0"], "threads": [1, 2], "prompt_len": 64,
@@ -52,7 +53,7 @@ rule export:
         pruned=lambda wc: sorted({RESULTS.pruned(wc.model, m, s) for m in METHODS for s in EXPORT_SEEDS}),
         datasets=DATASETS,
     output:
-        json="results/{model}/llamacpp.json",
+        json=RESULTS.llamacpp("{model}"),
         gguf=directory("results/{model}/gguf"),
     params:
         dense=lambda wc: model_arg(wc.model),
@@ -75,4 +76,4 @@ rule export:
 
 rule export_all:  # snakemake ... all export_all: the pipeline and the export of every model of export.models
     input:
-        [f"results/{m}/llamacpp.json" for m in EXPORT_MODELS],
+        [RESULTS.llamacpp(m) for m in EXPORT_MODELS],
