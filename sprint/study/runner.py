@@ -120,6 +120,20 @@ def collect(study: Study, cell: Cell) -> None:
         raise SprintError(f"study: {cell} finished without {cell.metrics}")
 
 
+def collect_exports(study: Study) -> None:
+    """Copy and commit each model's llama.cpp speedups (and the export's time) that the export stage wrote after its
+    checkpoints and the output does not hold yet: an export run after the model's last cell, e.g.
+    ``snakemake --configfile CONFIG export_all``."""
+    for model in study.config["base"]["models"]:
+        src, dest = study.root / RESULTS.llamacpp(model), study.output / RESULTS.llamacpp(model)
+        if not _exported_after_pruning(study.root, model) or (
+                dest.is_file() and dest.read_bytes() == src.read_bytes()):
+            continue
+        for relative in (RESULTS.llamacpp(model), RESULTS.benchmark("export", model)):
+            _copy(study.root, relative, study.output)
+        _commit(study, f"study {study.path.stem}: llama.cpp serving speedups of {model} (the export stage)")
+
+
 def release(study: Study, cell: Cell) -> None:
     """Delete the checkpoints of ``cell``'s pruning job once every cell that reads them is done: they are the study's
     bulk (about 0.5 GB per SmolLM2 checkpoint, several per job), and its committed files are what it keeps."""
@@ -129,9 +143,10 @@ def release(study: Study, cell: Cell) -> None:
 
 
 def run(study: Study, max_cells: int | None = None) -> list[Cell]:
-    """Measure the missing latency tables, then run the cells not done yet, in order, committing each; returns the
-    cells run."""
+    """Measure the missing latency tables and commit a new export's llama.cpp speedups (:func:`collect_exports`),
+    then run the cells not done yet, in order, committing each; returns the cells run."""
     measure_tables(study)
+    collect_exports(study)
     ran: list[Cell] = []
     while todo := [c for c in study.cells() if not study.done(c)]:  # again after each cell: it may resolve one
         cell = todo[0]

@@ -301,3 +301,12 @@ def test_the_page_shows_the_llamacpp_speedup_the_export_stage_measured(repo: Pat
     run(s, max_cells=1)  # SLEB seed 0
     committed = json.loads((repo / "out/results/m/llamacpp.json").read_text())
     assert committed["models"]["dense"]["llamacpp_control"]["f16"]["t1"]["e2e_speedup"]["value"] == 1.004
+
+    # an export run after the cells (export_all, the checkpoints pruned again and freed since): the next `study run`
+    # commits it before any cell
+    (repo / "results/m/llamacpp.json").write_text(json.dumps(llamacpp_record(
+        {("shortgpt", "x1.2", 0): (1.21, 1.20, 1.23), ("sleb", "x1.2", 0): (1.2, 1.19, 1.21)}, (1.004, 0.990, 1.020),
+        model="m")))
+    assert run(s, max_cells=0) == []
+    assert "SLEB | 1.2× | 1 | 1.150 [1.140, 1.160] | 1.200 [1.190, 1.210] |" in write_page(s).read_text()
+    assert "llama.cpp serving speedups of m" in git(repo, "log", "-1", "--format=%s")
