@@ -160,6 +160,8 @@ class SublayerView:
     def embed(self, input_ids: torch.Tensor, store_device: torch.device | str = "cpu") -> torch.Tensor:
         emb = self.model.get_input_embeddings()
         parts = [emb(input_ids[c].to(emb.weight.device)).to(store_device) for c in self.chunks(input_ids.shape[0])]
+        if self.offload is not None:
+            self.offload.trim()  # a mapped embedding table's touched pages leave RSS (sprint.model.offload)
         return torch.cat(parts)
 
     @torch.inference_mode()
@@ -176,6 +178,8 @@ class SublayerView:
             )
             total += loss.item()
             count += ids[:, 1:].numel()
+        if self.offload is not None:
+            self.offload.trim()
         return total / count
 
 
