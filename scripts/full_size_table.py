@@ -42,9 +42,11 @@ def main() -> None:
         cfg = PruneConfig(method="sprint", target_speedup=1.5, tune_ratio=c)
         rows = [("before (legacy)", dict(layout="legacy")), ("after", dict(layout="bounded"))]
         if shapes.params * 2 > gpu_budget:
-            rows.append(("after, --offload (not implemented yet)", dict(layout="bounded", offload=True)))
-            rows.append(("after, --offload --host-memory 256GiB (not implemented yet)",
-                         dict(layout="bounded", offload=True, host_memory=256 * GiB)))
+            rows.append(("after, --offload memory", dict(layout="bounded", offload="memory")))
+            rows.append(("after, --offload memory --host-memory 256GiB",
+                         dict(layout="bounded", offload="memory", host_memory=256 * GiB)))
+            rows.append(("after, --offload file --host-memory 256GiB",
+                         dict(layout="bounded", offload="file", host_memory=256 * GiB)))
         if name == "Llama-3-8B":
             rows.append(("after, --host-memory 48GiB", dict(layout="bounded", host_memory=48 * GiB)))
         for label, kw in rows:

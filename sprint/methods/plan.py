@@ -13,7 +13,11 @@ Host memory terms (bytes; ``layout="bounded"`` is this code's default, ``layout=
 runtime            the Python process with torch and transformers imported (measured: 0.43 GiB on CPU; a CUDA
                    context adds about 1 GiB of host memory)
 weights            P·b on the CPU device; 0 when the weights live on GPUs (their load peak is ``load``);
-                   with ``offload`` the weights stay in host memory (P·b) and one decoder layer is on the GPU
+                   ``offload`` (:mod:`sprint.model.offload`): "memory" keeps the decoder layers in host memory
+                   (L·layer·b; on the CPU plus the copy of the resident sublayer), "file" holds only what is
+                   resident (one MLP sublayer, 3·H·I·b; one decoder layer for the weight methods), read from the
+                   safetensors, plus on the CPU the mapped pages of the head when a method reads it (V·H·b:
+                   SLEB, BlockPruner); the embeddings' mapped pages are the calibration tokens' rows only
 embeddings         X^(0) = T·H·b: checkpoint 0, always held
 checkpoints        (α' − 1)·T·H·b, α' = the number of distinct checkpoint positions; spilled to local disk
                    (not host) when they do not fit the host budget
@@ -34,7 +38,8 @@ tuned rows         cached tuned rows of output projections: legacy float64 k·I�
 =================  =======================================================================================
 
 GPU memory terms (``torch.cuda.max_memory_allocated``; the CUDA context and allocator slack are not in it):
-weights (P·b / GPUs; offload: the largest decoder layer, twice while the next one is copied), chunk activations
+weights (P·b / GPUs; offload: the embeddings, final norm and head plus what is resident: one MLP sublayer, or one
+decoder layer for the weight methods; the next one is not prefetched), chunk activations
 (the MLP's B·(2I + 4H)·b plus the attention's B·(2H + 4·kv·hd)·b), the Gram statistics' fp32 partial products
 (I²·4 + I·H·4 + B·(I + H)·4).
 
@@ -161,6 +166,8 @@ class Throughput:
     accumulate: float = 2e9  # elements/s: a chunk's fp32 Gram partials added into the float64 host accumulators
     score: float | None = None  # FLOP/s of scoring a candidate at its MLP (MLP FLOPs; default: as ``mlp``)
     transfer: float = math.inf  # bytes/s between host and device (inf on the CPU: nothing moves)
+    read: float = 1e9  # bytes/s reading decoder-layer tensors from a safetensors file (offload "file"; given:
+    # the page cache or a local disk; scripts/offload_rss.py measured 0.8 and 1.3 GB/s on this machine)
 
     @classmethod
     def given(cls, flops: float, solve: float | None = None, device: str = "given",
@@ -390,19 +397,36 @@ def plan_run(shapes: Shapes, n: int, seq_len: int, cfg, *, device: str = "cpu", 
     if layout not in ("bounded", "legacy"):
         raise SprintError(f"layout must be 'bounded' or 'legacy', got {layout!r}")
     entry = method_entry(cfg.method)
+    on_gpu = device.startswith("cuda")
+    if offload in (True, "auto"):
+        offload = "memory" if on_gpu else "file"
+    if offload not in (False, None, "memory", "file"):
+        raise SprintError(f"offload must be memory, file, True or False, got {offload!r}")
     b = BYTES[dtype]
     sb = BYTES[cfg.store_dtype] if getattr(cfg, "store_dtype", None) else b
     L, H, I = shapes.layers, shapes.hidden, shapes.intermediate
     S, T = 2 * L, n * seq_len
     act = T * H * sb  # one activation tensor of the whole calibration set
-    on_gpu = device.startswith("cuda")
     p = Plan(model=model, tokens=T, n=n, seq_len=seq_len, method=cfg.method, device=device, gpus=gpus if on_gpu else 0,
              dtype=dtype, layout=layout)
     host, gpu, disk = p.host, p.gpu, p.disk
     weights = shapes.params * b
+    layer_bytes = shapes.layer_params * b
+    outer_bytes = weights - L * layer_bytes  # embeddings, final norm, head: never offloaded
+    mlp_bytes = 3 * H * I * b
+    resident = layer_bytes if entry.kind != "sublayer" else mlp_bytes  # the most materialised at once (offload)
     host["runtime"] = RUNTIME_HOST + (CUDA_CONTEXT_HOST if on_gpu else 0)
-    host["weights"] = weights if (not on_gpu or offload) else 0
-    p.counts["load_peak_host"] = host["runtime"] + weights  # from_pretrained holds the weights in host memory once
+    if offload == "memory":
+        host["weights"] = L * layer_bytes + (0 if on_gpu else outer_bytes + resident)
+    elif offload == "file":
+        reads_head = entry.kind == "sublayer" and entry.settings.get("unit") in ("layer", "sublayer")
+        host["weights"] = resident + (0 if on_gpu else shapes.vocab * H * b * reads_head)
+    else:
+        host["weights"] = weights if not on_gpu else 0
+    # from_pretrained holds the weights in host memory once (the file store never loads them whole)
+    p.counts["load_peak_host"] = host["runtime"] + (host["weights"] if offload == "file" else weights)
+    if offload:
+        p.counts["offload"] = offload
     host["embeddings"] = T * H * b
     variant = entry.settings.get("variant") if entry.kind == "sublayer" else None
     k = max(1, math.ceil(getattr(cfg, "tune_ratio", 1.0) * H))
@@ -461,8 +485,7 @@ def plan_run(shapes: Shapes, n: int, seq_len: int, cfg, *, device: str = "cpu", 
         p.notes.append("checkpoints spilled to local disk: in host memory they would not fit --host-memory")
     # GPU
     if on_gpu:
-        layer_bytes = shapes.layer_params * b
-        gpu["weights"] = 2 * layer_bytes + 2 * shapes.vocab * H * b if offload else math.ceil(weights / gpus)
+        gpu["weights"] = outer_bytes + resident if offload else math.ceil(weights / gpus)
         gpu["chunk activations"] = chunk * (2 * I + 4 * H) * b + chunk * (2 * H + 4 * shapes.kv_heads *
                                                                           shapes.head_dim) * b
         if variant is not None and host.get("gram statistics"):
@@ -480,9 +503,21 @@ def plan_run(shapes: Shapes, n: int, seq_len: int, cfg, *, device: str = "cpu", 
         p.step_s["scoring"] = n_score * T * shapes.mlp_flops_per_token / (tp.score or tp.mlp)
     if math.isfinite(tp.transfer):  # each evaluation moves its chunks to the device and its result back
         p.step_s["transfers"] = (n_attn + n_mlp) * 2 * T * H * b / tp.transfer
-        if offload and on_gpu:  # and, offloaded, its sublayer's weights (not implemented yet: a prediction)
-            q, kv = shapes.heads * shapes.head_dim, shapes.kv_heads * shapes.head_dim
-            p.step_s["weight transfers"] = (n_attn * (2 * H * q + 2 * H * kv) + n_mlp * 3 * H * I) * b / tp.transfer
+    if offload:
+        # each materialisation moves one sublayer's weights: SPRINT's walk once per sublayer (every path evaluated
+        # there shares it) plus one MLP per tuning from saved activations and one for the removal's rows; the
+        # other methods once per evaluation
+        attn_bytes = (shapes.layer_params - 3 * H * I - 2 * H) * b + H * b
+        if variant is not None:
+            loads_attn, loads_mlp = L, L + p.counts.get("tunings", 0) + 1
+        else:
+            loads_attn, loads_mlp = n_attn, n_mlp
+        moved = loads_attn * attn_bytes + loads_mlp * (mlp_bytes + H * b)
+        p.counts.update(weight_loads=loads_attn + loads_mlp, weight_bytes_moved=moved)
+        if offload == "file":  # read from the safetensors (page cache or local disk), then to the GPU if any
+            p.step_s["weight reads"] = moved / tp.read
+        if on_gpu:
+            p.step_s["weight transfers"] = moved / tp.transfer
     if tunings:
         recompute = T * 4.0 * H * I  # gate and up projections again, when the walk did not hold Ẑ
         chunks = math.ceil(n / cfg.batch_size)
