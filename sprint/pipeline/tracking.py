@@ -32,6 +32,8 @@ import contextlib
 import logging
 import numbers
 import os
+import signal
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -195,7 +197,8 @@ def stage_run(stage: str, params: Mapping[str, Any]) -> Iterator[StageRun]:
 
     Params are logged at once (lists joined by commas; MLflow truncates long values), the code's provenance (git
     commit, dirty tree, package versions: :mod:`sprint.provenance`) as tags.  The run is FINISHED when the block
-    ends and FAILED when it raises (KeyboardInterrupt included); the exception propagates unchanged.
+    ends, KILLED when SIGTERM or Ctrl-C stops it (:class:`Terminated`) and FAILED when it raises; the exception
+    propagates unchanged.
     """
     if not enabled():
         yield StageRun()
@@ -222,17 +225,47 @@ def stage_run(stage: str, params: Mapping[str, Any]) -> Iterator[StageRun]:
     run.log_params(params)
     body_done = False
     try:
-        with active:
+        with active, _terminated_on_sigterm():
             try:
                 yield run
             except BaseException as err:
                 run.set_tags({"sprint.error": f"{type(err).__name__}: {err}"})
+                if isinstance(err, (Terminated, KeyboardInterrupt)):
+                    _locked(mlflow.end_run, "KILLED")  # stopped from outside, not failed
                 raise
             body_done = True
     except Exception as err:
         if not body_done:
             raise
         log.warning("mlflow: could not close run %s: %s", run.run_id, err)
+
+
+class Terminated(SystemExit):
+    """SIGTERM (scancel, a Slurm time limit or preemption, Snakemake stopping its jobs) during a stage: the stage's
+    MLflow run ends KILLED and the process exits with status 143 (128 + 15), as a process killed by it would."""
+
+    def __init__(self) -> None:
+        super().__init__(128 + signal.SIGTERM)
+
+    def __str__(self) -> str:
+        return "terminated by SIGTERM"
+
+
+@contextlib.contextmanager
+def _terminated_on_sigterm() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` (in the main thread; elsewhere nothing changes)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def log_to_stage_run(stage: str, tags: Mapping[str, str], metrics: Mapping[str, float]) -> str | None:

@@ -2,9 +2,11 @@
 on the single-node cluster of scripts/slurm_local.sh, checked against the same pipeline through the local profile.
 
 - every rule but the localrules ran as a Slurm job, with the partition, account, time limit, memory and CPUs the
-  profile asks for (sacct);
-- SPRINT's prune job, cancelled after its first removal (scancel), is submitted again by the profile's retries;
-  ShortGPT's, preempted by a job of a higher-priority partition, is requeued by Slurm; the run completes;
+  profile asks for (sacct): for the prune, profile, speedup and evaluate jobs, the memory and time limit of the plan
+  (sprint.pipeline.resources), as printed by the run;
+- SPRINT's prune job, cancelled after its first removal (scancel), is submitted again by the profile's retries and
+  resumes from its journal; ShortGPT's, preempted by a job of a higher-priority partition, is requeued by Slurm; the
+  run completes; the cancelled attempt's MLflow run ends KILLED;
 - the deterministic outputs equal the local run's (byte for byte, or but for the fields that time the run: see
   RUN_FIELDS);
 - MLflow and DVC record the run as they do locally.
@@ -13,10 +15,10 @@ Run with `pytest -m slurm tests/pipeline/test_slurm.py` after `sudo scripts/slur
 cluster answers, and left out of the default suite). 11-21 minutes on this 2-core machine shared with other work:
 the Slurm run 8-12 minutes (with the 2-minute wait of the requeued job), the local run 3-8.
 
-The profile asks for more than this machine has (prune: 16 CPUs, 400 GB), which sbatch refuses, so the test runs
-it with a second profile that only fits it to the node: partition and account of the local cluster, memory and
-CPUs capped at what the node has, and a 5 s first status check instead of 40 s. Everything else, runtime
-included, is the profile users get.
+The profile asks for more than this machine has (prune: 16 CPUs; 32 GB by default), which sbatch refuses, so the
+test runs it with a second profile that only fits it to the node: partition and account of the local cluster,
+memory and CPUs capped at what the node has, and a 5 s first status check instead of 40 s. Everything else, the
+plan's resources included, is the profile users get.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ SLURM_RULES = ["profile", "calibrate", "evaluate_dense", "prune", "prune", "eval
 # between any two runs); evaluate still times every checkpoint against the dense model through Slurm.
 TABLE = {"dense_s": 6.0, "t_attn_s": 0.5, "t_mlp_s": 0.7, "prompt_len": 8, "gen_len": 8}
 TARGET = 1.2  # two sublayers of the table above (6.0 / (6.0 - 0.7 - 0.5) = 1.25)
+JOURNAL = "results/tiny/journals/sprint/seed0"  # SPRINT's prune job's journal, outside its output folder
 
 # What the two runs must share. Byte-identical: the data snapshot, the calibration windows, the latency table and
 # every file of each pruned checkpoint (weights, config, tokenizer) except pruning.json. JSON records equal once the
@@ -121,9 +124,25 @@ def fitted_profile(cpus: int, mem_mb: int) -> dict:
     }
 
 
-def requested(rule: str, profile: dict) -> dict:
-    """What a job of ``rule`` asks Slurm for under ``profile``."""
-    return {**profile["default-resources"], **profile["set-resources"].get(rule, {})}
+PLANNED_STAGE = {"prune": "prune", "prune_at_setting": "prune", "profile": "profile", "speedup": "profile",
+                 "evaluate": "evaluate", "evaluate_dense": "evaluate"}
+
+
+def plan_of(out: str) -> dict[str, dict]:
+    """The run's "Resources from the plan: stage/model: N MB, M min, G GPU; ..." line, by stage (model tiny)."""
+    line = re.search(r"Resources from the plan: (.*)", out).group(1)
+    found = {m.group(1): {"mem_mb": int(m.group(3)), "runtime": int(m.group(4))}
+             for m in re.finditer(r"(\w+)/(\S+): (\d+) MB, (\d+) min, (\d+) GPU", line) if m.group(2) == "tiny"}
+    assert set(found) == {"prune", "profile", "evaluate"}, line
+    return found
+
+
+def requested(rule: str, profile: dict, plan: dict | None = None) -> dict:
+    """What a job of ``rule`` asks Slurm for under ``profile`` (and the run's ``plan``)."""
+    out = {**profile["default-resources"], **profile["set-resources"].get(rule, {})}
+    if plan is not None and rule in PLANNED_STAGE:
+        out.update(plan[PLANNED_STAGE[rule]])
+    return out
 
 
 def test_the_fitted_profile_changes_only_what_the_node_cannot_give():
@@ -166,7 +185,7 @@ def interrupt_pruning(work: Path, proc: subprocess.Popen, cpus: int, timeout: fl
                 continue
             seen = logs[method].read_text(errors="replace")
             if method == "sprint" and "iteration 2" in seen:
-                journal = work / f"results/tiny/pruned/sprint/seed0/.sprint-journal.x{TARGET}"
+                journal = work / JOURNAL
                 _sh("scancel", job)
                 done[method] = {"job": job, "log": seen, "how": "scancel",
                                 "journal": sorted(p.name for p in journal.glob("*")) if journal.is_dir() else []}
@@ -252,8 +271,10 @@ def test_every_rule_ran_as_a_slurm_job_with_the_profiles_resources(runs):
     assert {rule: n for rule, n in planned.items() if rule not in LOCAL_RULES} == done, planned
     assert set(planned) >= LOCAL_RULES - {"all"} and all(f"localrule {rule}:" in runs.slurm_out
                                                          for rule in LOCAL_RULES - {"all"})
+    plan = plan_of(runs.slurm_out)
+    assert plan["prune"]["mem_mb"] < runs.fitted["default-resources"]["mem_mb"]  # the plan's, not the default
     for job in jobs:
-        want = requested(job["rule"], runs.fitted)
+        want = requested(job["rule"], runs.fitted, plan)
         assert job["Partition"] == want["slurm_partition"] and job["Account"] == want["slurm_account"], job
         assert job["ReqMem"] == f"{want['mem_mb']}M", job
         assert int(job["ReqCPUS"]) == want["cpus_per_task"], job
@@ -266,12 +287,6 @@ def _minutes(limit: str) -> int:
     h, m, s = (int(x) for x in hms.split(":"))
     return (int(days or 0) * 24 + h) * 60 + m + (s > 0)
 
-
-# Snakemake removes a job's output before it runs it again, and the output of a prune job is the folder of all its
-# checkpoints (results/{model}/pruned/{method}/seed{seed}), which also holds sprint prune's journal
-# (.sprint-journal.x{target}): so a rerun job starts over from the first removal instead of resuming. Flip this once
-# the journal lives outside the job's output (workflow/README.md, "Resuming").
-PIPELINE_RESUMES_FROM_THE_JOURNAL = False
 
 
 def test_an_interrupted_prune_job_runs_again_and_the_run_completes(runs):
@@ -291,13 +306,13 @@ def test_an_interrupted_prune_job_runs_again_and_the_run_completes(runs):
     # nothing else ran twice
     others = [j for j in jobs if j["rule"] != "prune"]
     assert all(j["State"] == "COMPLETED" for j in others) and len(others) == len(SLURM_RULES) - 2, others
-    # what the second attempt recomputed: the whole prune, from the dense model
+    # what the second attempt recomputed: Snakemake deleted the job's output folder, the journal (outside it) stayed,
+    # so the rerun replays the journaled removals and makes only the rest; the journal goes with the finished run
     log = (runs.slurm / "results/logs/prune/tiny/sprint/seed0.log").read_text()
     resumed = re.search(r"resumed after (\d+) journaled steps", log)
-    assert bool(resumed) == PIPELINE_RESUMES_FROM_THE_JOURNAL, log[-3000:]
-    if not resumed:  # started over: both removals made again, and the journal gone with the finished run
-        assert "iteration 1 " in log and "iteration 2 " in log
-    assert not (runs.slurm / f"results/tiny/pruned/sprint/seed0/.sprint-journal.x{TARGET}").exists()
+    assert resumed and int(resumed.group(1)) >= 1, log[-3000:]
+    assert "iteration 1 " not in log, log[-3000:]
+    assert not (runs.slurm / JOURNAL).exists()
 
 
 def _sha(path: Path) -> str:
@@ -369,6 +384,7 @@ def mlflow_record(work: Path) -> dict:
 def test_mlflow_and_dvc_record_it_as_locally(runs):
     slurm, local = mlflow_record(runs.slurm), mlflow_record(runs.local)
     assert slurm["parent"] == local["parent"] == "FINISHED"
+    assert slurm["parent_params"].pop("executor") == "slurm"  # the Slurm profile's config: resources from the plan
     assert slurm["parent_params"] == local["parent_params"]
     assert slurm["orphans"] == local["orphans"] == []
     assert [f[0] for f in slurm["finished"]] == sorted(
@@ -376,7 +392,8 @@ def test_mlflow_and_dvc_record_it_as_locally(runs):
          "evaluate/sprint/x1.2/seed0", "evaluate/shortgpt/x1.2/seed0", "report"])
     assert slurm["finished"] == local["finished"]  # same runs, parameters, metric and tag names
     assert local["unfinished"] == []
-    # an interrupted attempt may have opened its run under the same parent before it was killed: left unfinished
+    # an interrupted attempt opened its run under the same parent before it was stopped: SIGTERM ends it KILLED
+    assert ("prune/sprint/x1.2/seed0", "KILLED") in slurm["unfinished"], slurm["unfinished"]
     assert {name for name, _ in slurm["unfinished"]} <= {"prune/sprint/x1.2/seed0", "prune/shortgpt/x1.2/seed0"}, \
         slurm["unfinished"]
     print(f"\nMLflow runs of the interrupted attempts: {slurm['unfinished']}")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from pathlib import Path
 
@@ -142,6 +144,22 @@ def test_failure_marks_the_run_failed_and_reraises(uri):
     assert r.info.run_name == "evaluate/dense"
     assert r.data.tags["sprint.error"] == "ValueError: boom"
     assert r.data.metrics == {"partial": 1.0}
+
+
+def test_sigterm_marks_the_run_killed_and_exits_143(uri):
+    """scancel, a Slurm time limit or preemption send SIGTERM: the stage's run ends KILLED, not FAILED or RUNNING
+    forever, and the process exits as a SIGTERM-killed one would (143); the previous handler is restored."""
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as stopped:
+        with tracking.stage_run("prune", {"method": "sprint", "seed": 0}) as run:
+            run.log_metrics({"partial": 1.0})
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler raises before this ends
+    assert stopped.value.code == 143
+    assert signal.getsignal(signal.SIGTERM) == before
+    (r,) = _runs(uri)
+    assert r.info.status == "KILLED"
+    assert r.data.tags["sprint.error"] == "Terminated: terminated by SIGTERM"
 
 
 def test_an_unreachable_store_costs_a_warning_not_the_stage(tmp_path, monkeypatch, caplog):
