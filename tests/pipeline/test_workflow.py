@@ -121,9 +121,11 @@ def expected_counts(cfg: dict) -> dict[str, int]:
     w = sum(len(cfg["prune"][k]["methods"]) * len(cfg["prune"][k]["settings"])
             for k in ("weights", "slicing", "structured"))
     together = cfg["latency"].get("speedups", "apart") == "together"
+    exported = len((cfg.get("export") or {}).get("models") or [])  # the report reads their llama.cpp speedups
     return {"datasets": 1, "model": m, "calibrate": m * s, "profile": m, "prune": m * me * s,
             **({"prune_at_setting": m * w * s} if w else {}), "evaluate": m * (me * t + w) * s, "evaluate_dense": m,
-            **({"speedup": m} if together else {}), "report": 1, "all": 1}
+            **({"speedup": m} if together else {}), **({"export": exported} if exported else {}), "report": 1,
+            "all": 1}
 
 
 def with_weights(work: Path, methods=("wanda", "sparsegpt"), settings=("2of4", "u50"), slicing=()) -> dict:
