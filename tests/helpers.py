@@ -1,15 +1,18 @@
 """Builders shared by the tests (imported as ``helpers``: pytest puts this folder on the path through conftest.py):
-random calibration ids, and the files of a results tree (metrics and pruning records) for the report and the study."""
+random calibration ids, profiled latency tables with recorded rounds, and the files of a results tree (metrics and pruning records) for the report and the study."""
 
 from __future__ import annotations
 
 import json
 import math
+import random
 from pathlib import Path
 
 import torch
 
 from sprint.layout import point_name
+from sprint.measure.draws import table_from_rounds
+from sprint.measure.table import LatencyTable
 
 MODEL = "tiny-llama"
 TASKS = ("arc_easy", "piqa")
@@ -86,3 +89,19 @@ def llamacpp_record(models: dict[tuple[str, str, int | None], tuple[float, float
                          "max_rounds": 30, "max_spread": 0.03, "estimator": "hodges-lehmann", "seed": 0,
                          "control": control is not None, "timing": "step"},
             "headline": {"outtype": "f16", "threads": 1, "phase": "e2e"}, "check": None, "models": entries}
+
+
+def profiled_table(seed: int = 0, rounds: int = 9, n: int = 1, attn: float = 0.05, mlp: float = 0.08) -> LatencyTable:
+    """A table as 'sprint profile' writes it, from synthetic rounds (the machine's speed drifts from round to round)."""
+    rng = random.Random(seed)
+    times = {"dense": [], "attn": [], "mlp": []}
+    for _ in range(rounds):
+        speed = rng.uniform(0.9, 1.1)
+        times["dense"].append(speed * rng.uniform(0.99, 1.01))
+        times["attn"].append(speed * (1 - n * attn) * rng.uniform(0.99, 1.01))
+        times["mlp"].append(speed * (1 - n * mlp) * rng.uniform(0.99, 1.01))
+    base = LatencyTable("cpu", "tiny", 8, 4, 1.0, attn, mlp,
+                        extra={"times_s": times, "n_removed": n, "protocol": {"estimator": "hodges-lehmann"}})
+    measured = table_from_rounds(base, range(rounds))
+    return LatencyTable("cpu", "tiny", 8, 4, measured.dense_s, measured.t_attn_s, measured.t_mlp_s,
+                        extra=base.extra)

@@ -28,7 +28,7 @@ from sprint.errors import SprintError
 from sprint.measure.table import LatencyTable
 from sprint.methods import PruneConfig
 from sprint.methods.base import Removal
-from sprint.methods.sprint import SprintPruner
+from sprint.methods.sprint import SprintPruner, type_flip
 from sprint.model.modeling_sprint import set_removed
 from sprint.model.sublayers import SublayerView, sublayer_name
 
@@ -40,6 +40,7 @@ class _Branch:
     pruner: SprintPruner
     weights: list[torch.Tensor]  # every layer's output projection, as this branch left it
     tables: dict  # key -> LatencyTable still running on this branch
+    flips: dict  # key -> the flip ratio of each removal so far under that table (Removal.flip_ratio)
 
 
 def _pruner(view: SublayerView, calibration: torch.Tensor, table: LatencyTable, cfg: PruneConfig) -> SprintPruner:
@@ -88,8 +89,9 @@ def _picks(pruner: SprintPruner, tables: dict) -> dict:
     rest = [s for s in need if pruner.cache[s].sensitivity is None]
     if rest:
         pruner._walk(rest, tuned=True)
-    return {key: min(chosen[key], key=lambda s: _importance(tables[key], s, pruner.cache[s].sensitivity))
-            for key in tables}
+    tuned = lambda s: pruner.cache[s].sensitivity  # noqa: E731
+    return ({key: min(chosen[key], key=lambda s: _importance(tables[key], s, tuned(s))) for key in tables},
+            {key: type_flip(chosen[key], tuned)[1] for key in tables})
 
 
 def sprint_under_tables(model, calibration: torch.Tensor, tables: dict, target: float, cfg: PruneConfig,
@@ -102,6 +104,9 @@ def sprint_under_tables(model, calibration: torch.Tensor, tables: dict, target: 
     if not tables:
         return 0
     cfg.validate()
+    if cfg.tie_break != "none":
+        raise SprintError(f"SPRINT under drawn tables picks by η alone: tie_break={cfg.tie_break} is not supported "
+                          "here (each draw's pick would need its own interval)")
     torch.manual_seed(cfg.seed)
     view = SublayerView(model, batch_size=cfg.batch_size)
     first = next(iter(tables.values()))
@@ -109,7 +114,7 @@ def sprint_under_tables(model, calibration: torch.Tensor, tables: dict, target: 
         t.check_plausible(view.num_layers)
     root = _pruner(view, calibration, first, cfg)
     weights = lambda: [view.down_proj(i).weight.detach().clone() for i in range(view.num_layers)]  # noqa: E731
-    stack = [_Branch(root, weights(), dict(tables))]
+    stack = [_Branch(root, weights(), dict(tables), {key: [] for key in tables})]
     steps = 0
     while stack:
         branch = stack.pop()
@@ -121,13 +126,13 @@ def sprint_under_tables(model, calibration: torch.Tensor, tables: dict, target: 
         for key in [k for k, t in branch.tables.items() if t.speedup(*pruner.counts()) >= target - 1e-12]:
             table = branch.tables.pop(key)
             removals = [Removal(r.layer, r.kind, _importance(table, 2 * r.layer + (r.kind == "mlp"), r.sensitivity),
-                                r.sensitivity, r.tuned_layer) for r in pruner.removed]
+                                r.sensitivity, r.tuned_layer, flip) for r, flip in zip(pruner.removed, branch.flips[key])]
             on_done(key, removals, model)
         if not branch.tables:
             continue
         if len(pruner.removed) >= len(pruner.admissible()):
             raise SprintError(f"SPRINT removed every admissible sublayer without reaching {target:g}x")
-        picks = _picks(pruner, branch.tables)
+        picks, flips = _picks(pruner, branch.tables)
         steps += 1
         groups: dict[int, dict] = {}
         for key, s in picks.items():
@@ -145,5 +150,5 @@ def sprint_under_tables(model, calibration: torch.Tensor, tables: dict, target: 
             set_removed(model, [(r.layer, r.kind) for r in p.removed])
             with torch.inference_mode():
                 p._remove(p.cache[s], tuned=True)
-            stack.append(_Branch(p, weights(), groups[s]))
+            stack.append(_Branch(p, weights(), groups[s], {key: branch.flips[key] + [flips[key]] for key in groups[s]}))
     return steps

@@ -1,6 +1,6 @@
 """SPRINT's choices under the latency table's own noise (issue 25, item 1).
 
-Draw K latency tables from a profile's recorded rounds (:mod:`sprint.analysis.draws`), prune with SPRINT under each
+Draw K latency tables from a profile's recorded rounds (:mod:`sprint.measure.draws`), prune with SPRINT under each
 on the same calibration, and set the removals and the perplexity (fixed windows) against the baselines under the
 same draws.  The baselines' removal order does not depend on the table (ShortGPT: block influence on the dense model;
 SLEB / BlockPruner: calibration perplexity), only where it stops does: each order is computed once (or read from a
@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 import torch
 
-from sprint.analysis import draws as drawing
+from sprint.measure import draws as drawing
 from sprint.analysis.branching import sprint_under_tables
 from sprint.analysis.rank import percentile
 from sprint.errors import SprintError

@@ -21,9 +21,13 @@ class Removal:
     importance: float
     sensitivity: float
     tuned_layer: int | None = None
+    flip_ratio: float | None = None  # SPRINT: the t_mlp/t_attn at which its pick would change type (sprint.methods.sprint)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if d["flip_ratio"] is None:
+            del d["flip_ratio"]  # methods that compare no types: the record is what it was before the field
+        return d
 
 
 class Pruner:

@@ -29,6 +29,20 @@ Options where the authors' code departs from the paper (paper behaviour is the d
     distance="frobenius"  ||X − X̂||_F / ||X||_F (Eq. 5);  "l1": Σ_samples ||X_n − X̂_n||₁ / ||X_n||₁ (their code)
 The last MLP has no MLP above it and is never a candidate (as in the authors' code).
 
+A departure of this project (issue 25), off by default:
+    tie_break="none"    the lowest η is removed (paper Algorithm 1);
+                        "sensitivity": when the latency table's own uncertainty could flip the pick between the
+                        best attention and the best MLP candidate, remove the one with the lower ζ.  Why: on
+                        SmolLM2 on a 2-core CPU (docs/analysis.md) ζ does not put the two types on one scale (at
+                        equal ζ an MLP's removal did 2.5-3.1x an attention sublayer's end-to-end damage) and the
+                        table's bootstrap moved t_mlp/t_attn between 1.5 and 2.7, so η's cross-type choices were
+                        decided by timing noise.  η = ζ/t favours attention over MLP exactly when
+                        t_mlp/t_attn < ζ_mlp/ζ_attn (the *flip ratio*); a near-tie is a flip ratio inside the 95%
+                        interval of t_mlp/t_attn over bootstrap draws of the profile's recorded rounds
+                        (:func:`sprint.measure.draws.ratio_interval`).  Within a type the table plays no part.
+Every removal records its flip ratio (``Removal.flip_ratio``; None when only one type was compared), so a report can
+say how many of a run's picks the table's uncertainty could have changed.
+
 Memory, bounded by design (issue 26; none of it changes a number, see sprint.methods.plan and docs/memory.md):
     activations are stored in the model's dtype (``store_dtype`` may be narrower, never wider: the walk computes in
     the model's dtype, so a wider copy would double the largest terms and gain nothing);
@@ -57,6 +71,7 @@ from sprint.methods.tuning import TuningStats, tune_rows
 
 log = logging.getLogger("sprint")
 
+TIE_BREAKS = ("none", "sensitivity")
 HELD_BYTES = 256 * 2**20  # activations held for later tunings (``Saved``); also caps one scoring pass's Ẑ
 
 VARIANTS = {
@@ -103,6 +118,17 @@ class Saved:
         return sum(t.numel() * t.element_size() for t in held)
 
 
+def type_flip(cands: list[int], sensitivity) -> tuple[tuple[int, int] | None, float | None]:
+    """The least sensitive attention and MLP candidate, and the t_mlp/t_attn below which η = ζ/t prefers the
+    attention one: ζ_mlp / ζ_attn (None, None with one type only or a zero sensitivity)."""
+    firsts: dict[str, int] = {}
+    for s in sorted(cands, key=lambda s: (sensitivity(s), s)):
+        firsts.setdefault(sublayer_name(s)[1], s)
+    if len(firsts) < 2 or sensitivity(firsts["attn"]) <= 0 or sensitivity(firsts["mlp"]) <= 0:
+        return None, None
+    return (firsts["attn"], firsts["mlp"]), sensitivity(firsts["mlp"]) / sensitivity(firsts["attn"])
+
+
 class SprintPruner(Pruner):
     def __init__(
         self,
@@ -121,6 +147,7 @@ class SprintPruner(Pruner):
         dense_store: str = "disk",
         spill_dir: str | None = None,
         spill_checkpoints: bool = False,
+        tie_break: str = "none",
     ):
         super().__init__(view, calibration, latency)
         if dense_store not in ("disk", "memory"):
@@ -129,6 +156,19 @@ class SprintPruner(Pruner):
         self.beta, self.tune_ratio = beta, tune_ratio
         self.reference, self.distance = reference, distance
         self.progress = progress
+        if tie_break not in TIE_BREAKS:
+            raise SprintError(f"tie_break must be one of {', '.join(TIE_BREAKS)}, got {tie_break!r}")
+        self.tie_break = tie_break
+        self.ratio_ci: tuple[float, float] | None = None
+        if tie_break == "sensitivity" and self.latency_aware:
+            from sprint.measure.draws import ratio_interval
+
+            try:
+                self.ratio_ci = ratio_interval(latency)
+            except SprintError as err:
+                raise SprintError(f"tie_break=sensitivity needs the latency table's uncertainty: {err}") from None
+            log.info("tie_break=sensitivity: t_mlp/t_attn %.3g, its 95%% interval over the table's rounds "
+                     "[%.3g, %.3g]", latency.t_mlp_s / latency.t_attn_s, *self.ratio_ci)
         X0 = view.embed(calibration)
         if store_dtype is not None and torch.empty(0, dtype=store_dtype).element_size() > X0.element_size():
             raise SprintError(
@@ -165,7 +205,7 @@ class SprintPruner(Pruner):
         store = getattr(torch, cfg.store_dtype) if cfg.store_dtype else None
         return cls(view, calibration, latency, variant=variant, alpha=cfg.alpha, beta=cfg.beta,
                    tune_ratio=cfg.tune_ratio, reference=cfg.reference, distance=cfg.distance, store_dtype=store,
-                   progress=progress, **(execution or {}))
+                   tie_break=cfg.tie_break, progress=progress, **(execution or {}))
 
     # -- memory accounting ----------------------------------------------------------------------------------------
     def memory_terms(self) -> dict[str, int]:
@@ -210,6 +250,21 @@ class SprintPruner(Pruner):
 
     def importance(self, s: int, sensitivity: float) -> float:
         return sensitivity / self.saving(s) if self.latency_aware else sensitivity
+
+    def _pick(self, cands: list[int], sensitivity) -> int:
+        """The candidate to remove: the lowest η (ties in sublayer order), or under ``tie_break="sensitivity"`` the
+        less sensitive of the best attention and the best MLP when their flip ratio lies inside the table's
+        interval (module docstring).  Sets ``self._flip`` for the removal record."""
+        best = min(cands, key=lambda s: self.importance(s, sensitivity(s)))
+        pair, self._flip = type_flip(cands, sensitivity) if self.latency_aware else (None, None)
+        if pair and self.ratio_ci and self.ratio_ci[0] < self._flip < self.ratio_ci[1]:
+            pick = min(pair, key=lambda s: (sensitivity(s), s))
+            if pick != best:
+                log.info("near-tie: the pick flips at t_mlp/t_attn = %.3g, inside the table's 95%% interval "
+                         "[%.3g, %.3g]: removing the less sensitive %s %d", self._flip, *self.ratio_ci,
+                         *reversed(sublayer_name(pick)))
+            return pick
+        return best
 
     # -- scoring ------------------------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -388,14 +443,14 @@ class SprintPruner(Pruner):
         cands = self.candidates()
         if self.exhaustive:
             scores = self._walk(cands, tuned=True, cache=False)
-            best = min(cands, key=lambda s: self.importance(s, scores[s].sensitivity))
+            best = self._pick(cands, lambda s: scores[s].sensitivity)
             return self._remove(scores[best], tuned=True)
 
         stale = [s for s in cands if s not in self.cache]
         if stale:
             self._walk(stale, tuned=False, keep=self.beta if self.tunability else 0)
         if not self.tunability:
-            best = min(cands, key=lambda s: self.importance(s, self.cache[s].pseudo))
+            best = self._pick(cands, lambda s: self.cache[s].pseudo)
             return self._remove(self.cache[best], tuned=False)
 
         chosen = self._ranked()[: self.beta]
@@ -405,7 +460,7 @@ class SprintPruner(Pruner):
         rest = [s for s in need if self.cache[s].sensitivity is None]
         if rest:
             self._walk(rest, tuned=True)
-        best = min(chosen, key=lambda s: self.importance(s, self.cache[s].sensitivity))
+        best = self._pick(chosen, lambda s: self.cache[s].sensitivity)
         return self._remove(self.cache[best], tuned=True)
 
     @torch.inference_mode()
@@ -435,7 +490,8 @@ class SprintPruner(Pruner):
         r = score.s
         sensitivity = score.sensitivity if tuned else score.pseudo
         layer, kind = sublayer_name(r)
-        removal = Removal(layer, kind, self.importance(r, sensitivity), sensitivity, score.tuned // 2 if tuned else None)
+        removal = Removal(layer, kind, self.importance(r, sensitivity), sensitivity, score.tuned // 2 if tuned else None,
+                          flip_ratio=getattr(self, "_flip", None))
         if tuned and score.rows is not None and len(score.rows):
             rows = self.tuned_rows(score)
             self.last_rows = (score.tuned // 2, score.rows, rows)  # for the journal (sprint.methods.journal)

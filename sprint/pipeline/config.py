@@ -75,7 +75,7 @@ def _given_table(model: str, path: str | None, basedir: Path) -> str | None:
 
 def model_table(config: dict[str, Any], basedir: Path) -> dict[str, dict[str, Any]]:
     """base.models, each entry complete: its source and kind (embedded, local folder or hub id), device, dtype, GPUs,
-    tune ratio, SPRINT's reference and distance, calibration and latency settings (the model's own over the
+    tune ratio, SPRINT's reference, distance and tie break, calibration and latency settings (the model's own over the
     configuration's) and latency table."""
     base, table = config["base"], {}
     for name, entry in base["models"].items():
@@ -93,6 +93,7 @@ def model_table(config: dict[str, Any], basedir: Path) -> dict[str, dict[str, An
             "tune_ratio": entry.get("tune_ratio", config["prune"]["tune_ratio"]),
             "reference": entry.get("reference", config["prune"]["reference"]),
             "distance": entry.get("distance", config["prune"]["distance"]),
+            "tie_break": entry.get("tie_break", config["prune"].get("tie_break", "none")),
             "calibration": {**config["calibration"], **entry.get("calibration", {})},
             "latency": {**config["latency"], **entry.get("latency", {})},
             "latency_table": _given_table(name, entry.get("latency_table"), basedir),

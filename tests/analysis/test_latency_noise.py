@@ -7,7 +7,7 @@ import torch
 
 from sprint.analysis import figures, latency_noise
 from sprint.analysis.tables import latency_draws_markdown
-from sprint.analysis.draws import bootstrap_tables
+from sprint.measure.draws import bootstrap_tables
 from sprint.data.calibration import save_calibration
 from sprint.errors import SprintError
 from sprint.measure.table import load_latency, save_latency
@@ -15,8 +15,7 @@ from sprint.methods import PruneConfig
 from sprint.methods.driver import prune_model
 from sprint.model.loading import load_model
 
-from helpers import random_ids
-from test_draws import profiled_table
+from helpers import profiled_table, random_ids
 
 METHODS = ("sprint", "shortgpt", "blockpruner")
 

@@ -34,6 +34,7 @@ rule prune:
         tune_ratio=lambda wc: MODELS[wc.model]["tune_ratio"],
         reference=lambda wc: MODELS[wc.model]["reference"],
         distance=lambda wc: MODELS[wc.model]["distance"],
+        tie_break=lambda wc: MODELS[wc.model]["tie_break"],
         batch_size=PRUNE["batch_size"],
         ppl_windows=f"--ppl-windows {PRUNE['ppl_windows']}" if PRUNE.get("ppl_windows") else "",
         env=lambda wc: model_tag(wc.model),
@@ -49,7 +50,8 @@ rule prune:
         "{params.env} sprint prune {params.model} --calibration {input.calibration:q} --latency {input.latency:q}"
         " --method {wildcards.method} --seed {wildcards.seed} --target-speedup {params.targets}"
         " --alpha {params.alpha} --beta {params.beta} --tune-ratio {params.tune_ratio}"
-        " --reference {params.reference} --distance {params.distance} --batch-size {params.batch_size}"
+        " --reference {params.reference} --distance {params.distance} --tie-break {params.tie_break}"
+        " --batch-size {params.batch_size}"
         " {params.ppl_windows} --journal {params.journal:q}"
         " --output {params.outputs} > {log:q} 2>&1"
 

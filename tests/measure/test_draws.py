@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sprint.analysis.draws import bootstrap_tables, counts, cut, recorded_rounds, table_from_rounds
+from sprint.measure.draws import bootstrap_tables, counts, cut, recorded_rounds, table_from_rounds
 from sprint.analysis.rank import percentile, ranks, spearman, spearman_ci
 from sprint.errors import SprintError
 from sprint.measure.table import LatencyTable, load_latency
@@ -14,26 +14,10 @@ from sprint.methods import PruneConfig
 from sprint.methods.driver import prune_model
 from sprint.model.tiny import tiny_model
 
-from helpers import random_ids
+from helpers import profiled_table, random_ids
 
 REPO = Path(__file__).resolve().parents[2]
 PROFILED = REPO / "docs/results/smollm2-cpu/results/smollm2-135m/latency.json"
-
-
-def profiled_table(seed: int = 0, rounds: int = 9, n: int = 1, attn: float = 0.05, mlp: float = 0.08) -> LatencyTable:
-    """A table as 'sprint profile' writes it, from synthetic rounds (the machine's speed drifts from round to round)."""
-    rng = random.Random(seed)
-    times = {"dense": [], "attn": [], "mlp": []}
-    for _ in range(rounds):
-        speed = rng.uniform(0.9, 1.1)
-        times["dense"].append(speed * rng.uniform(0.99, 1.01))
-        times["attn"].append(speed * (1 - n * attn) * rng.uniform(0.99, 1.01))
-        times["mlp"].append(speed * (1 - n * mlp) * rng.uniform(0.99, 1.01))
-    base = LatencyTable("cpu", "tiny", 8, 4, 1.0, attn, mlp,
-                        extra={"times_s": times, "n_removed": n, "protocol": {"estimator": "hodges-lehmann"}})
-    measured = table_from_rounds(base, range(rounds))
-    return LatencyTable("cpu", "tiny", 8, 4, measured.dense_s, measured.t_attn_s, measured.t_mlp_s,
-                        extra=base.extra)
 
 
 def test_all_rounds_once_give_back_the_recorded_table():

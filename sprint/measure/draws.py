@@ -91,3 +91,15 @@ def reached(steps: Sequence[Sequence[tuple[int, str]]], tables: Sequence[Latency
     """Whether the order reaches ``target`` under every table."""
     removed = [r for step in steps for r in step]
     return all(t.speedup(*counts(removed)) >= target - 1e-12 for t in tables)
+
+
+def ratio_interval(table: LatencyTable, draws: int = 200, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """The ``level`` interval (percentiles) of t_mlp / t_attn over ``draws`` bootstrap tables: how far the table's
+    own rounds let the relative price of an MLP and an attention sublayer move.  SprintError for a table without
+    recorded rounds."""
+    ratios = sorted(t.t_mlp_s / t.t_attn_s for t in bootstrap_tables(table, draws, seed) if t.t_attn_s > 0)
+    if not ratios:
+        raise SprintError("no drawn table has a positive attention saving: t_mlp / t_attn is undefined")
+    tail = (1 - level) / 2
+    pick = lambda q: ratios[min(len(ratios) - 1, max(0, round(q * (len(ratios) - 1))))]  # noqa: E731
+    return pick(tail), pick(1 - tail)
