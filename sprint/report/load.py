@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from sprint.errors import SprintError
@@ -21,12 +22,15 @@ from sprint.report.names import method_name, sort_rows, target_of
 TREE = ResultsTree("")  # paths inside a results folder
 KEYS = ["method", "point", "seed"]  # point: x1.2 (a target speedup) or a one-shot setting, 2of4 / u50 / s25 / c20
 PRUNE_COLS = [*KEYS, "est_pruning", "pruning_time_s", "num_tunings", "peak_rss_mb", "num_layers", "removed",
-              "calibration", "calibration_n", "calibration_seq_len", "hparams", "ppl_windows"]
+              "calibration", "calibration_n", "calibration_seq_len", "hparams", "ppl_windows", "flip_ratios",
+              "tie_break"]
 # ``{col}_se``: standard error of ``col``; ``{col}_lo`` / ``{col}_hi``: its 95 % CI (single evaluation)
 METRIC_COLS = [*KEYS, "estimated_speedup", "measured_speedup", "measured_speedup_lo", "measured_speedup_hi",
                "speedup_spread", "mean_accuracy", "mean_accuracy_se", "wikitext2_ppl", "wikitext2_ppl_lo",
-               "wikitext2_ppl_hi", "ppl_tokens", "ppl_seq_len", "eval_limit", "kernels"]
-TEXT_COLS = {"method", "point", "removed", "calibration", "hparams", "eval_limit", "kernels"}
+               "wikitext2_ppl_hi", "ppl_tokens", "ppl_seq_len", "eval_limit", "kernels", "heldout_ppl", "heldout_ppl_lo",
+               "heldout_ppl_hi", "heldout_corpus"]
+TEXT_COLS = {"method", "point", "removed", "calibration", "hparams", "eval_limit", "kernels", "heldout_corpus",
+             "flip_ratios", "tie_break"}
 SPEEDUP_FIELDS = ("measured_speedup", "measured_speedup_ci", "latency_s", "dense_latency_s", "speedup")
 # the llama.cpp serving speedup (the export stage's headline: llamacpp.json) with its 95% CI; only where one was read
 LLAMACPP_COLS = ["llamacpp_speedup", "llamacpp_speedup_lo", "llamacpp_speedup_hi"]
@@ -165,9 +169,28 @@ def _metrics_row(path: Path, tasks: dict[str, str], speedups: dict,
         sample = {"acc": {task: (t["doc_ids"], t["correct"]) for task, t in d["tasks"].items()},
                   "ppl": {f"wikitext2 ({params['ppl_seq_len']}-token windows)": (range(len(nll)), nll)},
                   "answers": answers, "second": second}
+        row.update(_heldout(d, params, sample))
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise SprintError(f"{path}: malformed metrics ({type(e).__name__}: {e})") from e
     return row, sample
+
+
+def _heldout(d: dict[str, Any], params: dict[str, Any], sample: dict[str, Any]) -> dict[str, Any]:
+    """The held-out perplexity columns of one metrics record (``evaluate.heldout_ppl``: corpora never calibrated
+    on), and its per-window data as ``sample["heldout"]`` for the paired tests.  Several corpora are pooled window by
+    window (one perplexity over all their windows; the CI then recomputed from them); none gives NaN columns."""
+    corpora = [str(c) for c in params.get("heldout_ppl") or []]
+    if not corpora:
+        return {"heldout_ppl": math.nan, "heldout_ppl_lo": math.nan, "heldout_ppl_hi": math.nan, "heldout_corpus": ""}
+    sample["heldout"] = {f"{c} ({params['ppl_seq_len']}-token windows)": (range(len(d[f"{c}_window_nll"])),
+                                                                        d[f"{c}_window_nll"]) for c in corpora}
+    if len(corpora) == 1:
+        value, (lo, hi) = _num(d[f"{corpora[0]}_ppl"]), _pair(d[f"{corpora[0]}_ppl_ci"])
+    else:
+        pooled = sample["heldout"]
+        value = float(stats.perplexity([np.asarray(nll, dtype=float) for _, nll in pooled.values()]))
+        lo, hi = stats.bootstrap_ci(pooled, stats.perplexity)
+    return {"heldout_ppl": value, "heldout_ppl_lo": lo, "heldout_ppl_hi": hi, "heldout_corpus": " + ".join(corpora)}
 
 
 def _pruning_row(path: Path) -> dict[str, Any]:
@@ -186,7 +209,10 @@ def _pruning_row(path: Path) -> dict[str, Any]:
                 "calibration": f"{p['calibration_n']}×{p['calibration_seq_len']}",
                 "calibration_n": _num(p["calibration_n"]), "calibration_seq_len": _num(p["calibration_seq_len"]),
                 "hparams": ", ".join(f"{k}={p[k]}" for k in ("alpha", "beta", "tune_ratio") if k in p),
-                "ppl_windows": _num(p.get("ppl_windows"))}  # SLEB and BlockPruner only
+                "ppl_windows": _num(p.get("ppl_windows")),  # SLEB and BlockPruner only
+                # SPRINT: per removal, the t_mlp/t_attn at which its pick would change type (None: one type compared)
+                "flip_ratios": [None if r.get("flip_ratio") is None else float(r["flip_ratio"]) for r in d["removed"]],
+                "tie_break": str(p.get("tie_break", "none"))}
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise SprintError(f"{path}: malformed pruning record ({type(e).__name__}: {e})") from e
 

@@ -23,8 +23,9 @@ from sprint.report import (MEASURES, ModelResults, aggregate, load_benchmarks, l
                            method_name, paired_tests, summary_table, write_report)
 from sprint.report.load import metrics_files
 from sprint.report.markdown import find_sweeps, report_file
-from sprint.report.tables import (ACCURACY, INFORMATIVE, PAPERS_FIGURE, PERPLEXITY, Measure, bias_flags,
-                                  chance_table, has_llamacpp, llamacpp_legend)
+from sprint.report.tables import (ACCURACY, HELDOUT, INFORMATIVE, PAPERS_FIGURE, PERPLEXITY, Measure, bias_flags,
+                                  chance_table, has_llamacpp, heldout_corpus, llamacpp_legend)
+from sprint.report.uncertainty import uncertainty_lines
 from sprint.study.spec import RESULTS, Study
 
 AGAINST = {"better": "more accurate than", "worse": "less accurate than", "≈": "not separable in accuracy from"}
@@ -97,6 +98,7 @@ class Verdict:
     best: str
     short: str  # for the page's short answer
     sentence: str  # the line of the main comparison
+    values: tuple[float, str, float] = (math.nan, "", math.nan)  # SPRINT's mean, the rival (best or next), its mean
 
 
 def _seeds(n: int) -> str:
@@ -167,12 +169,40 @@ def _verdicts(m: ModelResults, tests: pd.DataFrame) -> list[Verdict]:
                                f"- **{point_label(point)}, {name}** ({_seeds(n)}): {sentence} "
                                f"(SPRINT {values['sprint']:.2f}{unit}, {'next ' if best == 'sprint' else ''}"
                                f"{method_name(rival)} {values[rival]:.2f}{unit}; SPRINT's marks by seed: "
-                               f"{counts or 'none'})."))
+                               f"{counts or 'none'}).", (float(values["sprint"]), rival, float(values[rival]))))
     return out
 
 
+def _in_domain_and_held_out(verdicts: list[Verdict], heldout: str) -> list[str]:
+    """Per point, SPRINT's perplexity on WikiText-2 (the calibration's corpus) beside the held-out corpus's: where its
+    standing differs between the two, say which and by how much (relative to the rival of each)."""
+    lines = []
+    by = {(v.point, v.measure.key): v for v in verdicts}
+    for point in dict.fromkeys(v.point for v in verdicts):
+        wiki, held = by.get((point, PERPLEXITY.key)), by.get((point, HELDOUT.key))
+        if not (wiki and held):
+            continue
+
+        def gap(v: Verdict) -> str:
+            mine, rival, theirs = v.values
+            return (f"SPRINT {mine:.2f} against {'the next, ' if v.best == 'sprint' else ''}{method_name(rival)} "
+                    f"{theirs:.2f} ({100 * (mine / theirs - 1):+.0f}%)")
+
+        lead_wiki, lead_held = wiki.best == "sprint", held.best == "sprint"
+        if lead_wiki == lead_held:
+            how = (f"SPRINT's perplexity is the lowest on both" if lead_wiki else
+                   f"SPRINT's perplexity is not the lowest on either")
+        else:
+            how = (f"**SPRINT's perplexity lead holds on WikiText-2, the corpus its least squares fit, and not on "
+                   f"held-out {heldout}**" if lead_wiki else
+                   f"SPRINT's perplexity is the lowest on held-out {heldout} but not on WikiText-2")
+        lines.append(f"- In-domain against held-out text at {point_label(point)} ({_seeds(wiki.seeds)}): {how}. "
+                     f"WikiText-2: {gap(wiki)}; {wiki.short}. {heldout}: {gap(held)}; {held.short}.")
+    return lines
+
+
 def _summary(verdicts: list[Verdict], turns: list[str], informative: list[str] | None = None,
-             tasks: list[str] = ()) -> list[str]:
+             tasks: list[str] = (), heldout: str = "") -> list[str]:
     """The page's answer in a few lines: the verdicts of the main comparison, then each controlled change's lines
     (from :func:`_controlled`)."""
     lines = ["## In short", "",
@@ -181,10 +211,12 @@ def _summary(verdicts: list[Verdict], turns: list[str], informative: list[str] |
     accuracy = [v for v in verdicts if v.measure is INFORMATIVE]
     paper = [v for v in verdicts if v.measure is ACCURACY]
     perplexity = [v for v in verdicts if v.measure is PERPLEXITY]
+    uninformative = [t for t in tasks if t not in (informative or [])]
     lines.append(f"- Accuracy is read on the **informative tasks** ({', '.join(informative) or 'none'}): those on "
                  "which the dense model's 95% CI lies above chance and above always giving the majority answer "
-                 f"({', '.join(t for t in tasks if t not in informative) or 'none'} not: no signal for pruning to "
-                 "keep). The all-task mean, the paper's figure, is shown beside it." if informative is not None else
+                 + (f"({', '.join(uninformative)} not: no signal for pruning to keep). The all-task mean, the "
+                    "paper's figure, is shown beside it." if uninformative else
+                    "(every task evaluated here is).") if informative is not None else
                  "- The informative tasks are unknown (no dense evaluation with chance levels): accuracy verdicts "
                  "use the all-task mean.")
     if not accuracy and informative is None:
@@ -212,14 +244,17 @@ def _summary(verdicts: list[Verdict], turns: list[str], informative: list[str] |
                      f"{'holds' if holds else f'does not hold at {where(behind)}' if behind else 'is not shown'}"
                      f" here**: SPRINT has the best mean "
                      f"{accuracy[0].measure.name} at {len(won)} of {len(accuracy)} targets{others} and the lowest "
-                     f"perplexity at {len(lowest)} of {len(perplexity)}; {resolved}.")
+                     f"WikiText-2 perplexity at {len(lowest)} of {len(perplexity)}; {resolved}.")
         if paper and accuracy[0].measure is not ACCURACY:
             best_paper = "; ".join(f"{method_name(v.best)} at {point_label(v.point)}" for v in paper)
             lines.append(f"- The paper's figure, the all-task mean (not used for the verdict: it includes the "
                          f"uninformative tasks): best {best_paper}.")
+    lines += _in_domain_and_held_out(verdicts, heldout)
     for measure in MEASURES.values():
         found = [f"at {point_label(v.point)} ({_seeds(v.seeds)}), {v.short}" for v in verdicts if v.measure is measure]
         if measure is INFORMATIVE and informative is None:
+            continue
+        if measure is HELDOUT and not heldout:
             continue
         name = PAPERS_FIGURE if measure is ACCURACY and informative is not None else measure.name
         lines.append(f"- SPRINT's {name} among the methods at its targets: "
@@ -271,6 +306,7 @@ def _controlled(study: Study, base: ModelResults, other: ModelResults, name: str
     setting (paired).  Returns the section's lines and its lines for the page's short answer: SPRINT against itself
     per point, and per rival measured in both settings whether SPRINT's accuracy against it turns."""
     settings = ((name, other), ("default", base))
+    heldout = heldout_corpus(base) and heldout_corpus(other)
     runs = other.runs.assign(first=other.runs["method"] != "sprint").sort_values(["first", "method", "point", "seed"])
     rows, rivals, turns = [], [], []
     selves: dict[str, list[int]] = {}  # point -> the seeds of SPRINT in both settings
@@ -285,7 +321,7 @@ def _controlled(study: Study, base: ModelResults, other: ModelResults, name: str
             removed = row.removed if isinstance(row.removed, list) else []
             n_attn = sum(kind == "attn" for _, kind in removed)
             delta = {measure: _shown(compare((other, r.method), (base, r.method), r.point, [r.seed], measure), False)
-                     if label == name else "" for measure in (ACC, PERPLEXITY)}
+                     if label == name else "" for measure in (ACC, PERPLEXITY, HELDOUT)}
             rows.append({"method": method_name(r.method), "target": point_label(r.point), "seed": r.seed,
                          "setting": label, "removed": f"{n_attn} attn + {len(removed) - n_attn} MLP",
                          "measured speedup (×)": f"{row.measured_speedup:.3f} [{row.measured_speedup_lo:.3f}, "
@@ -295,16 +331,18 @@ def _controlled(study: Study, base: ModelResults, other: ModelResults, name: str
                             {"mean acc. (%)": f"{row.mean_accuracy:.2f}"}),
                          "WikiText-2 ppl": f"{row.wikitext2_ppl:.2f}",
                          f"Δ {'inf. ' if ACC is INFORMATIVE else ''}acc. (pp) vs default [95% CI]": delta[ACC],
-                         "Δ ppl vs default [95% CI]": delta[PERPLEXITY]})
+                         "Δ ppl vs default [95% CI]": delta[PERPLEXITY],
+                         **({"held-out ppl": f"{row.heldout_ppl:.2f}", "Δ held-out ppl vs default [95% CI]":
+                             delta[HELDOUT]} if heldout else {})})
         if r.method != "sprint" and ("sprint", r.point, r.seed) in other.samples:
             within = {setting: [compare((m, "sprint"), (m, r.method), r.point, [r.seed], measure)
-                                for measure in (ACC, PERPLEXITY)]
+                                for measure in (ACC, PERPLEXITY, HELDOUT)]
                       for setting, m in settings if key in m.samples}  # setting -> SPRINT − the rival
             rivals.append(f"- SPRINT − {method_name(r.method)} at {point_label(r.point)}, seed {r.seed} (paired, 95% "
                           f"CI; better / worse: for SPRINT, ≈: the CI includes 0): "
                           + "; ".join(f"under `{setting}`: {ACC.name} {_shown(acc)}, perplexity "
-                                      f"{_shown(ppl)}"
-                                      for setting, (acc, ppl) in within.items()) + ".")
+                                      f"{_shown(ppl)}" + (f", held-out perplexity {_shown(held)}" if held else "")
+                                      for setting, (acc, ppl, held) in within.items()) + ".")
             accuracy = [within[setting][0] for setting, _ in settings if setting in within]
             if len(accuracy) == len(settings) and None not in accuracy:
                 compared.setdefault((r.method, r.point), []).append(r.seed)
@@ -325,14 +363,14 @@ def _controlled(study: Study, base: ModelResults, other: ModelResults, name: str
                       f"under `{name}` ({point_label(point)}, {how}), each measured at its own setting.")
     itself = []
     for point, seeds in selves.items():
-        acc, ppl = (compare((other, "sprint"), (base, "sprint"), point, seeds, measure)
-                    for measure in (ACC, PERPLEXITY))
+        acc, ppl, held = (compare((other, "sprint"), (base, "sprint"), point, seeds, measure)
+                          for measure in (ACC, PERPLEXITY, HELDOUT))
         how = f"seed {seeds[0]}" if len(seeds) == 1 else (
             f"{len(seeds)} seeds pooled; accuracy by seed: "
             + " / ".join(compare((other, "sprint"), (base, "sprint"), point, [seed], ACC).verdict
                          for seed in seeds))
         itself.append(f"at {point_label(point)} ({how}): {ACC.name} {_shown(acc)}, perplexity "
-                      f"{_shown(ppl)}")
+                      f"{_shown(ppl)}" + (f", held-out perplexity {_shown(held)}" if held else ""))
     if itself:
         turns.insert(0, f"- Under `{name}` ({_variant(study, name)}, one change), SPRINT against itself in the default "
                         f"setting (paired, change − default; better / worse / ≈ for the change): {'; '.join(itself)}.")
@@ -403,6 +441,7 @@ def write_page(study: Study) -> Path:
         "In words (best by the mean over seeds; SPRINT's paired marks against the best, per seed):", "",
         *([v.sentence for v in verdicts] or ["- _no point with SPRINT and another method evaluated yet_"]), "",
         *_detectable(main),
+        *uncertainty_lines(main, results),
         *(f"![{what} vs measured speedup, `{main_name}`]({os.path.relpath(png, out.parent)})\n"
           for what, png in figures if png.is_file()),
         "## Chance levels and informative tasks", "",
@@ -430,7 +469,7 @@ def write_page(study: Study) -> Path:
         lines += more
         turns += found
     at = lines.index("## Machine, settings and budget")
-    lines[at:at] = _summary(verdicts, turns, main.informative, list(main.tasks))
+    lines[at:at] = _summary(verdicts, turns, main.informative, list(main.tasks), heldout_corpus(main))
     lines += ["## Cells", "", *(f"- {'done' if study.done(c) else 'to do'}: `{c}`" for c in cells), ""]
     atomic_write_text(out, "\n".join(lines).rstrip() + "\n")
     return out

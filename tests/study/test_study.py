@@ -196,7 +196,7 @@ def test_the_page_reads_the_cells_done(repo: Path, monkeypatch) -> None:
     assert "So SPRINT is not separable in accuracy from SLEB in the default setting" in control
     short = text.split("## In short")[1].split("\n## ")[0]  # the answer first, from the same tests
     assert ("- **The paper's claim, SPRINT the most accurate at every speedup, holds here**: SPRINT has the best mean "
-            "accuracy at 1 of 1 targets and the lowest perplexity at 1 of 1;") in short
+            "accuracy at 1 of 1 targets and the lowest WikiText-2 perplexity at 1 of 1;") in short
     assert "- SPRINT's perplexity among the methods at its targets: at 1.2× (2 seeds), best, every other method worse" in short
     assert ("- Under `m-cal` (calibration n=96, one change): SPRINT is not separable in accuracy from SLEB in the "
             "default setting and") in short
