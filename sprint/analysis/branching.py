@@ -45,7 +45,7 @@ class _Branch:
 
 def _pruner(view: SublayerView, calibration: torch.Tensor, table: LatencyTable, cfg: PruneConfig) -> SprintPruner:
     """SPRINT with everything in host memory (a copy of a spilled store would share, and delete, its files)."""
-    kwargs = dict(variant="sprint", alpha=cfg.alpha, beta=cfg.beta, tune_ratio=cfg.tune_ratio,
+    kwargs = dict(variant="sprint", alpha=cfg.alpha, beta=cfg.beta, tune_ratio=cfg.tune_ratio, ridge=cfg.ridge,
                   reference=cfg.reference, distance=cfg.distance, progress=False,
                   store_dtype=getattr(torch, cfg.store_dtype) if cfg.store_dtype else None)
     if "dense_store" in inspect.signature(SprintPruner.__init__).parameters:

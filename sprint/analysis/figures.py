@@ -143,10 +143,13 @@ def fig3b_figure(result: dict, path: str | Path) -> Path:
 
 def write_outputs(result: dict, output: str | Path) -> list[Path]:
     """The Markdown table and PNGs of an analysis result beside its JSON ``output`` (stem.md, stem*.png)."""
-    from sprint.analysis.tables import latency_draws_markdown, sensitivity_markdown
+    from sprint.analysis.tables import latency_draws_markdown, sensitivity_markdown, tuning_strength_markdown
     from sprint.io import atomic_write_text
 
     stem = Path(output).with_suffix("")
+    if result["analysis"] == "tuning-strength":
+        atomic_write_text(f"{stem}.md", tuning_strength_markdown(result))
+        return [Path(f"{stem}.md")]
     if result["analysis"] == "latency-draws":
         atomic_write_text(f"{stem}.md", latency_draws_markdown(result))
         return [Path(f"{stem}.md"), latency_draws_figure(result, f"{stem}.png")]

@@ -71,3 +71,23 @@ def sensitivity_markdown(result: dict) -> str:
                          f"{gap['zeta']['n']} candidates with positive damage).")
         lines.append("")
     return "\n".join(lines)
+
+
+def tuning_strength_markdown(result: dict) -> str:
+    """Per setting: removals, tunings, pruning time, and both perplexities with their differences from the default."""
+    held = result["heldout"]
+    lines = [f"Tuning strength: SPRINT to {result['target']:g}x under {result['table']['path']}, perplexity on "
+             f"{result['evaluation']['windows']} x {result['evaluation']['seq_len']}-token windows of WikiText-2 test "
+             f"(in-domain) and of {held} (held out); Δ: setting − default, paired over the same windows, 95% CI.", "",
+             f"| setting | calibration | removed (attn + MLP) | tunings | pruning s | WikiText-2 ppl [95% CI] | Δ vs "
+             f"default | {held} ppl [95% CI] | Δ vs default |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, row in result["settings"].items():
+        cells = [name, f"{row['calibration']['n']} x {row['calibration']['seq_len']}",
+                 f"{row['n_attn']} + {row['n_mlp']}", str(row["tunings"]), f"{row['seconds']:.0f}"]
+        for corpus in ("wikitext2", held):
+            p, d = row["ppl"][corpus], (row.get("vs_default") or {}).get(corpus)
+            cells.append(f"{p['ppl']:.2f} [{p['ci'][0]:.2f}, {p['ci'][1]:.2f}]")
+            cells.append("–" if name == "default" or d is None else
+                         f"{d['diff']:+.2f} [{d['lo']:+.2f}, {d['hi']:+.2f}]")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

@@ -25,7 +25,7 @@ from sprint.methods.method import Method
 
 # PruneConfig fields every method reads.
 COMMON_OPTIONS = ("method", "target_speedup", "seed", "batch_size")
-SPRINT_OPTIONS = ("alpha", "beta", "tune_ratio", "reference", "distance", "tie_break", "store_dtype")
+SPRINT_OPTIONS = ("alpha", "beta", "tune_ratio", "ridge", "reference", "distance", "tie_break", "store_dtype")
 WEIGHT_OPTIONS = ("sparsity", "pattern")
 SLICING_OPTIONS = ("slicing",)
 STRUCTURED_OPTIONS = ("structured_ratio", "importance")
@@ -129,6 +129,8 @@ class PruneConfig:
                              "(authors' code)", choices=("dense", "current"))
     distance: str = _option("frobenius", "sensitivity distance: relative Frobenius (paper Eq. 5) or per-sample "
                             "relative L1 (authors' code)", choices=("frobenius", "l1"))
+    ridge: float = _option(0.0, "SPRINT: relative ridge r always added to the tuning's least squares, λ = r·mean(diag G) "
+                           "(0: the paper's undamped solve; this project's option, issue 25)")
     tie_break: str = _option("none", "SPRINT: 'none' removes the lowest importance (paper); 'sensitivity' removes the "
                              "less sensitive of the best attention and MLP when the latency table's own uncertainty "
                              "could flip the pick between them (this project's option, issue 25)",
@@ -188,6 +190,8 @@ class PruneConfig:
             raise SprintError(f"reference must be 'dense' or 'current', got {self.reference!r}")
         if self.distance not in ("frobenius", "l1"):
             raise SprintError(f"distance must be 'frobenius' or 'l1', got {self.distance!r}")
+        if not self.ridge >= 0.0:
+            raise SprintError(f"ridge must be >= 0, got {self.ridge}")
         if self.tie_break not in ("none", "sensitivity"):
             raise SprintError(f"tie_break must be 'none' or 'sensitivity', got {self.tie_break!r}")
 

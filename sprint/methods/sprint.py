@@ -40,6 +40,9 @@ A departure of this project (issue 25), off by default:
                         t_mlp/t_attn < ζ_mlp/ζ_attn (the *flip ratio*); a near-tie is a flip ratio inside the 95%
                         interval of t_mlp/t_attn over bootstrap draws of the profile's recorded rounds
                         (:func:`sprint.measure.draws.ratio_interval`).  Within a type the table plays no part.
+    ridge=0             the least squares undamped (paper Eq. 3; a ridge is added only when the solve fails);
+                        r > 0: λ = r·mean(diag G) always, a weaker tuning (issue 25 item 4: on SmolLM2 the tuning
+                        fits its 6,144 calibration tokens and loses on held-out text).
 Every removal records its flip ratio (``Removal.flip_ratio``; None when only one type was compared), so a report can
 say how many of a run's picks the table's uncertainty could have changed.
 
@@ -148,6 +151,7 @@ class SprintPruner(Pruner):
         spill_dir: str | None = None,
         spill_checkpoints: bool = False,
         tie_break: str = "none",
+        ridge: float = 0.0,
     ):
         super().__init__(view, calibration, latency)
         if dense_store not in ("disk", "memory"):
@@ -159,6 +163,7 @@ class SprintPruner(Pruner):
         if tie_break not in TIE_BREAKS:
             raise SprintError(f"tie_break must be one of {', '.join(TIE_BREAKS)}, got {tie_break!r}")
         self.tie_break = tie_break
+        self.ridge = ridge
         self.ratio_ci: tuple[float, float] | None = None
         if tie_break == "sensitivity" and self.latency_aware:
             from sprint.measure.draws import ratio_interval
@@ -205,7 +210,7 @@ class SprintPruner(Pruner):
         store = getattr(torch, cfg.store_dtype) if cfg.store_dtype else None
         return cls(view, calibration, latency, variant=variant, alpha=cfg.alpha, beta=cfg.beta,
                    tune_ratio=cfg.tune_ratio, reference=cfg.reference, distance=cfg.distance, store_dtype=store,
-                   tie_break=cfg.tie_break, progress=progress, **(execution or {}))
+                   tie_break=cfg.tie_break, ridge=cfg.ridge, progress=progress, **(execution or {}))
 
     # -- memory accounting ----------------------------------------------------------------------------------------
     def memory_terms(self) -> dict[str, int]:
@@ -334,7 +339,7 @@ class SprintPruner(Pruner):
         layer = score.tuned // 2
         with self.view.resident(score.tuned):
             w = self.view.down_proj(layer).weight
-            result = tune_rows(stats, w, self.tune_ratio, err_rows)
+            result = tune_rows(stats, w, self.tune_ratio, err_rows, self.ridge)
             # the rows are written into the model in its dtype: rounding them now gives the same bits and halves
             # (bf16: quarters) what a cached score holds
             score.rows, score.weight = result.rows, result.weight.to(w.dtype)

@@ -92,14 +92,19 @@ def select_rows(weight: torch.Tensor, gram_diag: torch.Tensor, ratio: float) -> 
 
 
 def solve_normal_equations(
-    gram: torch.Tensor, rhs: torch.Tensor, singular: bool = False
+    gram: torch.Tensor, rhs: torch.Tensor, singular: bool = False, min_ridge: float = 0.0
 ) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Solve (G + λI) X = R in float64 by Cholesky, λ = 0 first, then a growing relative ridge if the factorisation
     fails or the solve is inaccurate.  ``singular``: G is known to be rank-deficient (fewer tokens than columns),
-    so λ = 0 is skipped.  Returns (X, (G + λI) X, λ)."""
+    so λ = 0 is skipped.  ``min_ridge`` > 0 (relative to mean(diag G)) starts there instead: a damped solve on
+    purpose (PruneConfig.ridge), escalated the same way.  Returns (X, (G + λI) X, λ)."""
     scale = gram.diagonal().mean().clamp_min(1e-30)
     rhs_norm = rhs.norm().clamp_min(1e-30)
-    for ridge in RIDGES[1:] if singular else RIDGES:
+    if min_ridge > 0:
+        ridges = (min_ridge, *(r for r in RIDGES if r > min_ridge))
+    else:
+        ridges = RIDGES[1:] if singular else RIDGES
+    for ridge in ridges:
         # memory (issue 26): drop the last attempt's matrices before building the next, and add the ridge to a
         # copy's diagonal rather than adding a scaled identity (two I x I temporaries fewer; the same numbers:
         # G_ij + λ·0 = G_ij, G_ii + λ·1 = G_ii + λ), so an escalation holds G + λI and its factor, no more
@@ -117,7 +122,7 @@ def solve_normal_equations(
         if not torch.isfinite(x).all():
             continue
         gx = g @ x
-        if ((gx - rhs).norm() / rhs_norm).item() <= SOLVE_TOLERANCE or ridge == RIDGES[-1]:
+        if ((gx - rhs).norm() / rhs_norm).item() <= SOLVE_TOLERANCE or ridge == ridges[-1]:
             if ridge:
                 log.debug("Gram matrix needed ridge %.0e (relative) for a stable solve", ridge)
             return x, gx, ridge * scale.item()
@@ -133,7 +138,8 @@ class TuningResult:
     ridge: float
 
 
-def tune_rows(stats: TuningStats, weight: torch.Tensor, ratio: float, errors_before: torch.Tensor) -> TuningResult:
+def tune_rows(stats: TuningStats, weight: torch.Tensor, ratio: float, errors_before: torch.Tensor,
+              min_ridge: float = 0.0) -> TuningResult:
     """Least-squares tuning of the top ``ratio`` rows of ``weight`` [H, I].
 
     ``errors_before`` [H] are the rows' squared calibration errors with the current weights (measured directly
@@ -143,7 +149,7 @@ def tune_rows(stats: TuningStats, weight: torch.Tensor, ratio: float, errors_bef
     w = weight.detach().double().cpu()
     rows = select_rows(w, stats.gram.diagonal(), ratio)
     cross = stats.cross[:, rows]  # [I, k]
-    x, gx, ridge = solve_normal_equations(stats.gram, cross, singular=stats.tokens < stats.inner)
+    x, gx, ridge = solve_normal_equations(stats.gram, cross, singular=stats.tokens < stats.inner, min_ridge=min_ridge)
     # err(x) = ||b||² − 2 xᵀc + xᵀGx, with Gx = (G + λI)x − λx from the solve (no extra matmul)
     after = stats.target_sq[rows] - 2 * (x * cross).sum(0) + (x * (gx - ridge * x)).sum(0)
     before = errors_before.double().cpu()

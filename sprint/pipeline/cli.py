@@ -233,7 +233,9 @@ def _add_analyze_parser(sub) -> None:
             ("latency-draws", "SPRINT under K latency tables drawn by bootstrap of the profile's recorded rounds, "
                               "against the baselines cut under the same draws"),
             ("sensitivity", "every candidate's zeta~ and zeta at SPRINT steps against the damage its removal (with "
-                            "the same tuning) does to calibration and WikiText-2 NLL; the paper's Fig. 3b")):
+                            "the same tuning) does to calibration and WikiText-2 NLL; the paper's Fig. 3b"),
+            ("tuning-strength", "SPRINT's perplexity in-domain (WikiText-2) and on a held-out corpus as the tuning's "
+                                "strength varies (tune ratio, ridge, calibration tokens), paired against the default")):
         q = what.add_parser(name, help=summary, description=summary + ".")
         q.add_argument("--model", required=True, help="local Hugging Face folder (CPU, float32)")
         q.add_argument("--calibration", required=True, help=".pt file from 'sprint calibrate'")
@@ -242,7 +244,16 @@ def _add_analyze_parser(sub) -> None:
         q.add_argument("--mirror", default=None, help="offline data mirror (default: $SPRINT_DATA_MIRROR)")
         add_prune_config_args(q)
         q.add_argument("--output", required=True, help="JSON to write; the Markdown table and PNGs go beside it")
-        if name == "latency-draws":
+        if name == "tuning-strength":
+            q.add_argument("--settings", nargs="+", required=True, metavar="SETTING",
+                           help="one change each against the default run: tune_ratio=C, ridge=R, beta=B, "
+                                "calibration=PATH.pt, method=sprint-t (no tuning); 'default' is always run first")
+            q.add_argument("--target-speedup", type=float, default=1.2)
+            q.add_argument("--heldout", default="hellaswag_gold", help="held-out corpus (default hellaswag_gold)")
+            q.add_argument("--eval-windows", type=int, default=32, help="windows per corpus (default 32)")
+            q.add_argument("--eval-seq-len", type=int, default=256, help="tokens per window (default 256)")
+            q.add_argument("--eval-batch-size", type=int, default=8)
+        elif name == "latency-draws":
             q.add_argument("--target-speedup", type=float, default=1.2)
             q.add_argument("--draws", type=int, default=20, help="K bootstrap tables (default 20)")
             q.add_argument("--draw-seed", type=int, default=0, help="seed of the bootstrap (default 0)")

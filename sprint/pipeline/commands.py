@@ -222,6 +222,13 @@ def analyze(args: argparse.Namespace) -> None:
             k=args.draws, seed=args.draw_seed, methods=tuple(args.methods), records=records,
             include_point=not args.no_point, mirror=mirror, ppl_seq_len=args.eval_seq_len,
             ppl_windows=args.eval_windows, eval_batch_size=args.eval_batch_size, prune_settings=settings)
+    elif args.analysis == "tuning-strength":
+        from sprint.analysis.tuning_strength import run_tuning_strength
+
+        result = run_tuning_strength(args.model, args.calibration, args.latency, output, settings=args.settings,
+                                     target=args.target_speedup, heldout=args.heldout, mirror=mirror,
+                                     ppl_seq_len=args.eval_seq_len, ppl_windows=args.eval_windows,
+                                     eval_batch_size=args.eval_batch_size, prune_settings=settings)
     else:
         from sprint.analysis.sensitivity import run_sensitivity
 
