@@ -320,8 +320,9 @@ def offload_store(method_name: str, offload, device: str) -> str | None:
 def execution_settings(model_config, tokens: torch.Tensor, config: PruneConfig, device: str, dtype: str,
                        execution: dict) -> dict:
     """Check the plan against the budgets (one-line SprintError naming the term) and turn ``execution`` into the
-    pruner's settings: checkpoints spilled to disk when the plan's host total exceeds ``host_memory``."""
-    from sprint.methods.plan import plan_run, shapes_from_config
+    pruner's settings: checkpoints spilled to disk when the plan's host total exceeds ``host_memory``, then fewer Gram
+    statistics held at once (``max_stats``) if it still does."""
+    from sprint.methods.plan import plan_within, shapes_from_config
     from sprint.model.loading import resolve_device, resolve_dtype
 
     dev = resolve_device(device)
@@ -330,16 +331,21 @@ def execution_settings(model_config, tokens: torch.Tensor, config: PruneConfig, 
     host_memory, gpu_memory = execution.get("host_memory"), execution.get("gpu_memory")
     gpus = torch.cuda.device_count() if dev == "auto" else 1
     offload = offload_store(config.method, execution.get("offload"), device) or False
-    plan = plan_run(shapes, int(tokens.shape[0]), int(tokens.shape[1]), config, device="cpu" if dev == "cpu" else "cuda",
-                    gpus=1 if offload else max(gpus, 1), dtype=str(torch_dtype).replace("torch.", ""),
-                    host_memory=host_memory, offload=offload, model=str(model_config.name_or_path or "model"))
+    plan = plan_within(shapes, int(tokens.shape[0]), int(tokens.shape[1]), config,
+                       device="cpu" if dev == "cpu" else "cuda", gpus=1 if offload else max(gpus, 1),
+                       dtype=str(torch_dtype).replace("torch.", ""), host_memory=host_memory, offload=offload,
+                       model=str(model_config.name_or_path or "model"))
     plan.check(host_memory, gpu_memory)
     settings = {"dense_store": execution.get("dense_store", "disk"),
                 "spill_dir": execution.get("spill_dir") or os.environ.get("SPRINT_SPILL_DIR") or tempfile.gettempdir(),
                 "spill_checkpoints": "checkpoints" in plan.disk}
+    if plan.counts.get("max_stats"):
+        settings["max_stats"] = plan.counts["max_stats"]
     log.info("plan: host %.2f GiB (%s), GPU %.2f GiB, local disk %.2f GiB%s", plan.host_peak / 2**30,
              ", ".join(f"{k} {v / 2**30:.2f}" for k, v in plan.host.items() if v), plan.gpu_peak / 2**30,
              plan.disk_total / 2**30, "; checkpoints on disk" if settings["spill_checkpoints"] else "")
+    if "max_stats" in settings:
+        log.info("plan: at most %d Gram statistics held at once to fit the host budget", settings["max_stats"])
     return settings
 
 

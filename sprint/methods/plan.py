@@ -384,7 +384,7 @@ def checkpoint_positions(num_sublayers: int, alpha: int) -> list[int]:
 
 def plan_run(shapes: Shapes, n: int, seq_len: int, cfg, *, device: str = "cpu", gpus: int = 1,
              dtype: str = "float32", layout: str = "bounded", offload: bool = False, host_memory: int | None = None,
-             throughput: Throughput | None = None, model: str = "model") -> Plan:
+             throughput: Throughput | None = None, model: str = "model", max_stats: int | None = None) -> Plan:
     """The plan of pruning a model of ``shapes`` with ``cfg`` (a :class:`sprint.methods.PruneConfig`).
 
     ``device``: "cpu" (everything in host memory) or "cuda" (weights on ``gpus`` GPUs, activations in host memory,
@@ -454,6 +454,11 @@ def plan_run(shapes: Shapes, n: int, seq_len: int, cfg, *, device: str = "cpu", 
         fit = HELD_BYTES // max(1, T * (H + (I if hold_z else 0)) * b)
         if tunability:
             n_stats = 1 if exhaustive else max(1, min(cfg.beta + 1, cfg.beta + 1 - fit))
+            if max_stats is not None and not exhaustive and n_stats > max_stats:
+                # sprint.methods.sprint._trim_saved holds at most max_stats; the β best beyond them lose their
+                # saved activations and are re-walked, tuned, when chosen (no number changes)
+                p.counts["re-walks"] = n_stats - max_stats
+                p.counts["max_stats"] = n_stats = max_stats
             host["gram statistics"] = n_stats * stats_bytes
             # tune_rows: a float64 copy of W (H·I), then the larger of select_rows' two temporaries (c < 1) and the
             # solve's G + λI with its factor (2·I², when a ridge is needed: always with fewer tokens than I, and
@@ -518,6 +523,10 @@ def plan_run(shapes: Shapes, n: int, seq_len: int, cfg, *, device: str = "cpu", 
             p.step_s["weight reads"] = moved / tp.read
         if on_gpu:
             p.step_s["weight transfers"] = moved / tp.transfer
+    if p.counts.get("re-walks"):  # each from the checkpoint below its candidate to its MLP: ~S / α' sublayers
+        gap = S / max(1, len(p.counts.get("positions", [0])))
+        p.step_s["re-walks"] = p.counts["re-walks"] * gap / 2 * (attn_flops / tp.attn + T * shapes.mlp_flops_per_token
+                                                                 / tp.mlp)
     if tunings:
         recompute = T * 4.0 * H * I  # gate and up projections again, when the walk did not hold Ẑ
         chunks = math.ceil(n / cfg.batch_size)
@@ -528,6 +537,23 @@ def plan_run(shapes: Shapes, n: int, seq_len: int, cfg, *, device: str = "cpu", 
         p.step_s["solve"] = tunings * (attempts * I**3 / 3 + 4.0 * I * I * k) / tp.solve
         p.counts["solve_attempts"] = attempts
     return p
+
+
+def plan_within(shapes: Shapes, n: int, seq_len: int, cfg, *, host_memory: int | None = None, **kwargs) -> Plan:
+    """:func:`plan_run`, and when its host peak exceeds ``host_memory``, the same with fewer Gram statistics held at
+    once (``max_stats``, down to 1; each one fewer costs a re-walk when its candidate is chosen): the first that
+    fits, or the last tried (which :meth:`Plan.check` then refuses).  ``counts["max_stats"]`` says what was chosen."""
+    plan = plan_run(shapes, n, seq_len, cfg, host_memory=host_memory, **kwargs)
+    held = plan.counts.get("stats_at_once", 0)
+    if host_memory is None or plan.host_peak <= host_memory or held <= 1:
+        return plan
+    for m in range(held - 1, 0, -1):
+        plan = plan_run(shapes, n, seq_len, cfg, host_memory=host_memory, max_stats=m, **kwargs)
+        if plan.host_peak <= host_memory:
+            break
+    plan.notes.append(f"Gram statistics held at once cut to {plan.counts['max_stats']} to fit --host-memory "
+                      f"({plan.counts['re-walks']} re-walk(s) per step at most)")
+    return plan
 
 
 def plan_for(model: str, n: int, seq_len: int, cfg, *, device: str = "cpu", gpus: int = 1, dtype: str = "auto",
@@ -549,8 +575,8 @@ def plan_for(model: str, n: int, seq_len: int, cfg, *, device: str = "cpu", gpus
         throughput = benchmark(shapes, seq_len, cfg.batch_size, "cuda" if device.startswith("cuda") else "cpu", dtype)
     elif isinstance(throughput, (int, float)):
         throughput = Throughput.given(float(throughput))
-    return plan_run(shapes, n, seq_len, cfg, device=device, gpus=gpus, dtype=dtype, layout=layout, offload=offload,
-                    host_memory=host_memory, throughput=throughput, model=model)
+    return plan_within(shapes, n, seq_len, cfg, device=device, gpus=gpus, dtype=dtype, layout=layout, offload=offload,
+                       host_memory=host_memory, throughput=throughput, model=model)
 
 
 def steps_to_target(shapes: Shapes, target: float, t_attn_share: float = 0.5) -> int:

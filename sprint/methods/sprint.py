@@ -150,10 +150,14 @@ class SprintPruner(Pruner):
         dense_store: str = "disk",
         spill_dir: str | None = None,
         spill_checkpoints: bool = False,
+        max_stats: int | None = None,
         tie_break: str = "none",
         ridge: float = 0.0,
     ):
         super().__init__(view, calibration, latency)
+        if max_stats is not None and max_stats < 1:
+            raise SprintError(f"max_stats must be >= 1, got {max_stats}")
+        self.max_stats = max_stats  # Gram statistics held at once for later tunings (None: up to β); see _trim_saved
         if dense_store not in ("disk", "memory"):
             raise SprintError(f"dense_store must be 'disk' or 'memory', got {dense_store!r}")
         self.latency_aware, self.tunability, self.exhaustive = VARIANTS[variant]
@@ -368,17 +372,28 @@ class SprintPruner(Pruner):
         return sorted(sorted(self.cache), key=lambda s: self.importance(s, self.cache[s].pseudo))
 
     def _trim_saved(self, keep: int) -> None:
-        """Fit the saved activations into ``HELD_BYTES``, best pseudo-importance first (see ``Saved``)."""
+        """Fit the saved activations into ``HELD_BYTES``, best pseudo-importance first (see ``Saved``).
+
+        Statistics are held for at most ``max_stats`` candidates at once (a host budget, sprint.methods.plan): a
+        candidate of the β best beyond that loses its entry and is re-walked, tuned, if it is chosen.  The numbers
+        are the same either way (the statistics are recomputed from the same activations); only walks are added."""
         ranked = self._ranked()
         top, used = set(ranked[:keep]), 0
         count_ref = self.reference == "current"  # a dense reference is held anyway
+        for s in [s for s in ranked if s in self._saved and self._saved[s].stats is not None and s not in top]:
+            del self._saved[s]  # statistics are kept for the β best only (dropped first: never one too many)
+        held_stats = sum(e.stats is not None for e in self._saved.values())
         for s in [s for s in ranked if s in self._saved]:
             e = self._saved[s]
             if e.stats is None and used + e.nbytes(count_ref) > HELD_BYTES:
                 if e.z is not None and s not in top:
                     e.z = None  # Y alone may still fit
                 if s in top and self.distance == "frobenius":
+                    if self.max_stats is not None and held_stats >= self.max_stats:
+                        del self._saved[s]  # over the budget's statistics: re-walked if chosen
+                        continue
                     e.stats, e.Y, e.ref, e.z = self._stats(e.d, e.Y, e.ref, e.z), None, None, None
+                    held_stats += 1
                 elif s not in top and used + e.nbytes(count_ref) > HELD_BYTES:
                     del self._saved[s]
                     continue
@@ -460,7 +475,8 @@ class SprintPruner(Pruner):
 
         chosen = self._ranked()[: self.beta]
         need = [s for s in chosen if self.cache[s].sensitivity is None]
-        for s in [s for s in need if s in self._saved]:
+        # those holding statistics first: each is freed once tuned, before any is built from held activations
+        for s in sorted((s for s in need if s in self._saved), key=lambda s: self._saved[s].stats is None):
             self.cache[s] = self._tuned_from_saved(s)
         rest = [s for s in need if self.cache[s].sensitivity is None]
         if rest:

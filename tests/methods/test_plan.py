@@ -164,3 +164,43 @@ def test_ridge_on_the_diagonal_gives_the_old_solution(tokens):
     g = gram + (ridge * scale) * torch.eye(24, dtype=torch.float64) if ridge else gram
     old = torch.cholesky_solve(rhs, torch.linalg.cholesky(g))
     assert torch.equal(x, old) and torch.equal(gx, g @ old)
+
+
+def test_fewer_statistics_held_under_a_budget_change_no_number(monkeypatch):
+    """max_stats (what a tight --host-memory chooses): at most that many Gram statistics alive at once, the same
+    removals and weights, a few more walks."""
+    import sprint.methods.sprint as sprint_module
+    from sprint.methods import tuning
+
+    monkeypatch.setattr(sprint_module, "HELD_BYTES", 0)  # every β-best candidate gets its statistics at once
+    results, walk = [], SprintPruner._walk
+    for execution in ({}, {"max_stats": 1}):
+        walks = []
+        monkeypatch.setattr(SprintPruner, "_walk", lambda self, t, tuned, **kw: walks.append(tuned) or walk(self, t,
+                                                                                                       tuned, **kw))
+        tuning.LIVE["peak"] = tuning.LIVE["now"] = 0
+        model = tiny_model("llama", layers=5)
+        cfg = PruneConfig(method="sprint", target_speedup=1.45, alpha=3, beta=3)
+        table = LatencyTable("t", "t", 0, 0, 1.0, 0.05, 0.08)
+        pruner = prune_model(model, random_ids(), table, cfg, progress=False, execution=execution)
+        results.append(([r.to_dict() for r in pruner.removed], model.state_dict(), tuning.LIVE["peak"], walks))
+    (a, wa, peak_a, walks_a), (b, wb, peak_b, walks_b) = results
+    assert a == b and all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert peak_b == 1 < peak_a
+    assert walks_b.count(True) > walks_a.count(True)  # the candidates over the budget were re-walked, tuned
+
+
+def test_a_tight_host_budget_holds_fewer_statistics_in_the_plan():
+    cfg = PruneConfig(method="sprint", target_speedup=1.5)
+    free = planning.plan_run(shapes("8b"), 128, 2048, cfg, device="cuda", dtype="bfloat16", host_memory=1)
+    assert "checkpoints" in free.disk  # over budget, the checkpoints go to disk first
+    assert free.counts["stats_at_once"] == 6 and "re-walks" not in free.counts
+    one = free.host["gram statistics"] // 6
+    budget = free.host_peak - 2 * one - one // 2  # room for 3 fewer statistics, not 2
+    fitted = planning.plan_within(shapes("8b"), 128, 2048, cfg, device="cuda", dtype="bfloat16", host_memory=budget)
+    assert fitted.host_peak <= budget and fitted.counts["max_stats"] == 3 and fitted.counts["re-walks"] == 3
+    assert fitted.step_s["re-walks"] > 0 and fitted.step_time > free.step_time
+    assert any("Gram statistics held at once cut to 3" in n for n in fitted.notes)
+    with pytest.raises(SprintError, match="--host-memory"):  # even one at a time does not fit
+        planning.plan_within(shapes("8b"), 128, 2048, cfg, device="cuda", dtype="bfloat16",
+                             host_memory=free.host_peak - 6 * one).check(host_memory=free.host_peak - 6 * one)
