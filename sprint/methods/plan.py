@@ -177,8 +177,12 @@ class Throughput:
 
 
 def benchmark(shapes: Shapes, seq_len: int, batch_size: int = 8, device: str = "cpu", dtype: str = "float32",
-              tokens: int | None = None, repeats: int = 2, layer: dict | None = None) -> Throughput:
+              tokens: int | None = None, repeats: int = 2, layer: dict | None = None, clock: str = "wall") -> Throughput:
     """Measure the throughputs on one random decoder layer of the model's real shapes (a few seconds).
+
+    ``clock="cpu"`` (CPU only) times in the process's CPU seconds instead of wall seconds: the plan's step time is
+    then CPU seconds too, which a machine shared with other jobs does not stretch (the check of the FLOP model on
+    such a machine: scripts/plan_check.py --clock cpu).
 
     The attention and MLP sublayers run on one chunk of ``tokens`` (default: one window of seq_len, at most a
     chunk) and are timed after a warm-up; the Gram statistics' fp32 matmul on the same rows at width min(I, 4096)
@@ -213,12 +217,12 @@ def benchmark(shapes: Shapes, seq_len: int, batch_size: int = 8, device: str = "
         diff = mlp_module.down_proj(z) - (out - x)
         return diff.double().pow(2).sum((0, 1))
 
-    t_attn = _time(attn, dev, repeats)
-    t_mlp = _time(mlp, dev, repeats)
-    t_score = _time(score, dev, repeats)
+    t_attn = _time(attn, dev, repeats, clock)
+    t_mlp = _time(mlp, dev, repeats, clock)
+    t_score = _time(score, dev, repeats, clock)
     w = min(shapes.intermediate, 4096)
     z = torch.randn(T, w, device=dev)
-    t_gram = _time(lambda: gram(z), dev, repeats)
+    t_gram = _time(lambda: gram(z), dev, repeats, clock)
     n = min(shapes.intermediate, 2048)
     a = torch.randn(n + 16, n, dtype=torch.float64)
     g = a.T @ a + n * torch.eye(n, dtype=torch.float64)
@@ -229,14 +233,14 @@ def benchmark(shapes: Shapes, seq_len: int, batch_size: int = 8, device: str = "
         x_ = torch.cholesky_solve(rhs, f)
         return g @ x_
 
-    t_solve = _time(solve, torch.device("cpu"), repeats)
+    t_solve = _time(solve, torch.device("cpu"), repeats, clock)
     acc = torch.zeros(w, w, dtype=torch.float64)
     part = torch.randn(w, w, device=dev)
 
     def accumulate():
         acc.add_(part.cpu())
 
-    t_acc = _time(accumulate, dev, repeats)
+    t_acc = _time(accumulate, dev, repeats, clock)
     transfer = math.inf
     if dev.type == "cuda":
         host = torch.randn(T, shapes.hidden).to(torch_dtype)
@@ -247,7 +251,7 @@ def benchmark(shapes: Shapes, seq_len: int, batch_size: int = 8, device: str = "
         attn=attn_flops / t_attn, mlp=T * shapes.mlp_flops_per_token / t_mlp,
         score=T * shapes.mlp_flops_per_token / t_score,
         stats=T * 2.0 * w * w * 5 / 8 / t_gram, solve=(n**3 / 3 + 4.0 * n**3) / t_solve,
-        device=_device_name(dev), source="measured", accumulate=w * w / t_acc, transfer=transfer,
+        device=_device_name(dev), source="measured" if clock == "wall" else "measured (CPU seconds)", accumulate=w * w / t_acc, transfer=transfer,
     )
 
 
@@ -261,20 +265,24 @@ def _device_name(dev) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def _time(fn, dev, repeats: int) -> float:
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}  # benchmark's clock (see benchmark)
+
+
+def _time(fn, dev, repeats: int, clock: str = "wall") -> float:
     import torch
 
+    now = CLOCKS[clock]
     with torch.inference_mode():
         fn()  # warm-up
         best = math.inf
         for _ in range(repeats):
             if dev.type == "cuda":
                 torch.cuda.synchronize(dev)
-            t0 = time.perf_counter()
+            t0 = now()
             fn()
             if dev.type == "cuda":
                 torch.cuda.synchronize(dev)
-            best = min(best, time.perf_counter() - t0)
+            best = min(best, now() - t0)
     return best
 
 
