@@ -164,7 +164,7 @@ def job_resources(stage: str, model: dict[str, Any], config: dict[str, Any]) -> 
                  "device": "cpu" if device == "cpu" else "cuda", "gpus": gpus, "dtype": dtype,
                  "alpha": prune["alpha"], "beta": prune["beta"], "tune_ratio": model["tune_ratio"],
                  "reference": model["reference"], "distance": model["distance"],
-                 "tie_break": model["tie_break"], "batch_size": prune["batch_size"],
+                 "tie_break": model.get("tie_break", "none"), "batch_size": prune["batch_size"],
                  "model": model["source"]}
         res = plan_resources(entry, shapes=shapes, throughput=s["throughput"], margin=s["margin"])
         return {"mem_mb": res["mem_mb"], "runtime": res["runtime_min"], "gpu": gpus}
