@@ -461,7 +461,8 @@ def tiny_params(model: Path, target: float) -> dict:
         "latency": {"prompt_len": 8, "gen_len": 16, "timing": "step", "threads": 0, "warmup": 1, "rounds": 7,
                     "max_rounds": 12, "max_spread": 0.5, "attempts": 2, "fraction": 0.5},  # a loose bound: plumbing
         "prune": {"methods": ["sprint", "shortgpt"], "target_speedups": [target], "alpha": 2, "beta": 2,
-                  "tune_ratio": 1.0, "reference": "dense", "distance": "frobenius", "batch_size": 4,
+                  "tune_ratio": 1.0, "reference": "dense", "distance": "frobenius", "tie_break": "none",
+                  "batch_size": 4,
                   "ppl_windows": None, "weights": {"methods": [], "settings": ["2of4"]},
                   "slicing": {"methods": [], "settings": ["s25"]}, "structured": {"methods": [], "settings": ["c20"]}},
         "evaluate": {"tasks": ["arc_easy", "piqa"], "limit": 4, "seed": 0, "ppl_seq_len": 32, "ppl_max_windows": 2,
