@@ -260,20 +260,20 @@ class SprintPruner(Pruner):
     def importance(self, s: int, sensitivity: float) -> float:
         return sensitivity / self.saving(s) if self.latency_aware else sensitivity
 
-    def _pick(self, cands: list[int], sensitivity) -> int:
+    def _pick(self, cands: list[int], sensitivity) -> tuple[int, float | None]:
         """The candidate to remove: the lowest η (ties in sublayer order), or under ``tie_break="sensitivity"`` the
         less sensitive of the best attention and the best MLP when their flip ratio lies inside the table's
-        interval (module docstring).  Sets ``self._flip`` for the removal record."""
+        interval (module docstring).  Returns it with the flip ratio, for the removal record."""
         best = min(cands, key=lambda s: self.importance(s, sensitivity(s)))
-        pair, self._flip = type_flip(cands, sensitivity) if self.latency_aware else (None, None)
-        if pair and self.ratio_ci and self.ratio_ci[0] < self._flip < self.ratio_ci[1]:
+        pair, flip = type_flip(cands, sensitivity) if self.latency_aware else (None, None)
+        if pair and self.ratio_ci and self.ratio_ci[0] < flip < self.ratio_ci[1]:
             pick = min(pair, key=lambda s: (sensitivity(s), s))
             if pick != best:
                 log.info("near-tie: the pick flips at t_mlp/t_attn = %.3g, inside the table's 95%% interval "
-                         "[%.3g, %.3g]: removing the less sensitive %s %d", self._flip, *self.ratio_ci,
+                         "[%.3g, %.3g]: removing the less sensitive %s %d", flip, *self.ratio_ci,
                          *reversed(sublayer_name(pick)))
-            return pick
-        return best
+            return pick, flip
+        return best, flip
 
     # -- scoring ------------------------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -463,15 +463,15 @@ class SprintPruner(Pruner):
         cands = self.candidates()
         if self.exhaustive:
             scores = self._walk(cands, tuned=True, cache=False)
-            best = self._pick(cands, lambda s: scores[s].sensitivity)
-            return self._remove(scores[best], tuned=True)
+            best, flip = self._pick(cands, lambda s: scores[s].sensitivity)
+            return self._remove(scores[best], tuned=True, flip=flip)
 
         stale = [s for s in cands if s not in self.cache]
         if stale:
             self._walk(stale, tuned=False, keep=self.beta if self.tunability else 0)
         if not self.tunability:
-            best = self._pick(cands, lambda s: self.cache[s].pseudo)
-            return self._remove(self.cache[best], tuned=False)
+            best, flip = self._pick(cands, lambda s: self.cache[s].pseudo)
+            return self._remove(self.cache[best], tuned=False, flip=flip)
 
         chosen = self._ranked()[: self.beta]
         need = [s for s in chosen if self.cache[s].sensitivity is None]
@@ -481,8 +481,8 @@ class SprintPruner(Pruner):
         rest = [s for s in need if self.cache[s].sensitivity is None]
         if rest:
             self._walk(rest, tuned=True)
-        best = self._pick(chosen, lambda s: self.cache[s].sensitivity)
-        return self._remove(self.cache[best], tuned=True)
+        best, flip = self._pick(chosen, lambda s: self.cache[s].sensitivity)
+        return self._remove(self.cache[best], tuned=True, flip=flip)
 
     @torch.inference_mode()
     def prepare_replay(self) -> None:
@@ -507,12 +507,12 @@ class SprintPruner(Pruner):
         """The tuned rows of a score, from the score or its spill file."""
         return score.weight if score.weight is not None else self.rows_store.get(score.s)
 
-    def _remove(self, score: Score, tuned: bool) -> list[Removal]:
+    def _remove(self, score: Score, tuned: bool, flip: float | None = None) -> list[Removal]:
         r = score.s
         sensitivity = score.sensitivity if tuned else score.pseudo
         layer, kind = sublayer_name(r)
         removal = Removal(layer, kind, self.importance(r, sensitivity), sensitivity, score.tuned // 2 if tuned else None,
-                          flip_ratio=getattr(self, "_flip", None))
+                          flip_ratio=flip)
         if tuned and score.rows is not None and len(score.rows):
             rows = self.tuned_rows(score)
             self.last_rows = (score.tuned // 2, score.rows, rows)  # for the journal (sprint.methods.journal)

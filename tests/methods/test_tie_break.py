@@ -31,9 +31,10 @@ def bare_pruner(ratio_ci, t_attn=1.0, t_mlp=2.0):
 def test_a_near_tie_goes_to_the_less_sensitive_type(ratio_ci, expected):
     zeta = {0: 1.0, 1: 1.5, 2: 2.0, 3: 3.0}  # sublayers 0, 2: attention; 1, 3: MLP
     p = bare_pruner(ratio_ci)
-    assert p._pick([0, 1, 2, 3], zeta.__getitem__) == expected
-    assert p._flip == pytest.approx(1.5)  # ζ of the best MLP over ζ of the best attention
-    assert p._pick([1, 3], zeta.__getitem__) == 1 and p._flip is None  # one type only: nothing to compare
+    pick, flip = p._pick([0, 1, 2, 3], zeta.__getitem__)
+    assert pick == expected
+    assert flip == pytest.approx(1.5)  # ζ of the best MLP over ζ of the best attention
+    assert p._pick([1, 3], zeta.__getitem__) == (1, None)  # one type only: nothing to compare
 
 
 def test_the_ratio_interval_is_the_draws_percentiles():
