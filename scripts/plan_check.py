@@ -213,7 +213,7 @@ def main(argv=None) -> int:
     print(f"\nplan vs measured: {plan.model}, {n}x{seq_len} tokens, {args.dtype}, {args.method} "
           f"(alpha {args.alpha}, beta {args.beta}, c {args.tune_ratio}); throughput measured in {bench_s:.1f}s: "
           f"attn {tp.attn / 1e9:.1f}, mlp {tp.mlp / 1e9:.1f}, stats {tp.stats / 1e9:.1f}, "
-          f"fp64 solve {tp.solve / 1e9:.1f} GFLOP/s")
+          f"fp64 solve {tp.solve / 1e9:.1f}, fp64 factorisation {tp.factor_rate / 1e9:.1f} GFLOP/s")
     print(f"| term | plan | measured | error |\n|---|---|---|---|")
     bad = []
     for k, pr, me in rows:
@@ -229,7 +229,7 @@ def main(argv=None) -> int:
     if plan.step_s.get("solve") and tuning.LIVE["factorizations"]:
         # the plan assumes the most factorisations a singular G can take; with the number this data took:
         tunings = plan.counts["tunings"]
-        per = shapes.intermediate**3 / 3 / tp.solve
+        per = shapes.intermediate**3 / 3 / tp.factor_rate
         actual = step_pred + (tuning.LIVE["factorizations"] - tunings * plan.counts["solve_attempts"]) * per
         print(f"| first step, with the {tuning.LIVE['factorizations']} factorisations this data took "
               f"(plan: up to {tunings * plan.counts['solve_attempts']}) | {actual:.1f} s | {step_times[0]:.1f} s | "

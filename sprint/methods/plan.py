@@ -45,11 +45,10 @@ decoder layer for the weight methods; the next one is not prefetched), chunk act
 
 Time of one step: the first step is a full walk (every candidate's pruned path, 2L − 1 attention and 3L − 1 MLP
 evaluations over T tokens; on a GPU each moves its chunks from host memory and back) and β tunings (statistics over
-T tokens, each chunk's partial Gram matrix added into float64 host accumulators, a float64 Cholesky and solve on the
-host); later
-steps walk from the checkpoint below the last removal, so they cost less, by an amount the removal decides.  Time =
-FLOPs / throughput per kind, the throughputs measured by :func:`benchmark` on one decoder layer of the model's real
-shapes (or given).
+T tokens, each chunk's partial Gram matrix added into float64 host accumulators, a float64 Cholesky (at its own
+throughput) and solve on the host); later steps walk from the checkpoint below the last removal, so they cost less,
+by an amount the removal decides.  Time = FLOPs / throughput per kind, the throughputs measured by :func:`benchmark`
+on one decoder layer of the model's real shapes (or given).
 """
 
 from __future__ import annotations
@@ -155,7 +154,8 @@ def load_model_config(name: str):
 @dataclass
 class Throughput:
     """FLOP/s per kind of work: attention and MLP sublayers and Gram statistics on the execution device (in the
-    model's dtype; statistics in fp32), the float64 solve on the host; ``source``: measured or given."""
+    model's dtype; statistics in fp32), the float64 solve on the host (``factor``: its Cholesky factorisation, timed
+    apart because its throughput grows with the width; default: as ``solve``); ``source``: measured or given."""
 
     attn: float
     mlp: float
@@ -168,6 +168,11 @@ class Throughput:
     transfer: float = math.inf  # bytes/s between host and device (inf on the CPU: nothing moves)
     read: float = 1e9  # bytes/s reading decoder-layer tensors from a safetensors file (offload "file"; given:
     # the page cache or a local disk; scripts/offload_rss.py measured 0.8 and 1.3 GB/s on this machine)
+    factor: float | None = None  # FLOP/s of the float64 Cholesky factorisation alone (default: as ``solve``)
+
+    @property
+    def factor_rate(self) -> float:
+        return self.factor if self.factor is not None else self.solve
 
     @classmethod
     def given(cls, flops: float, solve: float | None = None, device: str = "given",
@@ -186,7 +191,10 @@ def benchmark(shapes: Shapes, seq_len: int, batch_size: int = 8, device: str = "
 
     The attention and MLP sublayers run on one chunk of ``tokens`` (default: one window of seq_len, at most a
     chunk) and are timed after a warm-up; the Gram statistics' fp32 matmul on the same rows at width min(I, 4096)
-    and the float64 Cholesky + solve at width min(I, 2048) are scaled by their FLOPs.  ``layer``: time these
+    and the float64 Cholesky + solve at width min(I, 2048) are scaled by their FLOPs.  The factorisation alone is
+    timed once more at min(I, :data:`FACTOR_WIDTH`): its throughput grows with the width and a 2048 stand-in put the
+    Llama-3-8B-shaped step 15% under its measurement (one thread of this machine's CPU: 26, 38, 44 and 47 GFLOP/s at
+    2048, 4096, 8192 and 14336, flat from ~8192 on; docs/memory.md).  ``layer``: time these
     modules ({"attn", "mlp", "norm", "norm2", "rope"}: a loaded model's first decoder layer) instead of a new one.
     """
     import torch
@@ -234,6 +242,7 @@ def benchmark(shapes: Shapes, seq_len: int, batch_size: int = 8, device: str = "
         return g @ x_
 
     t_solve = _time(solve, torch.device("cpu"), repeats, clock)
+    t_factor, nf = _time_factorisation(min(shapes.intermediate, FACTOR_WIDTH), clock)
     acc = torch.zeros(w, w, dtype=torch.float64)
     part = torch.randn(w, w, device=dev)
 
@@ -250,9 +259,32 @@ def benchmark(shapes: Shapes, seq_len: int, batch_size: int = 8, device: str = "
     return Throughput(
         attn=attn_flops / t_attn, mlp=T * shapes.mlp_flops_per_token / t_mlp,
         score=T * shapes.mlp_flops_per_token / t_score,
-        stats=T * 2.0 * w * w * 5 / 8 / t_gram, solve=(n**3 / 3 + 4.0 * n**3) / t_solve,
+        stats=T * 2.0 * w * w * 5 / 8 / t_gram, solve=(n**3 / 3 + 4.0 * n**3) / t_solve, factor=nf**3 / 3 / t_factor,
         device=_device_name(dev), source="measured" if clock == "wall" else "measured (CPU seconds)", accumulate=w * w / t_acc, transfer=transfer,
     )
+
+
+FACTOR_WIDTH = 8192  # the widest float64 Cholesky the benchmark times (one call: ~4 s on one thread, 1 GiB)
+
+
+def _time_factorisation(n: int, clock: str = "wall") -> tuple[float, int]:
+    """Seconds of one float64 Cholesky factorisation of an n x n positive definite matrix, and n.  Warmed up on a
+    small matrix and timed once above 2048 (4 s at 8192 on one thread: a warm-up and repeats at full width would
+    triple the benchmark), as the mean over :data:`MIN_TIMED_S` below.  The matrix is diagonally dominant (built in
+    O(n²), not as a Gram product that would cost more than the factorisation)."""
+    import torch
+
+    m = torch.randn(n, n, dtype=torch.float64)
+    g = (m + m.T).mul_(0.01)
+    g.diagonal().add_(float(n))
+    del m
+    if n <= 2048:
+        return _time(lambda: torch.linalg.cholesky(g), torch.device("cpu"), 2, clock), n
+    torch.linalg.cholesky(g[:1024, :1024])  # warm-up: the library's threads and code paths
+    now = CLOCKS[clock]
+    t0 = now()
+    torch.linalg.cholesky(g)
+    return now() - t0, n
 
 
 def _device_name(dev) -> str:
@@ -556,7 +588,7 @@ def plan_run(shapes: Shapes, n: int, seq_len: int, cfg, *, device: str = "cpu", 
                                             + chunks * (I * I + I * H) / tp.accumulate)
         # fewer tokens than I: G is singular, the ridges 1e-9, 1e-6, 1e-3 are tried in turn (at most 3 factorisations)
         attempts = 3 if T < I else 1
-        p.step_s["solve"] = tunings * (attempts * I**3 / 3 + 4.0 * I * I * k) / tp.solve
+        p.step_s["solve"] = tunings * (attempts * I**3 / 3 / tp.factor_rate + 4.0 * I * I * k / tp.solve)
         p.counts["solve_attempts"] = attempts
     return p
 

@@ -1,6 +1,7 @@
 """The plan (issue 26): terms from the config alone, one-line errors over a budget, the bounded layout's claims, and
 the code facts it mirrors (checkpoint positions, the held-activation budget, what the pruner stores)."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -204,3 +205,21 @@ def test_a_tight_host_budget_holds_fewer_statistics_in_the_plan():
     with pytest.raises(SprintError, match="--host-memory"):  # even one at a time does not fit
         planning.plan_within(shapes("8b"), 128, 2048, cfg, device="cuda", dtype="bfloat16",
                              host_memory=free.host_peak - 6 * one).check(host_memory=free.host_peak - 6 * one)
+
+
+def test_the_factorisation_is_timed_at_its_own_width_and_scales_only_its_term(monkeypatch):
+    """The Cholesky's throughput grows with the width (26 -> 47 GFLOP/s from 2048 to 14336 on one thread here), so
+    the benchmark times it apart, at min(I, FACTOR_WIDTH), and the plan divides only the I³/3 term by it."""
+    cfg = PruneConfig(method="sprint", target_speedup=1.5, tune_ratio=0.01)
+    tp = planning.Throughput.given(1e12, solve=4e10)
+    slow = planning.plan_run(shapes("8b"), 2, 256, cfg, throughput=tp)
+    fast = planning.plan_run(shapes("8b"), 2, 256, cfg, throughput=dataclasses.replace(tp, factor=8e10))
+    I, tunings, attempts = 14336, slow.counts["tunings"], slow.counts["solve_attempts"]
+    assert attempts == 3  # 512 tokens < I: the ridges are tried in turn
+    assert slow.step_s["solve"] - fast.step_s["solve"] == pytest.approx(tunings * attempts * I**3 / 3 / 8e10)
+    calls = []
+    real = planning._time_factorisation
+    monkeypatch.setattr(planning, "_time_factorisation", lambda n, clock="wall": calls.append(n) or real(n, clock))
+    measured = planning.benchmark(planning.shapes_from_config(tiny_model().config), seq_len=16)
+    assert calls == [tiny_model().config.intermediate_size] and measured.factor > 0
+    assert measured.factor_rate == measured.factor
