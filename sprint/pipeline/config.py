@@ -20,6 +20,10 @@ SECTIONS = {"sublayer": "prune.methods", "weights": "prune.weights.methods", "sl
 DOES = {"sublayer": "removes sublayers until a target speedup", "weights": "zeroes weights at a sparsity",
         "slicing": "slices the hidden width at a ratio", "structured": "removes heads and channels at a ratio"}
 
+# SPRINT's settings that a model entry (base.models.<name>) may change against the prune section: a controlled change
+PER_MODEL_PRUNE = ("tune_ratio", "reference", "distance", "tie_break")
+PRUNE_DEFAULTS = {"tie_break": "none"}  # for configurations written before the key existed
+
 
 def invalid(key: str, message: str) -> SprintError:
     return SprintError(f"invalid configuration at {key}: {message}")
@@ -90,10 +94,7 @@ def model_table(config: dict[str, Any], basedir: Path) -> dict[str, dict[str, An
             "device": device,
             "dtype": entry.get("dtype", base["dtype"]),
             "gpus": int(entry.get("gpus", 0 if device == "cpu" else 1)),
-            "tune_ratio": entry.get("tune_ratio", config["prune"]["tune_ratio"]),
-            "reference": entry.get("reference", config["prune"]["reference"]),
-            "distance": entry.get("distance", config["prune"]["distance"]),
-            "tie_break": entry.get("tie_break", config["prune"].get("tie_break", "none")),
+            **{key: entry.get(key, config["prune"].get(key, PRUNE_DEFAULTS.get(key))) for key in PER_MODEL_PRUNE},
             "calibration": {**config["calibration"], **entry.get("calibration", {})},
             "latency": {**config["latency"], **entry.get("latency", {})},
             "latency_table": _given_table(name, entry.get("latency_table"), basedir),

@@ -19,6 +19,7 @@ from sprint.errors import SprintError
 from sprint.io import atomic_write_text
 from sprint.layout import point_label, report_folder
 from sprint.measure import stats
+from sprint.pipeline.config import PER_MODEL_PRUNE
 from sprint.report import (MEASURES, ModelResults, aggregate, load_benchmarks, load_results, markdown_table,
                            method_name, paired_tests, summary_table, write_report)
 from sprint.report.load import metrics_files
@@ -113,7 +114,7 @@ def _variant(study: Study, name: str) -> str:
              if "calibration" in entry else "",
              f"latency {entry['latency'].get('prompt_len', '?')}+{entry['latency'].get('gen_len', '?')} tokens"
              if "latency" in entry else "",
-             *(f"{key} {entry[key]}" for key in ("reference", "distance", "tune_ratio") if key in entry)]
+             *(f"{key} {entry[key]}" for key in PER_MODEL_PRUNE if key in entry)]
     return "; ".join(p for p in parts if p) or "the default setting"
 
 

@@ -310,3 +310,18 @@ def test_the_page_shows_the_llamacpp_speedup_the_export_stage_measured(repo: Pat
     assert run(s, max_cells=0) == []
     assert "SLEB | 1.2× | 1 | 1.150 [1.140, 1.160] | 1.200 [1.190, 1.210] |" in write_page(s).read_text()
     assert "llama.cpp serving speedups of m" in git(repo, "log", "-1", "--format=%s")
+
+
+def test_a_controlled_change_is_named_by_what_it_changes() -> None:
+    """Every SPRINT setting a model entry may override (PER_MODEL_PRUNE) names its change on the page: a
+    tie-break entry once read "the default setting"."""
+    from types import SimpleNamespace
+
+    from sprint.study.page import _variant
+
+    models = {"tiebreak": {"source": "embedded", "tie_break": "sensitivity"}, "plain": {"source": "embedded"},
+              "authors": {"reference": "current", "distance": "l1"}}
+    study = SimpleNamespace(config={"base": {"models": models}})
+    assert _variant(study, "tiebreak") == "tie_break sensitivity"
+    assert _variant(study, "authors") == "reference current; distance l1"
+    assert _variant(study, "plain") == "the default setting"
