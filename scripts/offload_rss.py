@@ -10,7 +10,8 @@ never holds it whole), a calibration set of --n x --seq-len random tokens and a 
 each in a fresh child process (its peak RSS: getrusage(RUSAGE_SELF).ru_maxrss, the high-water mark of the whole
 process, loading, pruning and saving included), it prunes with each of --methods (default
 SPRINT-t; sprint runs with beta 1) to two removals, with and without --offload file, through the same entry point as `sprint prune`
-(prune_to_checkpoint), and compares the pruned checkpoints' tensors (torch.equal).  It prints the model's size on
+(prune_to_checkpoint), and compares the pruned checkpoints' tensors (torch.equal).  Each child also records its peak
+RSS per phase (load, prune, save: VmHWM restarted at each boundary), the pruning's being what the plan predicts.  It prints the model's size on
 disk, the plan's activation terms (sprint.methods.plan, the terms of `sprint plan --offload`), the measured and
 planned peaks, and the pruning time per step side by side.  fp32 on the CPU, one torch thread.
 """
@@ -72,21 +73,60 @@ def build(work: Path, layers: int, n: int, seq_len: int) -> None:
     save_latency(LatencyTable(**TABLE), work / "latency.json")
 
 
+def vm(field: str) -> int:
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(field)
+
+
+class Phases:
+    """The process's peak RSS per phase: at each boundary, VmHWM is read into the phase that ends and restarted
+    (/proc/self/clear_refs "5"), so that the plan's pruning peak can be set against the pruning's own."""
+
+    def __init__(self, first: str):
+        self.current, self.peaks = first, {}
+
+    def enter(self, name: str) -> None:
+        self.peaks[self.current] = max(self.peaks.get(self.current, 0), vm("VmHWM"))
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        self.current = name
+
+
 def child(work: Path, method: str, target: float, offload: str | None, settings: dict, out: Path) -> None:
-    """One pruning run in this process; writes its measurements to ``out``."""
+    """One pruning run in this process; writes its measurements to ``out``: the peak RSS of the whole process and
+    of each phase (load: up to the pruner's start; prune: the pruning, the checkpoint's save apart; save)."""
     import torch
 
     torch.set_num_threads(1)
+    from sprint.methods import driver
     from sprint.methods.driver import PruneConfig, prune_to_checkpoint
 
+    phases = Phases("load")
+
+    def bracket(fn, name: str, after: str):
+        def run(*a, **k):
+            before = phases.current
+            phases.enter(name)
+            try:
+                return fn(*a, **k)
+            finally:
+                phases.enter(after or before)
+        return run
+
+    driver.prune_model = bracket(driver.prune_model, "prune", "close")
+    driver.save_pruned = bracket(driver.save_pruned, "save", "")
     cfg = PruneConfig(method=method, target_speedup=target, batch_size=4, **settings)
     t0 = time.perf_counter()
     records = prune_to_checkpoint(str(work / "model"), str(work / "calibration.pt"), str(work / "latency.json"), cfg,
                                   str(out), device="cpu", dtype="float32",
                                   execution={"offload": offload, "spill_dir": str(work / "spill")}, resume=False)
     total = time.perf_counter() - t0
+    phases.enter("end")
     record = records[target]
     result = {"peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "total_s": total,
+              "phase_peaks": phases.peaks,
               "prune_s": record["wall_time_s"], "steps": len(record["removed"]) if method != "shortgpt" else 1,
               "removed": [(r["layer"], r["kind"], r["tuned_layer"]) for r in record["removed"]]}
     if offload:
@@ -172,6 +212,14 @@ def main(argv=None) -> int:
             print(f"  | {'--offload file' if o == 'file' else 'no offload'} | {m['peak_rss'] / GiB:.2f} GiB | "
                   f"{plans[o].host_peak / GiB:.2f} GiB | {m['prune_s']:.1f} | {m['steps']} | "
                   f"{m['prune_s'] / m['steps']:.1f} | {m['total_s'] - m['prune_s']:.1f} |")
+        print("  peak RSS by phase (load: model and calibration; prune: the pruning, saves apart; save: the "
+              "checkpoint; close):")
+        for o in ("none", "file"):
+            ph = measured[o]["phase_peaks"]
+            print(f"    {'--offload file' if o == 'file' else 'no offload'}: "
+                  + ", ".join(f"{k} {v / GiB:.2f} GiB" for k, v in ph.items())
+                  + f"; pruning against its plan: {ph['prune'] / GiB:.2f} / {plans[o].host_peak / GiB:.2f} GiB "
+                  f"({(plans[o].host_peak - ph['prune']) / ph['prune']:+.1%})")
         peak = measured["file"]["peak_rss"]
         print(f"  offload peak RSS {peak / GiB:.2f} GiB < model size + activations {(size + acts) / GiB:.2f} GiB: "
               f"{peak < size + acts}; < model size + all working memory {(size + working) / GiB:.2f} GiB: "

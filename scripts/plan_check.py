@@ -167,7 +167,7 @@ def main(argv=None) -> int:
                 raise Enough
 
     tuning.LIVE["peak"] = tuning.LIVE["now"]
-    tuning.LIVE["factorizations"] = 0
+    tuning.LIVE["factorizations"], tuning.LIVE["factor_flops"] = 0, 0.0
     import gc
 
     gc.collect()
@@ -227,13 +227,14 @@ def main(argv=None) -> int:
     if abs(err) > args.tolerance:
         bad.append("first step")
     if plan.step_s.get("solve") and tuning.LIVE["factorizations"]:
-        # the plan assumes the most factorisations a singular G can take; with the number this data took:
-        tunings = plan.counts["tunings"]
-        per = shapes.intermediate**3 / 3 / tp.factor_rate
-        actual = step_pred + (tuning.LIVE["factorizations"] - tunings * plan.counts["solve_attempts"]) * per
-        print(f"| first step, with the {tuning.LIVE['factorizations']} factorisations this data took "
-              f"(plan: up to {tunings * plan.counts['solve_attempts']}) | {actual:.1f} s | {step_times[0]:.1f} s | "
-              f"{(actual - step_times[0]) / step_times[0]:+.1%} |")
+        # the plan assumes the most factorisations a singular G can take, each to the end; with the work this data
+        # took (a failed factorisation stops at its first non-positive pivot):
+        planned = plan.counts["tunings"] * plan.counts["solve_attempts"]
+        full = shapes.intermediate**3 / 3
+        actual = step_pred + (tuning.LIVE["factor_flops"] - planned * full) / tp.factor_rate
+        print(f"| first step, with the factorisation work this data took ({tuning.LIVE['factorizations']} tried, "
+              f"{tuning.LIVE['factor_flops'] / full:.2f} of a full one's FLOPs; plan: up to {planned} full) | "
+              f"{actual:.1f} s | {step_times[0]:.1f} s | {(actual - step_times[0]) / step_times[0]:+.1%} |")
     if args.output:
         with open(args.output, "w") as f:
             json.dump({"plan": plan.to_dict(), "rows": rows, "step_s": step_times, "peak_rss": peak,

@@ -25,8 +25,9 @@ log = logging.getLogger("sprint")
 
 RIDGES = (0.0, 1e-9, 1e-6, 1e-3)  # relative to mean(diag G); 0 first: the paper's undamped solve
 SOLVE_TOLERANCE = 1e-6  # relative residual ||G x − C|| / ||C|| accepted from a Cholesky solve
-LIVE = {"now": 0, "peak": 0, "factorizations": 0}  # TuningStats alive at once, the most ever, and Cholesky
-# factorisations tried (accounting for sprint.methods.plan's checks)
+LIVE = {"now": 0, "peak": 0, "factorizations": 0, "factor_flops": 0.0}  # TuningStats alive at once, the most
+# ever, Cholesky factorisations tried and their FLOPs (a failed one stops at its first non-positive pivot: j columns of
+# n cost (n³ − (n − j)³) / 3); accounting for sprint.methods.plan's checks
 
 
 def _released() -> None:
@@ -115,7 +116,9 @@ def solve_normal_equations(
         else:
             g = gram
         factor, info = torch.linalg.cholesky_ex(g)
+        n, done = g.shape[-1], (info.item() - 1 if info.item() > 0 else g.shape[-1])
         LIVE["factorizations"] += 1
+        LIVE["factor_flops"] += (n**3 - (n - done) ** 3) / 3
         if info.item() != 0:
             continue
         x = torch.cholesky_solve(rhs, factor)

@@ -223,3 +223,20 @@ def test_the_factorisation_is_timed_at_its_own_width_and_scales_only_its_term(mo
     measured = planning.benchmark(planning.shapes_from_config(tiny_model().config), seq_len=16)
     assert calls == [tiny_model().config.intermediate_size] and measured.factor > 0
     assert measured.factor_rate == measured.factor
+
+
+def test_a_failed_factorisation_counts_only_the_columns_it_reached():
+    """The plan assumes each tried factorisation runs to the end; the check counts what the data took: a Cholesky that
+    meets a non-positive pivot at column j + 1 did (n³ − (n − j)³) / 3 FLOPs."""
+    from sprint.methods import tuning
+
+    gram = torch.eye(6, dtype=torch.float64)
+    gram[2, 2] = -1.0  # the third leading minor is not positive: two columns done, whatever the ridge up to 1e-3
+    before = dict(tuning.LIVE)
+    with pytest.raises(FloatingPointError):
+        tuning.solve_normal_equations(gram, torch.ones(6, 1, dtype=torch.float64), singular=True)
+    tried = tuning.LIVE["factorizations"] - before["factorizations"]
+    assert tried == len(tuning.RIDGES) - 1
+    assert tuning.LIVE["factor_flops"] - before["factor_flops"] == pytest.approx(tried * (6**3 - 4**3) / 3)
+    tuning.solve_normal_equations(torch.eye(6, dtype=torch.float64), torch.ones(6, 1, dtype=torch.float64))
+    assert tuning.LIVE["factor_flops"] - before["factor_flops"] == pytest.approx(tried * (6**3 - 4**3) / 3 + 6**3 / 3)
