@@ -268,10 +268,10 @@ FACTOR_WIDTH = 8192  # the widest float64 Cholesky the benchmark times (one call
 
 
 def _time_factorisation(n: int, clock: str = "wall") -> tuple[float, int]:
-    """Seconds of one float64 Cholesky factorisation of an n x n positive definite matrix, and n.  Warmed up on a
-    small matrix and timed once above 2048 (4 s at 8192 on one thread: a warm-up and repeats at full width would
-    triple the benchmark), as the mean over :data:`MIN_TIMED_S` below.  The matrix is diagonally dominant (built in
-    O(n²), not as a Gram product that would cost more than the factorisation)."""
+    """Seconds of one float64 Cholesky factorisation of an n x n positive definite matrix, and n.  Up to n = 2048
+    timed as every other operation (:func:`_time`); above, warmed up on a 1024 block and timed once (4 s at 8192 on
+    one thread: a warm-up and repeats at full width would triple the benchmark).  The matrix is diagonally dominant
+    (built in O(n²), not as a Gram product that would cost more than the factorisation)."""
     import torch
 
     m = torch.randn(n, n, dtype=torch.float64)

@@ -27,7 +27,8 @@ RIDGES = (0.0, 1e-9, 1e-6, 1e-3)  # relative to mean(diag G); 0 first: the paper
 SOLVE_TOLERANCE = 1e-6  # relative residual ||G x − C|| / ||C|| accepted from a Cholesky solve
 LIVE = {"now": 0, "peak": 0, "factorizations": 0, "factor_flops": 0.0}  # TuningStats alive at once, the most
 # ever, Cholesky factorisations tried and their FLOPs (a failed one stops at its first non-positive pivot: j columns of
-# n cost (n³ − (n − j)³) / 3); accounting for sprint.methods.plan's checks
+# n counted as the unblocked algorithm's (n³ − (n − j)³) / 3, a lower bound: LAPACK's blocked one does more before it
+# fails, docs/memory.md); accounting for sprint.methods.plan's checks
 
 
 def _released() -> None:
