@@ -498,6 +498,7 @@ def _changed_stages(status_json: str) -> set[str]:
 
 @needs_mirror
 @pytest.mark.slow
+@pytest.mark.heavy  # 400-600 s, a third of the suite: .ci/run runs it on its own line (-m heavy with its node id)
 def test_end_to_end_on_a_tiny_llama(tmp_path):
     from mlflow import MlflowClient
 
