@@ -129,7 +129,6 @@ def child(work: Path, method: str, target: float, offload: str | None, settings:
     phases.enter("read benchmark")
     record = records[target]
     result = {"total_s": total,
-              "phase_peaks": phases.peaks,
               "prune_s": record["wall_time_s"], "steps": len(record["removed"]) if method != "shortgpt" else 1,
               "removed": [(r["layer"], r["kind"], r["tuned_layer"]) for r in record["removed"]]}
     if offload:
